@@ -1,0 +1,6 @@
+"""``python -m lightning_siamese`` is the ``lightning`` command."""
+
+from lightning_siamese.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Callbacks: end-of-run one-shot evaluation and a TensorBoard grid of example pairs.
+
+They call ``evaluation/`` and the data module; they hold no maths of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
+
+from lightning_siamese.evaluation.oneshot import evaluate_episodes
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def embed_all(module: pl.LightningModule, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Embed uint8 images ``[N, C, H, W]`` in batches, in eval mode, on the module's device."""
+    was_training = module.training
+    module.eval()
+    out = [
+        module.embed(chunk.to(module.device).float().div_(255.0))
+        for chunk in images.split(batch_size)
+    ]
+    module.train(was_training)
+    return torch.cat(out)
+
+
+class OneShotReport(pl.Callback):
+    """After training, score the best checkpoint on fresh N-way K-shot episodes.
+
+    The episodes are drawn with this callback's own seed (not the validation seed used
+    for model selection), so the number is not inflated by selection. The result
+    (mean, 95% CI, N, K, tasks, seed, checkpoint) is printed and written to
+    ``oneshot_<split>.json`` in the run folder.
+
+    Args:
+        split: ``"val"`` or ``"test"``.
+        n_way, k_shot: the task; ``None`` takes the data module's.
+        tasks: number of episodes.
+        seed: the seed that fixes the episodes.
+        use_best: load the best checkpoint's weights first (when there is one).
+    """
+
+    def __init__(
+        self,
+        split: str = "val",
+        n_way: int | None = None,
+        k_shot: int | None = None,
+        tasks: int = 1000,
+        seed: int = 1234,
+        use_best: bool = True,
+    ) -> None:
+        self.split = split
+        self.n_way = n_way
+        self.k_shot = k_shot
+        self.tasks = tasks
+        self.seed = seed
+        self.use_best = use_best
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.interrupted or trainer.fast_dev_run:
+            return
+        checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") if self.use_best else ""
+        if checkpoint:
+            state = torch.load(checkpoint, map_location=pl_module.device, weights_only=True)
+            pl_module.load_state_dict(state["state_dict"])
+        result = self.evaluate(trainer, pl_module)
+        self.report(trainer, result, checkpoint or "final weights")
+
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule):  # noqa: ANN201
+        data = trainer.datamodule
+        evaluation = data.evaluation_set(self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed)
+        embeddings = embed_all(pl_module, evaluation.collection.images)
+        return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.shot_reduction)
+
+    @rank_zero_only
+    def report(self, trainer: pl.Trainer, result, checkpoint: str) -> None:  # noqa: ANN001
+        record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / f"oneshot_{self.split}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\nFinal one-shot evaluation on the {self.split} split: {result}\n  checkpoint: {checkpoint}\n  written to {path}")
+
+
+def _pair_tile(first: torch.Tensor, second: torch.Tensor, caption: str, colour: tuple[int, int, int]) -> torch.Tensor:
+    """Two float images ``[C, H, W]`` side by side with a caption strip above, as RGB uint8."""
+    pair = torch.cat([first, second], dim=-1).clamp(0, 1).mul(255).byte()
+    if pair.shape[0] == 1:
+        pair = pair.expand(3, -1, -1)
+    height, width = pair.shape[1:]
+    canvas = Image.new("RGB", (width, height + 14), (0, 0, 0))
+    canvas.paste(Image.fromarray(pair.permute(1, 2, 0).numpy()), (0, 14))
+    ImageDraw.Draw(canvas).text((2, 1), caption, fill=colour)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
+
+
+class PairGridLogger(pl.Callback):
+    """Logs a grid of validation pairs, each captioned with its label and predicted similarity.
+
+    Half the pairs are same-class, half different; a caption is green when the score
+    lands on the right side of ``threshold`` (0.5 suits sigmoid heads), red otherwise.
+    """
+
+    def __init__(self, num_pairs: int = 16, threshold: float = 0.5) -> None:
+        self.num_pairs = num_pairs
+        self.threshold = threshold
+
+    @torch.no_grad()
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        dataset = trainer.val_dataloaders.dataset
+        first, second, same = dataset.pairs
+        n_pos = int(same.sum())
+        half = self.num_pairs // 2
+        picks = torch.cat([torch.arange(min(half, n_pos)), torch.arange(n_pos, min(n_pos + half, len(same)))])
+        x1 = torch.stack([dataset[int(i)][0] for i in first[picks]])
+        x2 = torch.stack([dataset[int(i)][0] for i in second[picks]])
+        was_training = pl_module.training
+        pl_module.eval()
+        scores = pl_module.similarity(x1.to(pl_module.device), x2.to(pl_module.device)).float().cpu()
+        pl_module.train(was_training)
+        tiles = []
+        for a, b, label, score in zip(x1, x2, same[picks], scores):
+            right = (float(score) >= self.threshold) == bool(label)
+            caption = f"{'same' if label else 'diff'} {float(score):.2f}"
+            tiles.append(_pair_tile(a, b, caption, (0, 220, 0) if right else (255, 60, 60)))
+        grid = make_grid(torch.stack(tiles), nrow=4, padding=4)
+        for logger in loggers:
+            logger.experiment.add_image("val/pairs", grid, global_step=trainer.global_step)

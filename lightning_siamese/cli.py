@@ -1,0 +1,200 @@
+"""The ``lightning`` command: LightningCLI with this project's callbacks and run folders.
+
+Runs go to ``logs/<experiment>/version_N/`` (TensorBoard events, ``config.yaml`` and
+``checkpoints/``). ``--ckpt_path last`` with ``fit`` resumes the latest run of the
+experiment in its own folder, rather than opening a new version folder in which
+Lightning would find no ``last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from lightning_siamese.callbacks import OneShotReport, PairGridLogger
+
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
+
+
+class KeepingSaveConfigCallback(SaveConfigCallback):
+    """Saves the resolved config in the run folder without ever overwriting an earlier one.
+
+    A resumed run writes into the folder it resumes: if ``config.yaml`` is there already
+    and differs, the new config goes to ``config.1.yaml``, ``config.2.yaml``, ...
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved or trainer.log_dir is None:
+            return
+        if trainer.is_global_zero:
+            log_dir = Path(trainer.log_dir)
+            log_dir.mkdir(parents=True, exist_ok=True)
+            text = self.parser.dump(self.config, skip_none=False)
+            target = log_dir / self.config_filename
+            n = 0
+            while target.exists() and target.read_text() != text:
+                n += 1
+                target = log_dir / f"{Path(self.config_filename).stem}.{n}.yaml"
+            if not target.exists():
+                target.write_text(text)
+        self.already_saved = True
+        trainer.strategy.barrier()
+
+
+def _experiment_name(args: list[str] | None) -> str:
+    """The stem of the first ``--config`` file, the default experiment (logger) name."""
+    args = sys.argv[1:] if args is None else args
+    for i, arg in enumerate(args):
+        if arg in ("-c", "--config") and i + 1 < len(args):
+            return Path(args[i + 1]).stem
+        if arg.startswith("--config="):
+            return Path(arg.split("=", 1)[1]).stem
+    return "default"
+
+
+def find_last_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """``last.ckpt`` (or the newest ``last-v*.ckpt``) in a checkpoint folder."""
+    candidates = sorted(checkpoint_dir.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def find_latest_run(save_dir: str | Path, name: str) -> tuple[int, Path] | None:
+    """The highest ``version_N`` under ``save_dir/name`` that holds a last checkpoint."""
+    runs = []
+    for folder in Path(save_dir, name).glob("version_*"):
+        match = re.fullmatch(r"version_(\d+)", folder.name)
+        last = find_last_checkpoint(folder / "checkpoints") if match else None
+        if last is not None:
+            runs.append((int(match.group(1)), last))
+    return max(runs) if runs else None
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Fail with a clear message when ``path`` is missing or is not a readable checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated or foreign files
+        raise ValueError(
+            f"--ckpt_path {path} is not a readable Lightning checkpoint ({type(err).__name__}: {err}); "
+            f"expected a .ckpt file written by `lightning fit`"
+        ) from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"--ckpt_path {path} holds no model state_dict: not a Lightning checkpoint")
+
+
+class SiameseCLI(LightningCLI):
+    """LightningCLI with checkpointing, early stopping, LR monitoring and one-shot reports."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        experiment = _experiment_name(args)
+        trainer_defaults = {
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "logs", "name": experiment},
+            },
+            **kwargs.pop("trainer_defaults", {}),
+        }
+        kwargs.setdefault("save_config_callback", KeepingSaveConfigCallback)
+        super().__init__(
+            model_class=None,
+            datamodule_class=None,
+            trainer_defaults=trainer_defaults,
+            auto_configure_optimizers=False,
+            args=args,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/oneshot_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "epoch={epoch}-step={step}-oneshot_acc={val/oneshot_acc:.2f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults(
+            {"early_stopping.monitor": "val/oneshot_acc", "early_stopping.mode": "max", "early_stopping.patience": 20}
+        )
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.add_lightning_class_args(OneShotReport, "oneshot_report")
+        parser.add_lightning_class_args(PairGridLogger, "pair_grid")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand is None:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path == "last" and subcommand == "fit":
+            self._resolve_last(config)
+        elif ckpt_path is not None and ckpt_path not in SPECIAL_CKPT_PATHS:
+            check_checkpoint_file(ckpt_path)
+            if subcommand == "fit":
+                self._continue_in_run_folder(config, Path(ckpt_path))
+
+    @staticmethod
+    def _logger_location(config: Namespace) -> tuple[Namespace, str, str] | None:
+        logger = config.trainer.get("logger")
+        if not isinstance(logger, Namespace) or "init_args" not in logger:
+            return None  # several loggers, or none: Lightning's own lookup applies
+        init = logger.init_args
+        if init.get("save_dir") is None or init.get("name") is None:
+            return None
+        return init, str(init.save_dir), str(init.name)
+
+    def _resolve_last(self, config: Namespace) -> None:
+        """Point ``--ckpt_path last`` at the latest run's last checkpoint, and log into that run."""
+        dirpath = config.get("checkpoint", Namespace()).get("dirpath")
+        location = self._logger_location(config)
+        if dirpath:
+            last = find_last_checkpoint(Path(dirpath))
+            run = None if last is None else (None, last)
+        elif location is not None:
+            run = find_latest_run(location[1], location[2])
+        else:
+            return  # Lightning resolves "last" itself
+        if run is None:
+            where = dirpath or f"{location[1]}/{location[2]}/version_*/checkpoints"
+            warnings.warn(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
+            config.ckpt_path = None
+            return
+        version, last = run
+        if version is not None and location is not None:
+            location[0].version = version
+        config.ckpt_path = str(last)
+        print(f"Resuming from {last}")
+
+    def _continue_in_run_folder(self, config: Namespace, ckpt: Path) -> None:
+        """A checkpoint inside ``<save_dir>/<name>/version_N/checkpoints`` continues that run."""
+        location = self._logger_location(config)
+        match = re.fullmatch(r"version_(\d+)", ckpt.resolve().parent.parent.name)
+        if location is None or match is None or ckpt.parent.name != "checkpoints":
+            return
+        if ckpt.resolve().parent.parent.parent == Path(location[1], location[2]).resolve():
+            location[0].version = int(match.group(1))
+
+
+def main(args: list[str] | None = None) -> None:
+    SiameseCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""LightningDataModules: a source, a split by class, a sampler and transforms, joined.
+
+Training batches are made whole by :class:`PairBatches` (one dataset item is one
+balanced batch), so augmentation runs on the batch and every rank of a distributed run
+receives whole balanced batches. Evaluation loaders yield each image of a split once;
+the episodes and fixed validation pairs travel with the dataset (:class:`EvaluationSet`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lightning_siamese.data.samplers import BalancedPairSampler, Episodes, sample_episodes
+from lightning_siamese.data.sources import (
+    OMNIGLOT_TEST_ALPHABETS,
+    OMNIGLOT_VAL_ALPHABETS,
+    ImageCollection,
+    load_omniglot,
+    locate_omniglot_set,
+)
+from lightning_siamese.data.transforms import KochAffine, to_float
+
+log = logging.getLogger(__name__)
+
+
+class PairBatches(Dataset):
+    """Item ``(epoch, b)`` is the b-th balanced batch of pairs of that epoch.
+
+    The batch is a pure function of ``(seed, epoch, b)``: repeatable, different every
+    epoch, and independent of the worker or rank that builds it.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        sampler: BalancedPairSampler,
+        batch_size: int,
+        num_batches: int,
+        seed: int,
+        augment: KochAffine | None = None,
+    ) -> None:
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (one positive, one negative), got {batch_size}")
+        if num_batches < 1:
+            raise ValueError(f"an epoch needs at least one batch, got num_batches={num_batches}")
+        self.images = images
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.num_batches = num_batches
+        self.seed = seed
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, index = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        first, second, same = self.sampler.sample(self.batch_size, rng)
+        x1, x2 = to_float(self.images[first]), to_float(self.images[second])
+        if self.augment is not None:
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            x1, x2 = self.augment(x1, generator), self.augment(x2, generator)
+        return x1, x2, torch.from_numpy(same)
+
+
+class EpochKeySampler(DistributedSampler):
+    """Yields ``(epoch, index)`` keys, this rank's share of the indices.
+
+    Lightning calls ``set_epoch`` before every epoch, and leaves a
+    ``DistributedSampler`` in place under DDP, so each rank gets its own whole batches.
+    """
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+        return ((self.epoch, int(i)) for i in super().__iter__())
+
+
+class EvaluationSet(Dataset):
+    """The images of one split, each once, with the tasks to score them on.
+
+    Items are ``(image, index)``; ``episodes`` and ``pairs`` index into the same order.
+    """
+
+    def __init__(
+        self,
+        collection: ImageCollection,
+        episodes: Episodes | None = None,
+        pairs: tuple[torch.Tensor, ...] = (),
+    ) -> None:
+        self.collection = collection
+        self.episodes = episodes
+        self.pairs = pairs
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return to_float(self.collection.images[index]), index
+
+
+class OmniglotDataModule(pl.LightningDataModule):
+    """Omniglot split by alphabet: balanced training pairs, N-way K-shot evaluation.
+
+    Args:
+        root: folder with the Omniglot sets (official zips or extracted folders).
+        sets: which sets to load (``images_background``, ``images_evaluation``, the
+            small sets ``images_background_small1``/``2``).
+        val_alphabets: alphabets held out for validation (Koch: 10 evaluation alphabets).
+        test_alphabets: alphabets held out for testing (the other 10).
+        train_alphabets: alphabets to train on; ``None`` takes every other loaded one.
+        download: fetch missing sets from the official repository (checksums verified).
+        image_size: images are resized once, at load time, to this side.
+        invert: strokes bright on black (default) rather than Omniglot's black on white.
+        skip_bad_images: warn about and skip undecodable files instead of failing.
+        batch_size: pairs per training batch, half of them same-character.
+        pairs_per_epoch: training pairs per epoch (Koch: 30k, 90k or 150k).
+        same_alphabet_prob: probability that a different-character pair stays within
+            one alphabet.
+        augment: per-image distortion of training pairs, e.g. :class:`KochAffine`.
+        n_way, k_shot, n_query: the evaluation task (Koch: 20-way 1-shot, 1 query per way).
+        within_alphabet: draw each task's classes from one alphabet (Koch's harder task).
+        val_tasks, val_seed: number of validation episodes and the seed that fixes them.
+        test_tasks, test_seed: likewise for the test split.
+        val_pairs: size of the fixed, balanced pair set behind ``val/loss``.
+        eval_batch_size: images per batch when embedding an evaluation split.
+        num_workers: DataLoader workers.
+        seed: seed of the training pair stream; ``None`` follows ``seed_everything``.
+        predict_split: which split ``lightning predict`` embeds.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/omniglot",
+        sets: Sequence[str] = ("images_background", "images_evaluation"),
+        val_alphabets: Sequence[str] = tuple(OMNIGLOT_VAL_ALPHABETS),
+        test_alphabets: Sequence[str] = tuple(OMNIGLOT_TEST_ALPHABETS),
+        train_alphabets: Sequence[str] | None = None,
+        download: bool = False,
+        image_size: int = 105,
+        invert: bool = True,
+        skip_bad_images: bool = False,
+        batch_size: int = 128,
+        pairs_per_epoch: int = 30000,
+        same_alphabet_prob: float = 0.5,
+        augment: KochAffine | None = None,
+        n_way: int = 20,
+        k_shot: int = 1,
+        n_query: int = 1,
+        within_alphabet: bool = True,
+        val_tasks: int = 400,
+        val_seed: int = 0,
+        test_tasks: int = 400,
+        test_seed: int = 1,
+        val_pairs: int = 2048,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int | None = None,
+        predict_split: str = "val",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["augment"])
+        overlap = set(val_alphabets) & set(test_alphabets)
+        if overlap:
+            raise ValueError(f"val_alphabets and test_alphabets must be disjoint; both name {sorted(overlap)}")
+        if train_alphabets is not None:
+            overlap = set(train_alphabets) & (set(val_alphabets) | set(test_alphabets))
+            if overlap:
+                raise ValueError(f"train_alphabets must not name held-out alphabets: {sorted(overlap)}")
+        if predict_split not in ("train", "val", "test"):
+            raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
+        self.root = root
+        self.sets = list(sets)
+        self.val_alphabets = list(val_alphabets)
+        self.test_alphabets = list(test_alphabets)
+        self.train_alphabets = None if train_alphabets is None else list(train_alphabets)
+        self.download = download
+        self.image_size = image_size
+        self.invert = invert
+        self.skip_bad_images = skip_bad_images
+        self.batch_size = batch_size
+        self.pairs_per_epoch = pairs_per_epoch
+        self.same_alphabet_prob = same_alphabet_prob
+        self.augment = augment
+        self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
+        self.within_alphabet = within_alphabet
+        self.val_tasks, self.val_seed = val_tasks, val_seed
+        self.test_tasks, self.test_seed = test_tasks, test_seed
+        self.val_pairs = val_pairs
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.predict_split = predict_split
+        self._collection: ImageCollection | None = None
+        self._splits: dict[str, ImageCollection] = {}
+        self._eval_sets: dict[str, EvaluationSet] = {}
+
+    # --- data ---------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        if self.download:  # fetch once, on one process; setup() then only reads
+            for name in self.sets:
+                locate_omniglot_set(self.root, name, download=True)
+
+    @property
+    def collection(self) -> ImageCollection:
+        if self._collection is None:
+            self._collection = load_omniglot(
+                self.root,
+                self.sets,
+                image_size=self.image_size,
+                invert=self.invert,
+                download=self.download,
+                skip_bad_images=self.skip_bad_images,
+            )
+            log.info("Omniglot: %s", self._collection.summary())
+        return self._collection
+
+    def split(self, name: str) -> ImageCollection:
+        """The ``train``, ``val`` or ``test`` collection (classes never shared between splits)."""
+        if name not in self._splits:
+            held_out = {"val": self.val_alphabets, "test": self.test_alphabets}
+            if name == "train":
+                alphabets = self.train_alphabets or [
+                    a
+                    for a in self.collection.group_names
+                    if a not in self.val_alphabets and a not in self.test_alphabets
+                ]
+            elif name in held_out:
+                alphabets = held_out[name]
+                if not alphabets:
+                    raise ValueError(f"no {name} alphabets configured ({name}_alphabets is empty)")
+            else:
+                raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
+            if not alphabets:
+                raise ValueError("no alphabets left to train on: every loaded alphabet is held out")
+            missing = [a for a in alphabets if a not in self.collection.group_names]
+            if missing:
+                raise ValueError(
+                    f"{name} alphabet(s) {missing} are not in the loaded sets {self.sets} under "
+                    f"{self.root}; loaded alphabets: {self.collection.group_names}"
+                )
+            self._splits[name] = self.collection.select_groups(alphabets)
+        return self._splits[name]
+
+    def evaluation_set(
+        self,
+        split: str,
+        n_way: int | None = None,
+        k_shot: int | None = None,
+        n_query: int | None = None,
+        tasks: int | None = None,
+        seed: int | None = None,
+    ) -> EvaluationSet:
+        """Images of ``split`` with a fixed set of episodes (the configured task by default)."""
+        collection = self.split(split)
+        default_tasks, default_seed = (
+            (self.test_tasks, self.test_seed) if split == "test" else (self.val_tasks, self.val_seed)
+        )
+        seed = default_seed if seed is None else seed
+        episodes = sample_episodes(
+            collection.labels,
+            collection.class_groups,
+            n_way=self.n_way if n_way is None else n_way,
+            k_shot=self.k_shot if k_shot is None else k_shot,
+            n_query=self.n_query if n_query is None else n_query,
+            num_tasks=default_tasks if tasks is None else tasks,
+            seed=seed,
+            within_group=self.within_alphabet,
+            instances=collection.instances,
+            group_names=collection.group_names,
+        )
+        pair_sampler = BalancedPairSampler(collection.labels, collection.class_groups, self.same_alphabet_prob)
+        pairs = tuple(torch.from_numpy(a) for a in pair_sampler.sample(self.val_pairs, np.random.default_rng(seed)))
+        return EvaluationSet(collection, episodes, pairs)
+
+    def _cached_evaluation_set(self, split: str) -> EvaluationSet:
+        if split not in self._eval_sets:
+            self._eval_sets[split] = self.evaluation_set(split)
+        return self._eval_sets[split]
+
+    def setup(self, stage: str) -> None:
+        # Build what the stage needs now, so impossible tasks fail before training starts.
+        if stage == "fit":
+            train = self.split("train")
+            log.info("train split: %s", train.summary())
+            self._train_sampler = BalancedPairSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+        if stage in ("fit", "validate"):
+            self._cached_evaluation_set("val")
+        if stage == "test":
+            self._cached_evaluation_set("test")
+        if stage == "predict":
+            self.split(self.predict_split)
+
+    # --- loaders ------------------------------------------------------------------
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.split("train")
+        seed = torch.initial_seed() % 2**62 if self.seed is None else self.seed
+        rank, world = self._rank_and_world()
+        num_batches = self.pairs_per_epoch // self.batch_size
+        if num_batches < world:
+            raise ValueError(
+                f"pairs_per_epoch={self.pairs_per_epoch} gives {num_batches} batches of "
+                f"{self.batch_size}, fewer than the {world} processes"
+            )
+        dataset = PairBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
+        sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._evaluation_loader(self._cached_evaluation_set("val"))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._evaluation_loader(self._cached_evaluation_set("test"))
+
+    def predict_dataloader(self) -> DataLoader:
+        collection = self.split(self.predict_split)
+        return self._evaluation_loader(EvaluationSet(collection))

@@ -1,0 +1,214 @@
+"""Samplers: pairs and N-way K-shot episodes drawn from labels alone, never from pixels.
+
+Every sampler takes a NumPy ``Generator`` (or a seed), so a run is repeatable and
+evaluation episodes are fixed by their own seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _class_members(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+    return [order[bounds[c] : bounds[c + 1]] for c in range(num_classes)]
+
+
+class BalancedPairSampler:
+    """Draws pairs of image indices, half from the same class and half from different ones.
+
+    Args:
+        labels: class index of each image ``[N]``.
+        class_groups: group (alphabet) of each class ``[num_classes]``.
+        same_group_prob: probability that a negative pair's second class comes from the
+            first class's group (the within-alphabet task is the harder one).
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor | np.ndarray,
+        class_groups: torch.Tensor | np.ndarray,
+        same_group_prob: float = 0.5,
+    ) -> None:
+        if not 0.0 <= same_group_prob <= 1.0:
+            raise ValueError(f"same_group_prob must be in [0, 1], got {same_group_prob}")
+        self.labels = np.asarray(labels)
+        self.class_groups = np.asarray(class_groups)
+        self.same_group_prob = same_group_prob
+        num_classes = len(self.class_groups)
+        self.members = _class_members(self.labels, num_classes)
+        sizes = np.array([len(m) for m in self.members])
+        self.positive_classes = np.flatnonzero(sizes >= 2)
+        if len(self.positive_classes) == 0:
+            raise ValueError("no class has two images: same-class pairs are impossible")
+        if num_classes < 2:
+            raise ValueError("need at least two classes for different-class pairs")
+        self.group_classes = _class_members(self.class_groups, int(self.class_groups.max()) + 1)
+        self.nonempty_classes = np.flatnonzero(sizes >= 1)
+
+    def _pick(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.array([self.members[c][rng.integers(len(self.members[c]))] for c in classes])
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(first, second, same)`` for ``n`` pairs; the first ``n // 2`` are positives.
+
+        ``same`` is 1 for a same-class pair and 0 otherwise. Positive pairs hold two
+        distinct images of one class.
+        """
+        n_pos = n // 2
+        n_neg = n - n_pos
+        pos_classes = self.positive_classes[rng.integers(len(self.positive_classes), size=n_pos)]
+        first_pos, second_pos = [], []
+        for c in pos_classes:
+            i, j = rng.choice(self.members[c], size=2, replace=False)
+            first_pos.append(i)
+            second_pos.append(j)
+
+        a = self.nonempty_classes[rng.integers(len(self.nonempty_classes), size=n_neg)]
+        within = rng.random(n_neg) < self.same_group_prob
+        b = np.empty_like(a)
+        for k, c in enumerate(a):
+            pool = self.group_classes[self.class_groups[c]] if within[k] else self.nonempty_classes
+            if len(pool) < 2:  # a group of one class: fall back to any other class
+                pool = self.nonempty_classes
+            other = c
+            while other == c:
+                other = pool[rng.integers(len(pool))]
+            b[k] = other
+        first = np.concatenate([np.asarray(first_pos, dtype=np.int64), self._pick(a, rng)])
+        second = np.concatenate([np.asarray(second_pos, dtype=np.int64), self._pick(b, rng)])
+        same = np.concatenate([np.ones(n_pos, dtype=np.int64), np.zeros(n_neg, dtype=np.int64)])
+        return first.astype(np.int64), second.astype(np.int64), same
+
+
+@dataclass
+class Episodes:
+    """A fixed set of N-way K-shot tasks, as indices into one image collection.
+
+    Attributes:
+        support: ``[T, N, K]`` image indices; ``support[t, n]`` are the K shots of way n.
+        query: ``[T, N, Q]`` image indices; ``query[t, n]`` belong to way n.
+        classes: ``[T, N]`` class label of each way.
+        seed: the seed that drew them.
+    """
+
+    support: torch.Tensor
+    query: torch.Tensor
+    classes: torch.Tensor
+    seed: int
+
+    @property
+    def n_way(self) -> int:
+        return self.support.shape[1]
+
+    @property
+    def k_shot(self) -> int:
+        return self.support.shape[2]
+
+    def __len__(self) -> int:
+        return self.support.shape[0]
+
+
+def sample_episodes(
+    labels: torch.Tensor | np.ndarray,
+    class_groups: torch.Tensor | np.ndarray,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    num_tasks: int,
+    seed: int,
+    within_group: bool = True,
+    instances: torch.Tensor | np.ndarray | None = None,
+    group_names: list[str] | None = None,
+) -> Episodes:
+    """Draw ``num_tasks`` N-way K-shot episodes with ``n_query`` queries per way.
+
+    With ``within_group`` all N classes of a task come from one group (Omniglot's
+    within-alphabet task); the group is drawn uniformly among those that can supply
+    a task. With ``instances`` (Omniglot's drawers) each task draws K + Q distinct
+    instances shared by all of its classes: shots from the first K, queries from the
+    rest. For K = Q = 1 that is Koch's form: one alphabet, 20 characters, two drawers,
+    each of drawer A's 20 images matched against drawer B's 20.
+
+    Raises:
+        ValueError: when the labels cannot supply such tasks, naming what is short.
+    """
+    if n_way < 2 or k_shot < 1 or n_query < 1 or num_tasks < 1:
+        raise ValueError(
+            f"need n_way >= 2, k_shot >= 1, n_query >= 1 and num_tasks >= 1; "
+            f"got n_way={n_way}, k_shot={k_shot}, n_query={n_query}, num_tasks={num_tasks}"
+        )
+    labels = np.asarray(labels)
+    class_groups = np.asarray(class_groups)
+    num_classes = len(class_groups)
+    per_task = k_shot + n_query
+    members = _class_members(labels, num_classes)
+    inst = None if instances is None else np.asarray(instances)
+
+    # Per class: the images of each instance (drawer), or all images when no instances.
+    if inst is None:
+        eligible = np.array([len(m) >= per_task for m in members])
+    else:
+        instance_ids = np.unique(inst)
+        by_class_inst = [
+            {int(i): m[inst[m] == i] for i in np.unique(inst[m])} for m in members
+        ]
+        eligible = np.array([len(d) >= per_task for d in by_class_inst])
+    if within_group:
+        groups = _class_members(class_groups, int(class_groups.max()) + 1 if num_classes else 0)
+        pools = [g[eligible[g]] for g in groups]
+        usable = [i for i, p in enumerate(pools) if len(p) >= n_way]
+        if not usable:
+            name = (lambda g: group_names[g]) if group_names else str
+            counts = ", ".join(f"{name(g)}: {len(p)}" for g, p in enumerate(pools))
+            raise ValueError(
+                f"no group can supply a {n_way}-way {k_shot}-shot task with {n_query} "
+                f"quer{'y' if n_query == 1 else 'ies'} per class: each needs {n_way} classes "
+                f"with at least {per_task} images{' from distinct instances' if inst is not None else ''}. "
+                f"Eligible classes per group: {counts}"
+            )
+    else:
+        pools = [np.flatnonzero(eligible)]
+        usable = [0]
+        if len(pools[0]) < n_way:
+            raise ValueError(
+                f"cannot draw {n_way}-way tasks: only {len(pools[0])} of {num_classes} classes "
+                f"have at least {per_task} images (k_shot={k_shot} + n_query={n_query})"
+            )
+
+    rng = np.random.default_rng(seed)
+    support = np.empty((num_tasks, n_way, k_shot), dtype=np.int64)
+    query = np.empty((num_tasks, n_way, n_query), dtype=np.int64)
+    classes = np.empty((num_tasks, n_way), dtype=np.int64)
+    for t in range(num_tasks):
+        pool = pools[usable[rng.integers(len(usable))]]
+        chosen = rng.choice(pool, size=n_way, replace=False)
+        classes[t] = chosen
+        if inst is None:
+            for w, c in enumerate(chosen):
+                picks = rng.choice(members[c], size=per_task, replace=False)
+                support[t, w], query[t, w] = picks[:k_shot], picks[k_shot:]
+        else:
+            common = set(instance_ids.tolist())
+            for c in chosen:
+                common &= set(by_class_inst[c])
+            if len(common) >= per_task:
+                drawers = rng.choice(sorted(common), size=per_task, replace=False)
+                for w, c in enumerate(chosen):
+                    picks = [by_class_inst[c][int(d)][0] for d in drawers]
+                    support[t, w], query[t, w] = picks[:k_shot], picks[k_shot:]
+            else:  # the classes share too few drawers: distinct drawers per class
+                for w, c in enumerate(chosen):
+                    drawers = rng.choice(sorted(by_class_inst[c]), size=per_task, replace=False)
+                    picks = [by_class_inst[c][int(d)][0] for d in drawers]
+                    support[t, w], query[t, w] = picks[:k_shot], picks[k_shot:]
+    return Episodes(
+        support=torch.from_numpy(support),
+        query=torch.from_numpy(query),
+        classes=torch.from_numpy(classes),
+        seed=seed,
+    )

@@ -1,0 +1,84 @@
+"""Encoders: plain ``nn.Module``s mapping images ``[B, C, H, W]`` to embeddings ``[B, D]``.
+
+Every encoder exposes ``embedding_dim`` so a head can be sized to it. No Lightning here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class KochEncoder(nn.Module):
+    """The convolutional twin of Koch, Zemel and Salakhutdinov (2015).
+
+    With the defaults it is the paper's net: 1x105x105 input; conv 64@10x10, ReLU,
+    max-pool 2; conv 128@7x7, ReLU, max-pool 2; conv 128@4x4, ReLU, max-pool 2;
+    conv 256@4x4, ReLU; flatten (9216); fully connected 4096, sigmoid.
+
+    Args:
+        input_size: side of the square input image.
+        in_channels: image channels.
+        channels: output channels of the four convolutions.
+        kernel_sizes: kernel sizes of the four convolutions.
+        embedding_dim: width of the final fully connected layer.
+        batch_norm: add batch normalisation after each convolution (not in the paper).
+        init: ``"koch"`` for the paper's initialisation (conv weights N(0, 1e-2), biases
+            N(0.5, 1e-2), fully connected weights N(0, 0.2)), ``"default"`` for PyTorch's.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 105,
+        in_channels: int = 1,
+        channels: Sequence[int] = (64, 128, 128, 256),
+        kernel_sizes: Sequence[int] = (10, 7, 4, 4),
+        embedding_dim: int = 4096,
+        batch_norm: bool = False,
+        init: str = "koch",
+    ) -> None:
+        super().__init__()
+        if len(channels) != 4 or len(kernel_sizes) != 4:
+            raise ValueError(
+                f"KochEncoder has four convolutions: got channels={list(channels)}, "
+                f"kernel_sizes={list(kernel_sizes)}"
+            )
+        if init not in ("koch", "default"):
+            raise ValueError(f"init must be 'koch' or 'default', got {init!r}")
+        layers: list[nn.Module] = []
+        size, previous = input_size, in_channels
+        for i, (width, kernel) in enumerate(zip(channels, kernel_sizes)):
+            size = size - kernel + 1
+            if size < 1 or (i < 3 and size < 2):
+                raise ValueError(
+                    f"input_size={input_size} is too small for kernel_sizes={list(kernel_sizes)}: "
+                    f"the feature map vanishes at convolution {i + 1}"
+                )
+            layers.append(nn.Conv2d(previous, width, kernel))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.ReLU(inplace=True))
+            if i < 3:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            previous = width
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.flat_dim = previous * size * size
+        self.fc = nn.Linear(self.flat_dim, embedding_dim)
+        self.embedding_dim = embedding_dim
+        self.input_size = input_size
+        if init == "koch":
+            self.reset_koch_parameters()
+
+    def reset_koch_parameters(self) -> None:
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, 0.0, 1e-2)
+                nn.init.normal_(module.bias, 0.5, 1e-2)
+        nn.init.normal_(self.fc.weight, 0.0, 2e-1)
+        nn.init.normal_(self.fc.bias, 0.5, 1e-2)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(self.features(images)))

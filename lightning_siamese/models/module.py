@@ -1,0 +1,154 @@
+"""The LightningModule: an encoder and a head, composed; training, logging, evaluation.
+
+The maths lives elsewhere (``models/encoders.py``, ``models/heads.py``,
+``evaluation/oneshot.py``); this wrapper wires it into Lightning's loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics.classification import BinaryAUROC
+
+from lightning_siamese.evaluation.oneshot import OneShotResult, evaluate_episodes
+from lightning_siamese.models.heads import KochHead, PairHead
+
+
+class SiameseModule(pl.LightningModule):
+    """A Siamese network: one shared encoder, one head that compares embeddings.
+
+    Args:
+        encoder: maps images ``[B, C, H, W]`` to embeddings ``[B, D]`` and has
+            ``embedding_dim``.
+        head: a head class (or factory) called with the encoder's ``embedding_dim``,
+            e.g. :class:`~lightning_siamese.models.heads.KochHead`; or a built head.
+        optimizer: called with the parameters (Adam by default).
+        lr_scheduler: called with the optimizer; stepped every epoch.
+        shot_reduction: how K > 1 shots of a way are combined in N-way evaluation:
+            ``"mean"`` of the scores, or ``"max"`` (nearest shot).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: Callable[[int], PairHead] | PairHead = KochHead,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        shot_reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not hasattr(encoder, "embedding_dim"):
+            raise TypeError(f"encoder {type(encoder).__name__} must expose `embedding_dim`")
+        self.encoder = encoder
+        self.head = head if isinstance(head, nn.Module) else head(encoder.embedding_dim)
+        if self.head.embedding_dim != encoder.embedding_dim:
+            raise ValueError(
+                f"head expects {self.head.embedding_dim}-d embeddings but the encoder "
+                f"produces {encoder.embedding_dim}-d"
+            )
+        self.optimizer = optimizer
+        self.lr_scheduler = lr_scheduler
+        self.shot_reduction = shot_reduction
+        self.val_auroc = BinaryAUROC()
+        self.test_auroc = BinaryAUROC()
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.last_oneshot: dict[str, OneShotResult] = {}
+
+    # --- the model ------------------------------------------------------------------
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images)
+
+    def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """Similarity of two image batches (higher = more alike)."""
+        return self.head.similarity(self.embed(first), self.embed(second))
+
+    def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return self.similarity(first, second)
+
+    # --- training -------------------------------------------------------------------
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        first, second, same = batch
+        embeddings = self.embed(torch.cat([first, second]))  # one pass for both twins
+        e1, e2 = embeddings.chunk(2)
+        loss = self.head.loss(e1, e2, same)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
+        optimizer = self.optimizer(self.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
+
+    # --- evaluation: embed each image once, then score episodes ----------------------
+
+    def _collect(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+        images, index = batch
+        self._outputs.append((self.embed(images), index))
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._collect(batch)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        images, index = batch
+        return {"embedding": self.embed(images), "index": index}
+
+    def _embedding_table(self, dataset) -> torch.Tensor:  # noqa: ANN001 - an EvaluationSet
+        """Embeddings of every image of ``dataset``, in dataset order, from all ranks."""
+        embeddings = torch.cat([e for e, _ in self._outputs])
+        index = torch.cat([i for _, i in self._outputs])
+        self._outputs.clear()
+        if self.trainer.world_size > 1:
+            embeddings = self.all_gather(embeddings).flatten(0, 1)
+            index = self.all_gather(index).flatten()
+        table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
+        seen = torch.zeros(len(dataset), dtype=torch.bool, device=embeddings.device)
+        table[index], seen[index] = embeddings, True
+        missing = (~seen).nonzero().flatten()
+        # limit_val_batches / fast_dev_run leave images out: embed them here, so the
+        # episodes are always scored in full.
+        for chunk in missing.split(256):
+            images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
+            table[chunk] = self.embed(images)
+        return table
+
+    def _evaluate(self, stage: str, auroc: BinaryAUROC) -> None:
+        dataloaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
+        dataset = dataloaders.dataset
+        if self.trainer.sanity_checking:  # a full evaluation here would only delay training
+            self._outputs.clear()
+            return
+        table = self._embedding_table(dataset)
+        first, second, same = (t.to(self.device) for t in dataset.pairs)
+        loss = self.head.loss(table[first], table[second], same)
+        auroc.update(self.head.similarity(table[first], table[second]), same)
+        result = evaluate_episodes(table, dataset.episodes, self.head.similarity, self.shot_reduction)
+        self.last_oneshot[stage] = result
+        metrics = {
+            f"{stage}/loss": loss,
+            f"{stage}/pair_auroc": auroc.compute(),
+            f"{stage}/oneshot_ci95": result.ci95,
+        }
+        if stage == "val":
+            metrics["hp_metric"] = result.accuracy  # the HPARAMS tab's metric column
+        auroc.reset()
+        # Every rank holds the same full table, so the values agree across ranks.
+        sync = self.trainer.world_size > 1
+        self.log_dict(metrics, sync_dist=sync)
+        self.log(f"{stage}/oneshot_acc", result.accuracy, prog_bar=True, sync_dist=sync)
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluate("val", self.val_auroc)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluate("test", self.test_auroc)
