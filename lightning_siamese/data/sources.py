@@ -175,12 +175,16 @@ def find_omniglot_set(root: Path, name: str) -> Path | None:
 def download_omniglot(
     root: Path,
     name: str,
-    base_url: str = OMNIGLOT_URL,
+    base_url: str | None = None,
     md5: dict[str, str | None] | None = None,
 ) -> Path:
-    """Download ``<name>.zip`` from the official repository into ``root`` (checksum verified)."""
+    """Download ``<name>.zip`` into ``root`` (checksum verified).
+
+    ``base_url`` and ``md5`` default to the official repository and checksums.
+    """
     from torchvision.datasets.utils import download_url
 
+    base_url = OMNIGLOT_URL if base_url is None else base_url
     md5 = OMNIGLOT_MD5 if md5 is None else md5
     if name not in md5:
         raise ValueError(f"unknown Omniglot set {name!r}; known sets: {sorted(md5)}")

@@ -117,7 +117,7 @@ class SiameseModule(pl.LightningModule):
         missing = (~seen).nonzero().flatten()
         # limit_val_batches / fast_dev_run leave images out: embed them here, so the
         # episodes are always scored in full.
-        for chunk in missing.split(256):
+        for chunk in missing.split(256) if len(missing) else ():
             images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
             table[chunk] = self.embed(images)
         return table

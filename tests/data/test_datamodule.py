@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_siamese.data.datamodules import EpochKeySampler, OmniglotDataModule, PairBatches
+from lightning_siamese.data.samplers import BalancedPairSampler
+
+
+def make_module(root: Path, **overrides) -> OmniglotDataModule:
+    options = dict(
+        root=str(root),
+        sets=["images_background"],
+        val_alphabets=["Gamma"],
+        test_alphabets=["Delta"],
+        image_size=28,
+        batch_size=16,
+        pairs_per_epoch=64,
+        n_way=5,
+        val_tasks=20,
+        test_tasks=20,
+        val_pairs=32,
+        seed=0,
+    )
+    options.update(overrides)
+    return OmniglotDataModule(**options)
+
+
+def test_splits_are_disjoint_by_class_and_alphabet(tiny_omniglot: Path) -> None:
+    dm = make_module(tiny_omniglot)
+    train, val, test = dm.split("train"), dm.split("val"), dm.split("test")
+    assert set(train.group_names) == {"Alpha", "Beta"}
+    assert val.group_names == ["Gamma"] and test.group_names == ["Delta"]
+    names = [set(s.class_names) for s in (train, val, test)]
+    assert not (names[0] & names[1]) and not (names[0] & names[2]) and not (names[1] & names[2])
+    assert len(train) + len(val) + len(test) == len(dm.collection)
+
+
+def test_koch_validation_tasks_are_within_alphabet_two_drawers(tiny_omniglot: Path) -> None:
+    dm = make_module(tiny_omniglot)
+    dm.setup("fit")
+    evaluation = dm.evaluation_set("val")
+    episodes = evaluation.episodes
+    assert episodes.support.shape == (20, 5, 1)
+    drawers = evaluation.collection.instances
+    for t in range(len(episodes)):
+        assert len(set(drawers[episodes.support[t].flatten()].tolist())) == 1
+        assert len(set(drawers[episodes.query[t].flatten()].tolist())) == 1
+    first, second, same = evaluation.pairs
+    assert len(same) == 32 and int(same.sum()) == 16
+
+
+def test_training_batches_are_balanced_seeded_and_change_per_epoch(tiny_omniglot: Path) -> None:
+    dm = make_module(tiny_omniglot)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    batches = list(loader)
+    assert len(batches) == 4
+    x1, x2, same = batches[0]
+    assert x1.shape == (16, 1, 28, 28) and x1.dtype == torch.float32
+    assert int(same.sum()) == 8
+    again = list(dm.train_dataloader())
+    assert torch.equal(batches[0][0], again[0][0])
+    loader.sampler.set_epoch(1)
+    next_epoch = list(loader)
+    assert not torch.equal(batches[0][0], next_epoch[0][0])
+
+
+def test_two_ranks_get_disjoint_whole_batches() -> None:
+    labels = np.repeat(np.arange(10), 4)
+    sampler = BalancedPairSampler(labels, np.zeros(10, dtype=int))
+    dataset = PairBatches(torch.zeros(40, 1, 4, 4, dtype=torch.uint8), sampler, 8, 10, seed=3)
+    keys = [list(EpochKeySampler(dataset, num_replicas=2, rank=r, shuffle=False, drop_last=True)) for r in (0, 1)]
+    assert len(keys[0]) == len(keys[1]) == 5
+    assert not set(keys[0]) & set(keys[1])
+    for key in keys[0] + keys[1]:
+        _, _, same = dataset[key]
+        assert len(same) == 8 and int(same.sum()) == 4
+
+
+def test_impossible_validation_task_fails_at_setup(tiny_omniglot: Path) -> None:
+    dm = make_module(tiny_omniglot, n_way=20)
+    with pytest.raises(ValueError, match="no group can supply a 20-way"):
+        dm.setup("fit")
+    dm = make_module(tiny_omniglot, k_shot=10, n_query=11)
+    with pytest.raises(ValueError, match="at least 21 images"):
+        dm.setup("validate")
+
+
+def test_missing_or_overlapping_alphabets_are_named(tiny_omniglot: Path) -> None:
+    with pytest.raises(ValueError, match="Omega"):
+        make_module(tiny_omniglot, val_alphabets=["Omega"]).setup("fit")
+    with pytest.raises(ValueError, match="disjoint"):
+        make_module(tiny_omniglot, val_alphabets=["Gamma"], test_alphabets=["Gamma"])
+    with pytest.raises(ValueError, match="no test alphabets"):
+        make_module(tiny_omniglot, test_alphabets=[]).setup("test")

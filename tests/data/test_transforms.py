@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from lightning_siamese.data.transforms import KochAffine
+
+
+def test_no_component_applied_is_identity() -> None:
+    images = torch.rand(4, 1, 20, 20)
+    out = KochAffine(p=0.0)(images, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, images)
+
+
+def test_pure_translation_moves_pixels() -> None:
+    image = torch.zeros(1, 1, 21, 21)
+    image[0, 0, 10, 10] = 1.0
+    shift = KochAffine(rotation=0, shear=0, scale=(1, 1), translation=2.0, p=1.0)
+    generator = torch.Generator().manual_seed(0)
+    matrix = shift.matrices(1, 21, torch.Generator().manual_seed(0))
+    out = shift(image, generator)
+    tx, ty = matrix[0, 0, 2].item(), matrix[0, 1, 2].item()
+    # the bright pixel's centre of mass moves by (tx, ty)
+    rows, cols = torch.meshgrid(torch.arange(21.0), torch.arange(21.0), indexing="ij")
+    mass = out[0, 0].sum()
+    assert (out[0, 0] * cols).sum() / mass == pytest.approx(10 + tx, abs=1e-4)
+    assert (out[0, 0] * rows).sum() / mass == pytest.approx(10 + ty, abs=1e-4)
+
+
+def test_parameters_stay_in_koch_ranges_and_components_are_optional() -> None:
+    aug = KochAffine()
+    m = aug.matrices(20000, 105, torch.Generator().manual_seed(1))
+    assert m[:, :, 2].abs().max() <= 2.0
+    # each component is skipped with probability 0.5: translation is exactly 0 about half the time
+    untranslated = (m[:, :, 2] == 0).all(-1).float().mean()
+    assert 0.45 < untranslated < 0.55
+    det = torch.linalg.det(m[:, :, :2])
+    # det = sx * sy * (1 - rho_x * rho_y)
+    assert det.min() > 0.8**2 * (1 - 0.3**2) - 1e-4 and det.max() < 1.2**2 * (1 + 0.3**2) + 1e-4
+
+
+def test_images_of_a_batch_get_different_distortions() -> None:
+    images = torch.rand(1, 1, 30, 30).expand(8, 1, 30, 30).contiguous()
+    out = KochAffine(p=1.0)(images, torch.Generator().manual_seed(0))
+    assert not torch.allclose(out[0], out[1])
+    again = KochAffine(p=1.0)(images, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="square"):
+        KochAffine()(torch.rand(1, 1, 10, 12))
+    with pytest.raises(ValueError, match="scale"):
+        KochAffine(scale=(1.2, 0.8))

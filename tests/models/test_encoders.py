@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+
+
+def test_koch_net_has_the_paper_parameter_count_and_shapes() -> None:
+    encoder = KochEncoder()
+    head = KochHead(encoder.embedding_dim)
+    total = sum(p.numel() for p in encoder.parameters()) + sum(p.numel() for p in head.parameters())
+    assert total == 38_951_745
+    assert encoder.flat_dim == 9216
+    out = encoder(torch.rand(2, 1, 105, 105))
+    assert out.shape == (2, 4096)
+    assert torch.all((out >= 0) & (out <= 1))  # sigmoid output (saturates under the paper init)
+
+
+def test_koch_initialisation_follows_the_paper() -> None:
+    torch.manual_seed(0)
+    encoder = KochEncoder()
+    conv = encoder.features[0]
+    assert conv.weight.std().item() == pytest.approx(1e-2, rel=0.05)
+    assert conv.bias.mean().item() == pytest.approx(0.5, abs=5e-3)
+    assert encoder.fc.weight.std().item() == pytest.approx(0.2, rel=0.01)
+    assert encoder.fc.bias.mean().item() == pytest.approx(0.5, abs=1e-3)
+
+
+def test_smaller_variants_fit_a_cpu() -> None:
+    encoder = KochEncoder(input_size=52, kernel_sizes=(5, 4, 3, 2), channels=(8, 16, 16, 32), embedding_dim=64)
+    assert encoder(torch.rand(3, 1, 52, 52)).shape == (3, 64)
+    rgb = KochEncoder(in_channels=3, input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8)
+    assert rgb(torch.rand(2, 3, 28, 28)).shape == (2, 8)
+
+
+def test_too_small_input_is_rejected() -> None:
+    with pytest.raises(ValueError, match="input_size=30"):
+        KochEncoder(input_size=30)
+
+
+def test_module_builds_the_head_from_the_encoder_width() -> None:
+    module = SiameseModule(KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16))
+    assert module.head.embedding_dim == 16
+    x = torch.rand(5, 1, 28, 28)
+    assert module.embed(x).shape == (5, 16)
+    assert module.similarity(x, x.flip(0)).shape == (5,)
+    with pytest.raises(ValueError, match="head expects 8-d"):
+        SiameseModule(KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16), head=KochHead(8))

@@ -1,0 +1,179 @@
+"""End to end through the real ``lightning`` command, in a subprocess, on tiny data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(root: Path) -> dict:
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "auto",
+            "devices": 1,
+            "max_epochs": 2,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "logs", "name": "tiny"},
+            },
+        },
+        "model": {
+            "class_path": "lightning_siamese.models.SiameseModule",
+            "init_args": {
+                "encoder": {
+                    "class_path": "lightning_siamese.models.KochEncoder",
+                    "init_args": {
+                        "input_size": 28,
+                        "kernel_sizes": [3, 3, 2, 2],
+                        "channels": [4, 8, 8, 16],
+                        "embedding_dim": 32,
+                        "init": "default",
+                    },
+                },
+                "head": {"class_path": "lightning_siamese.models.KochHead", "init_args": {"init": "default"}},
+                "optimizer": {"class_path": "torch.optim.Adam", "init_args": {"lr": 0.001}},
+                "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.ExponentialLR", "init_args": {"gamma": 0.9}},
+            },
+        },
+        "data": {
+            "class_path": "lightning_siamese.data.OmniglotDataModule",
+            "init_args": {
+                "root": str(root),
+                "sets": ["images_background"],
+                "val_alphabets": ["Gamma"],
+                "test_alphabets": ["Delta"],
+                "image_size": 28,
+                "batch_size": 16,
+                "pairs_per_epoch": 64,
+                "augment": {"class_path": "lightning_siamese.data.KochAffine"},
+                "n_way": 5,
+                "val_tasks": 20,
+                "test_tasks": 20,
+                "val_pairs": 32,
+            },
+        },
+        "oneshot_report": {"tasks": 30, "seed": 99},
+    }
+
+
+def run_cli(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_siamese", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"lightning {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def experiment(tmp_path: Path, tiny_omniglot: Path) -> Path:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
+    return config
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_fit_logs_checkpoints_reports_and_resumes(experiment: Path) -> None:
+    cwd = experiment.parent
+    first = run_cli(cwd, "fit", "--config", str(experiment))
+    run_dir = cwd / "logs" / "tiny" / "version_0"
+
+    # TensorBoard: the scalars, the pair grid and the hyper-parameters are there.
+    logged = scalars(run_dir)
+    for tag in ("train/loss_step", "train/loss_epoch", "val/loss", "val/oneshot_acc", "val/pair_auroc", "lr-Adam", "hp_metric"):
+        assert tag in logged, f"{tag} missing from {sorted(logged)}"
+    assert len(logged["val/oneshot_acc"]) == 2
+    assert all(0.0 <= v <= 100.0 for _, v in logged["val/oneshot_acc"])
+    assert logged["lr-Adam"][0][1] == pytest.approx(0.001)
+    assert logged["lr-Adam"][1][1] == pytest.approx(0.0009)  # ExponentialLR stepped per epoch
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert "val/pairs" in events.Tags()["images"]
+    assert any("hparams" in tag for tag in events.summary_metadata)
+    assert (run_dir / "hparams.yaml").exists()
+
+    # Checkpoints, the saved config and the end-of-run report.
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 8 and last["epoch"] == 1
+    config_text = (run_dir / "config.yaml").read_text()
+    assert "KochEncoder" in config_text
+    report = json.loads((run_dir / "oneshot_val.json").read_text())
+    assert report["n_way"] == 5 and report["k_shot"] == 1 and report["tasks"] == 30 and report["seed"] == 99
+    assert 0.0 <= report["accuracy"] <= 100.0 and report["ci95"] > 0
+    assert "Final one-shot evaluation" in first.stdout
+
+    # Resume: same run folder, step count continues, curves continue.
+    run_cli(cwd, "fit", "--config", str(experiment), "--ckpt_path", "last", "--trainer.max_epochs", "3")
+    assert sorted(p.name for p in (cwd / "logs" / "tiny").iterdir()) == ["version_0"]
+    resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == 12  # 8 steps before + 4 of the one extra epoch
+    assert resumed["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 3
+    steps = [s for s, _ in scalars(run_dir)["val/oneshot_acc"]]
+    assert len(steps) == 3 and steps == sorted(steps) and steps[-1] > steps[-2]
+    assert (run_dir / "config.yaml").read_text() == config_text  # the first config is kept
+    assert "--ckpt_path" not in config_text and (run_dir / "config.1.yaml").exists()
+
+    # Two evaluations of one checkpoint give the same number.
+    tests = [run_cli(cwd, "validate", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")) for _ in range(2)]
+    accuracies = [line for t in tests for line in t.stdout.splitlines() if "val/oneshot_acc" in line]
+    assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
+
+    # The test stage scores the test alphabets.
+    tested = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
+    assert "test/oneshot_acc" in tested.stdout
+
+
+def test_last_without_a_previous_run_starts_fresh(experiment: Path) -> None:
+    cwd = experiment.parent
+    result = run_cli(cwd, "fit", "--config", str(experiment), "--ckpt_path", "last", "--trainer.max_epochs", "1")
+    assert "no last checkpoint" in result.stderr
+    assert (cwd / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_bad_checkpoint_paths_and_unknown_keys_fail_clearly(experiment: Path) -> None:
+    cwd = experiment.parent
+    missing = run_cli(cwd, "fit", "--config", str(experiment), "--ckpt_path", "nowhere.ckpt", check=False)
+    assert missing.returncode != 0 and "nowhere.ckpt: no such checkpoint file" in missing.stderr
+
+    corrupt = cwd / "corrupt.ckpt"
+    corrupt.write_bytes(b"\x00garbage" * 100)
+    broken = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(corrupt), check=False)
+    assert broken.returncode != 0 and "corrupt.ckpt is not a readable Lightning checkpoint" in broken.stderr
+
+    typo = run_cli(cwd, "fit", "--config", str(experiment), "--data.init_args.bach_size", "4", check=False)
+    assert typo.returncode != 0 and "bach_size" in typo.stderr
+
+
+def test_print_config_shows_the_resolved_quickstart() -> None:
+    result = run_cli(REPO, "fit", "--config", "experiments/quickstart.yaml", "--print_config")
+    config = yaml.safe_load(result.stdout)
+    assert config["model"]["class_path"] == "lightning_siamese.models.SiameseModule"
+    assert config["data"]["init_args"]["sets"] == ["images_background_small1", "images_background_small2"]
+    assert config["checkpoint"]["monitor"] == "val/oneshot_acc"
+    assert config["trainer"]["accelerator"] == "auto"
