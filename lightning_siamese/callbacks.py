@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
@@ -20,6 +21,18 @@ from torchvision.utils import make_grid
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
 
 log = logging.getLogger(__name__)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that, like the rest of Lightning, writes nothing under ``fast_dev_run``.
+
+    (Lightning's own ``on_train_end`` writes ``last.ckpt`` even then, into the working
+    directory, since a fast dev run has no logger folder.)
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
 
 
 @torch.no_grad()

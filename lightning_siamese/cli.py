@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_siamese.callbacks import OneShotReport, PairGridLogger
+from lightning_siamese.callbacks import OneShotReport, PairGridLogger, RunCheckpoint
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -117,7 +117,7 @@ class SiameseCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/oneshot_acc",

@@ -73,11 +73,14 @@ class SiameseModule(pl.LightningModule):
 
     # --- training -------------------------------------------------------------------
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def pair_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The head's loss on a batch ``(first, second, same)`` of image pairs."""
         first, second, same = batch
-        embeddings = self.embed(torch.cat([first, second]))  # one pass for both twins
-        e1, e2 = embeddings.chunk(2)
-        loss = self.head.loss(e1, e2, same)
+        e1, e2 = self.embed(torch.cat([first, second])).chunk(2)  # one pass for both twins
+        return self.head.loss(e1, e2, same)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        loss = self.pair_loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
