@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
@@ -155,3 +155,38 @@ class PairGridLogger(pl.Callback):
         grid = make_grid(torch.stack(tiles), nrow=4, padding=4)
         for logger in loggers:
             logger.experiment.add_image("val/pairs", grid, global_step=trainer.global_step)
+
+
+class EmbeddingWriter(BasePredictionWriter):
+    """Saves what ``lightning predict`` computes: ``embeddings_<split>.pt`` in the run folder.
+
+    The file holds ``embeddings`` ``[N, D]`` in the split's image order, with ``labels``,
+    ``class_names`` and ``paths`` of the images.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:  # noqa: ANN001
+        if not predictions:
+            return
+        dataset = trainer.predict_dataloaders.dataset
+        embeddings = torch.cat([p["embedding"] for p in predictions]).cpu()
+        index = torch.cat([p["index"] for p in predictions]).cpu()
+        table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
+        table[index] = embeddings
+        collection = dataset.collection
+        split = getattr(trainer.datamodule, "predict_split", "predict")
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / f"embeddings_{split}.pt"
+        torch.save(
+            {
+                "embeddings": table,
+                "labels": collection.labels.clone(),
+                "class_names": collection.class_names,
+                "paths": collection.paths,
+            },
+            path,
+        )
+        print(f"Wrote {len(table)} embeddings of the {split} split to {path}")

@@ -20,7 +20,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_siamese.callbacks import OneShotReport, PairGridLogger, RunCheckpoint
+from lightning_siamese.callbacks import EmbeddingWriter, OneShotReport, PairGridLogger, RunCheckpoint
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -135,6 +135,7 @@ class SiameseCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(OneShotReport, "oneshot_report")
         parser.add_lightning_class_args(PairGridLogger, "pair_grid")
+        parser.add_lightning_class_args(EmbeddingWriter, "embedding_writer")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)

@@ -148,6 +148,15 @@ def test_fit_logs_checkpoints_reports_and_resumes(experiment: Path) -> None:
     tested = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
     assert "test/oneshot_acc" in tested.stdout
 
+    # predict writes the embeddings of the chosen split.
+    run_cli(cwd, "predict", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
+    written = sorted((cwd / "logs" / "tiny").glob("version_*/embeddings_val.pt"))
+    assert len(written) == 1
+    saved = torch.load(written[0], weights_only=True)
+    assert saved["embeddings"].shape == (5 * 20, 32)  # the Gamma alphabet: 5 characters x 20 drawers
+    assert saved["embeddings"].abs().sum(-1).min() > 0  # every row filled
+    assert saved["class_names"][0].startswith("Gamma/")
+
 
 def test_last_without_a_previous_run_starts_fresh(experiment: Path) -> None:
     cwd = experiment.parent
@@ -171,6 +180,10 @@ def test_bad_checkpoint_paths_and_unknown_keys_fail_clearly(experiment: Path) ->
 
 
 def test_print_config_shows_the_resolved_quickstart() -> None:
+    script = Path(sys.executable).parent / "lightning"
+    if script.exists():  # the console script, as installed by pip
+        help_text = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+        assert help_text.returncode == 0 and all(c in help_text.stdout for c in ("fit", "validate", "test", "predict"))
     result = run_cli(REPO, "fit", "--config", "experiments/quickstart.yaml", "--print_config")
     config = yaml.safe_load(result.stdout)
     assert config["model"]["class_path"] == "lightning_siamese.models.SiameseModule"

@@ -123,6 +123,8 @@ class OmniglotDataModule(pl.LightningDataModule):
         same_alphabet_prob: probability that a different-character pair stays within
             one alphabet.
         augment: per-image distortion of training pairs, e.g. :class:`KochAffine`.
+        class_rotations: angles (multiples of 90) by which every training character is
+            rotated to make new training classes, e.g. ``[0, 90, 180, 270]``; ``[0]`` is off.
         n_way, k_shot, n_query: the evaluation task (Koch: 20-way 1-shot, 1 query per way).
         within_alphabet: draw each task's classes from one alphabet (Koch's harder task).
         val_tasks, val_seed: number of validation episodes and the seed that fixes them.
@@ -149,6 +151,7 @@ class OmniglotDataModule(pl.LightningDataModule):
         pairs_per_epoch: int = 30000,
         same_alphabet_prob: float = 0.5,
         augment: KochAffine | None = None,
+        class_rotations: Sequence[int] = (0,),
         n_way: int = 20,
         k_shot: int = 1,
         n_query: int = 1,
@@ -187,6 +190,7 @@ class OmniglotDataModule(pl.LightningDataModule):
         self.pairs_per_epoch = pairs_per_epoch
         self.same_alphabet_prob = same_alphabet_prob
         self.augment = augment
+        self.class_rotations = list(class_rotations)
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.within_alphabet = within_alphabet
         self.val_tasks, self.val_seed = val_tasks, val_seed
@@ -245,7 +249,10 @@ class OmniglotDataModule(pl.LightningDataModule):
                     f"{name} alphabet(s) {missing} are not in the loaded sets {self.sets} under "
                     f"{self.root}; loaded alphabets: {self.collection.group_names}"
                 )
-            self._splits[name] = self.collection.select_groups(alphabets)
+            split = self.collection.select_groups(alphabets)
+            if name == "train" and self.class_rotations != [0]:
+                split = split.with_rotated_classes(self.class_rotations)
+            self._splits[name] = split
         return self._splits[name]
 
     def evaluation_set(

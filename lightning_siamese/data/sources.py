@@ -91,6 +91,39 @@ class ImageCollection:
             paths=[self.paths[i] for i in keep.tolist()],
         )
 
+    def with_rotated_classes(self, angles: Sequence[int]) -> ImageCollection:
+        """Add each class rotated by each angle (multiples of 90 degrees) as a new class.
+
+        A rotated character is a new character (Santoro et al. 2016; Snell et al. 2017);
+        it stays in its class's group. Angle 0 keeps the originals.
+        """
+        bad = [a for a in angles if a % 90]
+        if bad:
+            raise ValueError(f"class rotations must be multiples of 90 degrees, got {bad}")
+        parts = []
+        for k, angle in enumerate(angles):
+            turns = (angle // 90) % 4
+            parts.append(
+                ImageCollection(
+                    images=torch.rot90(self.images, turns, dims=(-2, -1)),
+                    labels=self.labels + k * self.num_classes,
+                    class_names=[f"{n}@{angle}" if turns else n for n in self.class_names],
+                    class_groups=self.class_groups,
+                    group_names=self.group_names,
+                    instances=self.instances,
+                    paths=self.paths,
+                )
+            )
+        return ImageCollection(
+            images=torch.cat([p.images for p in parts]),
+            labels=torch.cat([p.labels for p in parts]),
+            class_names=[n for p in parts for n in p.class_names],
+            class_groups=torch.cat([p.class_groups for p in parts]),
+            group_names=self.group_names,
+            instances=None if self.instances is None else torch.cat([p.instances for p in parts]),
+            paths=[path for p in parts for path in p.paths],
+        )
+
     def summary(self) -> str:
         counts = torch.bincount(self.labels, minlength=self.num_classes)
         return (

@@ -95,3 +95,11 @@ def test_missing_or_overlapping_alphabets_are_named(tiny_omniglot: Path) -> None
         make_module(tiny_omniglot, val_alphabets=["Gamma"], test_alphabets=["Gamma"])
     with pytest.raises(ValueError, match="no test alphabets"):
         make_module(tiny_omniglot, test_alphabets=[]).setup("test")
+
+
+def test_class_rotations_grow_only_the_training_split(tiny_omniglot: Path) -> None:
+    plain = make_module(tiny_omniglot)
+    rotated = make_module(tiny_omniglot, class_rotations=[0, 90, 180, 270])
+    assert rotated.split("train").num_classes == 4 * plain.split("train").num_classes
+    assert rotated.split("val").num_classes == plain.split("val").num_classes
+    assert torch.equal(rotated.split("val").images, plain.split("val").images)

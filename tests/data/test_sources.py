@@ -138,3 +138,17 @@ def test_load_with_download_fetches_missing_sets(tmp_path: Path, tiny_omniglot: 
     data = load_omniglot(tmp_path / "fresh", ["images_background"], download=True)
     assert (tmp_path / "fresh" / "images_background.zip").exists()
     assert len(data) == 23 * 20
+
+
+def test_rotated_classes_are_new_classes_in_the_same_group(tiny_omniglot: Path) -> None:
+    data = load_omniglot(tiny_omniglot, ["images_background"]).select_groups(["Alpha"])
+    rotated = data.with_rotated_classes([0, 90, 180])
+    assert rotated.num_classes == 3 * data.num_classes and len(rotated) == 3 * len(data)
+    assert torch.equal(rotated.images[: len(data)], data.images)
+    k = len(data)
+    assert torch.equal(rotated.images[k], torch.rot90(data.images[0], 1, dims=(-2, -1)))
+    assert rotated.labels[k] == data.labels[0] + data.num_classes
+    assert rotated.class_names[data.num_classes] == "Alpha/character01@90"
+    assert set(rotated.class_groups.tolist()) == {0}
+    with pytest.raises(ValueError, match="multiples of 90"):
+        data.with_rotated_classes([45])
