@@ -37,13 +37,13 @@ def measure(config: str, steps: int, warmup: int, batch_size: int | None) -> dic
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        first, second, same = (t.to(device) for t in next(batches))
-        loss = model.pair_loss((first, second, same))
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        loss = model.training_loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if step >= warmup:
-            images += 2 * len(same)
+            images += sum(len(v) for k, v in batch.items() if v.dim() == 4)
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
@@ -52,7 +52,7 @@ def measure(config: str, steps: int, warmup: int, batch_size: int | None) -> dic
         "config": config,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
         "params": params,
-        "batch": len(same),
+        "batch": data.batch_size,
         "images_per_s": images / elapsed,
     }
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=None, help="pairs per batch (default: the config's)")
     options = parser.parse_args()
     rows = [measure(c, options.steps, options.warmup, options.batch_size) for c in options.configs]
-    print("| config | device | parameters | pairs/batch | training images/s |")
+    print("| config | device | parameters | batch (pairs, triplets or images) | training images/s |")
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['device']} | {r['params']:,} | {r['batch']} | {r['images_per_s']:.0f} |")

@@ -137,7 +137,7 @@ class PairGridLogger(pl.Callback):
         if not loggers:
             return
         dataset = trainer.val_dataloaders.dataset
-        first, second, same = dataset.pairs
+        first, second, same = (dataset.pairs[k] for k in ("first", "second", "same"))
         n_pos = int(same.sum())
         half = self.num_pairs // 2
         picks = torch.cat([torch.arange(min(half, n_pos)), torch.arange(n_pos, min(n_pos + half, len(same)))])

@@ -1,7 +1,7 @@
 """LightningDataModules: a source, a split by class, a sampler and transforms, joined.
 
-Training batches are made whole by :class:`PairBatches` (one dataset item is one
-balanced batch), so augmentation runs on the batch and every rank of a distributed run
+Training batches are made whole by :class:`SampledBatches` (one dataset item is one
+balanced batch of pairs, triplets or P x K classes), so augmentation runs on the batch and every rank of a distributed run
 receives whole balanced batches. Evaluation loaders yield each image of a split once;
 the episodes and fixed validation pairs travel with the dataset (:class:`EvaluationSet`).
 """
@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lightning_siamese.data.samplers import BalancedPairSampler, Episodes, sample_episodes
+from lightning_siamese.data.samplers import (
+    BalancedPairSampler,
+    ClassBalancedSampler,
+    Episodes,
+    TripletSampler,
+    sample_episodes,
+)
 from lightning_siamese.data.sources import (
     OMNIGLOT_TEST_ALPHABETS,
     OMNIGLOT_VAL_ALPHABETS,
@@ -29,24 +36,35 @@ from lightning_siamese.data.transforms import KochAffine, to_float
 log = logging.getLogger(__name__)
 
 
-class PairBatches(Dataset):
-    """Item ``(epoch, b)`` is the b-th balanced batch of pairs of that epoch.
+# Keys of a sampled batch that hold image indices; the others (labels) pass through.
+IMAGE_KEYS = ("first", "second", "anchor", "positive", "negative", "images")
+BATCH_KINDS = ("pairs", "triplets", "classes")
 
-    The batch is a pure function of ``(seed, epoch, b)``: repeatable, different every
-    epoch, and independent of the worker or rank that builds it.
+
+class BatchSampler(Protocol):
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
+
+
+class SampledBatches(Dataset):
+    """Item ``(epoch, b)`` is the b-th training batch of that epoch, as a dict of tensors.
+
+    The sampler draws the batch's image indices (pairs, triplets or P x K classes); this
+    dataset turns them into float images, distorted by ``augment``. The batch is a pure
+    function of ``(seed, epoch, b)``: repeatable, different every epoch, and independent of
+    the worker or rank that builds it.
     """
 
     def __init__(
         self,
         images: torch.Tensor,
-        sampler: BalancedPairSampler,
+        sampler: BatchSampler,
         batch_size: int,
         num_batches: int,
         seed: int,
         augment: KochAffine | None = None,
     ) -> None:
         if batch_size < 2:
-            raise ValueError(f"batch_size must be at least 2 (one positive, one negative), got {batch_size}")
+            raise ValueError(f"batch_size must be at least 2, got {batch_size}")
         if num_batches < 1:
             raise ValueError(f"an epoch needs at least one batch, got num_batches={num_batches}")
         self.images = images
@@ -59,15 +77,19 @@ class PairBatches(Dataset):
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
         epoch, index = key
         rng = np.random.default_rng([self.seed, epoch, index])
-        first, second, same = self.sampler.sample(self.batch_size, rng)
-        x1, x2 = to_float(self.images[first]), to_float(self.images[second])
-        if self.augment is not None:
-            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            x1, x2 = self.augment(x1, generator), self.augment(x2, generator)
-        return x1, x2, torch.from_numpy(same)
+        drawn = self.sampler.sample(self.batch_size, rng)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        batch = {}
+        for name, values in drawn.items():
+            if name in IMAGE_KEYS:
+                images = to_float(self.images[values])
+                batch[name] = images if self.augment is None else self.augment(images, generator)
+            else:
+                batch[name] = torch.from_numpy(values)
+        return batch
 
 
 class EpochKeySampler(DistributedSampler):
@@ -84,18 +106,22 @@ class EpochKeySampler(DistributedSampler):
 class EvaluationSet(Dataset):
     """The images of one split, each once, with the tasks to score them on.
 
-    Items are ``(image, index)``; ``episodes`` and ``pairs`` index into the same order.
+    Items are ``(image, index)``; ``episodes``, ``pairs`` (``first``, ``second``,
+    ``same``) and ``triplets`` (``anchor``, ``positive``, ``negative``), fixed by the
+    split's seed, index into the same order.
     """
 
     def __init__(
         self,
         collection: ImageCollection,
         episodes: Episodes | None = None,
-        pairs: tuple[torch.Tensor, ...] = (),
+        pairs: dict[str, torch.Tensor] | None = None,
+        triplets: dict[str, torch.Tensor] | None = None,
     ) -> None:
         self.collection = collection
         self.episodes = episodes
-        self.pairs = pairs
+        self.pairs = pairs or {}
+        self.triplets = triplets or {}
 
     def __len__(self) -> int:
         return len(self.collection)
@@ -118,8 +144,13 @@ class OmniglotDataModule(pl.LightningDataModule):
         image_size: images are resized once, at load time, to this side.
         invert: strokes bright on black (default) rather than Omniglot's black on white.
         skip_bad_images: warn about and skip undecodable files instead of failing.
-        batch_size: pairs per training batch, half of them same-character.
-        pairs_per_epoch: training pairs per epoch (Koch: 30k, 90k or 150k).
+        batch_kind: what a training batch holds: ``"pairs"`` (balanced, half
+            same-character), ``"triplets"`` (anchor, positive, negative) or ``"classes"``
+            (P characters x K images, for online mining).
+        batch_size: pairs, triplets or images per training batch.
+        images_per_class: K of a ``"classes"`` batch (P = batch_size / K).
+        pairs_per_epoch: training examples (pairs, triplets or images) per epoch
+            (Koch: 30k, 90k or 150k pairs).
         same_alphabet_prob: probability that a different-character pair stays within
             one alphabet.
         augment: per-image distortion of training pairs, e.g. :class:`KochAffine`.
@@ -147,7 +178,9 @@ class OmniglotDataModule(pl.LightningDataModule):
         image_size: int = 105,
         invert: bool = True,
         skip_bad_images: bool = False,
+        batch_kind: str = "pairs",
         batch_size: int = 128,
+        images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
         same_alphabet_prob: float = 0.5,
         augment: KochAffine | None = None,
@@ -175,6 +208,13 @@ class OmniglotDataModule(pl.LightningDataModule):
             overlap = set(train_alphabets) & (set(val_alphabets) | set(test_alphabets))
             if overlap:
                 raise ValueError(f"train_alphabets must not name held-out alphabets: {sorted(overlap)}")
+        if batch_kind not in BATCH_KINDS:
+            raise ValueError(f"batch_kind must be one of {BATCH_KINDS}, got {batch_kind!r}")
+        if batch_kind == "classes" and batch_size % images_per_class:
+            raise ValueError(
+                f"batch_size={batch_size} must be a multiple of images_per_class={images_per_class} "
+                f"for batch_kind 'classes'"
+            )
         if predict_split not in ("train", "val", "test"):
             raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
         self.root = root
@@ -186,7 +226,9 @@ class OmniglotDataModule(pl.LightningDataModule):
         self.image_size = image_size
         self.invert = invert
         self.skip_bad_images = skip_bad_images
+        self.batch_kind = batch_kind
         self.batch_size = batch_size
+        self.images_per_class = images_per_class
         self.pairs_per_epoch = pairs_per_epoch
         self.same_alphabet_prob = same_alphabet_prob
         self.augment = augment
@@ -283,8 +325,18 @@ class OmniglotDataModule(pl.LightningDataModule):
             group_names=collection.group_names,
         )
         pair_sampler = BalancedPairSampler(collection.labels, collection.class_groups, self.same_alphabet_prob)
-        pairs = tuple(torch.from_numpy(a) for a in pair_sampler.sample(self.val_pairs, np.random.default_rng(seed)))
-        return EvaluationSet(collection, episodes, pairs)
+        rng = np.random.default_rng(seed)
+        pairs = {k: torch.from_numpy(v) for k, v in pair_sampler.sample(self.val_pairs, rng).items()}
+        triplet_sampler = TripletSampler(collection.labels, collection.class_groups, self.same_alphabet_prob)
+        triplets = {k: torch.from_numpy(v) for k, v in triplet_sampler.sample(self.val_pairs, rng).items()}
+        return EvaluationSet(collection, episodes, pairs, triplets)
+
+    def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
+        if self.batch_kind == "pairs":
+            return BalancedPairSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+        if self.batch_kind == "triplets":
+            return TripletSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+        return ClassBalancedSampler(train.labels, self.batch_size // self.images_per_class, self.images_per_class)
 
     def _cached_evaluation_set(self, split: str) -> EvaluationSet:
         if split not in self._eval_sets:
@@ -296,7 +348,7 @@ class OmniglotDataModule(pl.LightningDataModule):
         if stage == "fit":
             train = self.split("train")
             log.info("train split: %s", train.summary())
-            self._train_sampler = BalancedPairSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+            self._train_sampler = self._batch_sampler(train)
         if stage in ("fit", "validate"):
             self._cached_evaluation_set("val")
         if stage == "test":
@@ -322,7 +374,7 @@ class OmniglotDataModule(pl.LightningDataModule):
                 f"pairs_per_epoch={self.pairs_per_epoch} gives {num_batches} batches of "
                 f"{self.batch_size}, fewer than the {world} processes"
             )
-        dataset = PairBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
+        dataset = SampledBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
         sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
         return DataLoader(
             dataset,

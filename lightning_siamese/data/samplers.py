@@ -53,8 +53,22 @@ class BalancedPairSampler:
     def _pick(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.array([self.members[c][rng.integers(len(self.members[c]))] for c in classes])
 
-    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return ``(first, second, same)`` for ``n`` pairs; the first ``n // 2`` are positives.
+    def _other_classes(self, classes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """For each class, another class: from its group with probability ``same_group_prob``."""
+        within = rng.random(len(classes)) < self.same_group_prob
+        others = np.empty_like(classes)
+        for k, c in enumerate(classes):
+            pool = self.group_classes[self.class_groups[c]] if within[k] else self.nonempty_classes
+            if len(pool) < 2:  # a group of one class: fall back to any other class
+                pool = self.nonempty_classes
+            other = c
+            while other == c:
+                other = pool[rng.integers(len(pool))]
+            others[k] = other
+        return others
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``first``, ``second`` and ``same`` for ``n`` pairs; the first ``n // 2`` are positives.
 
         ``same`` is 1 for a same-class pair and 0 otherwise. Positive pairs hold two
         distinct images of one class.
@@ -69,20 +83,69 @@ class BalancedPairSampler:
             second_pos.append(j)
 
         a = self.nonempty_classes[rng.integers(len(self.nonempty_classes), size=n_neg)]
-        within = rng.random(n_neg) < self.same_group_prob
-        b = np.empty_like(a)
-        for k, c in enumerate(a):
-            pool = self.group_classes[self.class_groups[c]] if within[k] else self.nonempty_classes
-            if len(pool) < 2:  # a group of one class: fall back to any other class
-                pool = self.nonempty_classes
-            other = c
-            while other == c:
-                other = pool[rng.integers(len(pool))]
-            b[k] = other
+        b = self._other_classes(a, rng)
         first = np.concatenate([np.asarray(first_pos, dtype=np.int64), self._pick(a, rng)])
         second = np.concatenate([np.asarray(second_pos, dtype=np.int64), self._pick(b, rng)])
         same = np.concatenate([np.ones(n_pos, dtype=np.int64), np.zeros(n_neg, dtype=np.int64)])
-        return first.astype(np.int64), second.astype(np.int64), same
+        return {"first": first.astype(np.int64), "second": second.astype(np.int64), "same": same}
+
+
+class TripletSampler:
+    """Draws triplets (anchor, positive, negative) of image indices.
+
+    The anchor class is uniform over classes with at least two images; the positive is
+    another image of that class (never the anchor itself); the negative's class differs,
+    and comes from the anchor's group with probability ``same_group_prob``.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor | np.ndarray,
+        class_groups: torch.Tensor | np.ndarray,
+        same_group_prob: float = 0.5,
+    ) -> None:
+        self.pairs = BalancedPairSampler(labels, class_groups, same_group_prob)
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        pairs = self.pairs
+        classes = pairs.positive_classes[rng.integers(len(pairs.positive_classes), size=n)]
+        anchor, positive = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+        for k, c in enumerate(classes):
+            anchor[k], positive[k] = rng.choice(pairs.members[c], size=2, replace=False)
+        negative = pairs._pick(pairs._other_classes(classes, rng), rng)
+        return {"anchor": anchor, "positive": positive, "negative": negative.astype(np.int64)}
+
+
+class ClassBalancedSampler:
+    """P x K batches: ``classes_per_batch`` classes, ``images_per_class`` distinct images each.
+
+    The batch for online mining. Only classes with at least K images take part.
+    """
+
+    def __init__(self, labels: torch.Tensor | np.ndarray, classes_per_batch: int, images_per_class: int) -> None:
+        if images_per_class < 2:
+            raise ValueError(f"images_per_class must be >= 2 (a positive needs two images), got {images_per_class}")
+        if classes_per_batch < 2:
+            raise ValueError(f"classes_per_batch must be >= 2 (a negative needs two classes), got {classes_per_batch}")
+        self.labels = np.asarray(labels)
+        self.members = _class_members(self.labels, int(self.labels.max()) + 1)
+        self.eligible = np.array([c for c, m in enumerate(self.members) if len(m) >= images_per_class])
+        if len(self.eligible) < classes_per_batch:
+            raise ValueError(
+                f"a batch of {classes_per_batch} x {images_per_class} (classes x images) needs "
+                f"{classes_per_batch} classes with at least {images_per_class} images; the data has "
+                f"{len(self.eligible)} such classes of {len(self.members)}"
+            )
+        self.classes_per_batch = classes_per_batch
+        self.images_per_class = images_per_class
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        p, k = self.classes_per_batch, self.images_per_class
+        if n != p * k:
+            raise ValueError(f"batch_size must equal classes_per_batch x images_per_class = {p * k}, got {n}")
+        classes = rng.choice(self.eligible, size=p, replace=False)
+        images = np.concatenate([rng.choice(self.members[c], size=k, replace=False) for c in classes])
+        return {"images": images.astype(np.int64), "labels": np.repeat(classes, k).astype(np.int64)}
 
 
 @dataclass

@@ -27,6 +27,8 @@ class KochEncoder(nn.Module):
         batch_norm: add batch normalisation after each convolution (not in the paper).
         init: ``"koch"`` for the paper's initialisation (conv weights N(0, 1e-2), biases
             N(0.5, 1e-2), fully connected weights N(0, 0.2)), ``"default"`` for PyTorch's.
+        output: ``"sigmoid"`` as in the paper, or ``"linear"`` (an unbounded embedding,
+            the usual choice for distance-based heads).
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class KochEncoder(nn.Module):
         embedding_dim: int = 4096,
         batch_norm: bool = False,
         init: str = "koch",
+        output: str = "sigmoid",
     ) -> None:
         super().__init__()
         if len(channels) != 4 or len(kernel_sizes) != 4:
@@ -47,6 +50,9 @@ class KochEncoder(nn.Module):
             )
         if init not in ("koch", "default"):
             raise ValueError(f"init must be 'koch' or 'default', got {init!r}")
+        if output not in ("sigmoid", "linear"):
+            raise ValueError(f"output must be 'sigmoid' or 'linear', got {output!r}")
+        self.output = output
         layers: list[nn.Module] = []
         size, previous = input_size, in_channels
         for i, (width, kernel) in enumerate(zip(channels, kernel_sizes)):
@@ -81,4 +87,5 @@ class KochEncoder(nn.Module):
         nn.init.normal_(self.fc.bias, 0.5, 1e-2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.fc(self.features(images)))
+        embedding = self.fc(self.features(images))
+        return torch.sigmoid(embedding) if self.output == "sigmoid" else embedding

@@ -12,16 +12,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_siamese.models.losses import (
+    ContrastiveLoss,
+    MinedContrastiveLoss,
+    MinedTripletLoss,
+    TripletLoss,
+    euclidean,
+)
+
 
 class PairHead(nn.Module):
-    """Base class of heads that score pairs of embeddings."""
+    """Base class of heads that score pairs of embeddings.
+
+    A head trains on some of three batch kinds: pairs (``loss``), triplets
+    (``triplet_loss``) and class-balanced batches mined online (``batch_loss``).
+    """
+
+    # The batch kinds ("pairs", "triplets", "classes") this head has a loss for.
+    trains_on: tuple[str, ...] = ()
 
     def __init__(self, embedding_dim: int) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
 
+    def _unsupported(self, kind: str) -> TypeError:
+        return TypeError(
+            f"{type(self).__name__} does not train on {kind}; choose a data module whose "
+            f"batch_kind this head supports, or another head"
+        )
+
     def loss(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise self._unsupported("pairs")
+
+    def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        raise self._unsupported("triplets")
+
+    def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise self._unsupported("class-balanced batches")
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -30,13 +57,15 @@ class PairHead(nn.Module):
 class KochHead(PairHead):
     """Koch et al.'s weighted L1 head: p = sigmoid(sum_j alpha_j |h1_j - h2_j| + b).
 
-    Trained with binary cross-entropy; ``similarity`` is the probability p of "same".
+    Trained with binary cross-entropy on pairs; ``similarity`` is the probability p of "same".
 
     Args:
         embedding_dim: width of the encoder output.
         init: ``"koch"`` draws alpha from N(0, 0.2) and b from N(0.5, 1e-2) as the paper
             does for fully connected layers; ``"default"`` keeps PyTorch's.
     """
+
+    trains_on = ("pairs",)
 
     def __init__(self, embedding_dim: int, init: str = "koch") -> None:
         super().__init__(embedding_dim)
@@ -55,3 +84,74 @@ class KochHead(PairHead):
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(first, second))
+
+
+class DistanceHead(PairHead):
+    """Heads that compare embeddings by Euclidean distance; similarity is ``-d``."""
+
+    def __init__(self, embedding_dim: int, normalize: bool = False, squared: bool = False) -> None:
+        super().__init__(embedding_dim)
+        self.normalize = normalize
+        self.squared = squared
+
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(embeddings, dim=-1) if self.normalize else embeddings
+
+    def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        return -euclidean(self.prepare(first), self.prepare(second), self.squared)
+
+
+class ContrastiveHead(DistanceHead):
+    """Contrastive loss (Hadsell et al. 2006) on pairs, or on all/hardest pairs of a batch.
+
+    Args:
+        embedding_dim: width of the encoder output.
+        margin: distance beyond which a different-class pair costs nothing.
+        normalize: L2-normalise embeddings first.
+        mining: for class-balanced batches, ``"all"`` pairs or the ``"hard"``est per anchor.
+    """
+
+    trains_on = ("pairs", "classes")
+
+    def __init__(self, embedding_dim: int, margin: float = 1.0, normalize: bool = False, mining: str = "all") -> None:
+        super().__init__(embedding_dim, normalize)
+        self.pair_loss = ContrastiveLoss(margin)
+        self.mined_loss = MinedContrastiveLoss(margin, mining)
+
+    def loss(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
+        return self.pair_loss(self.prepare(first), self.prepare(second), same)
+
+    def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.mined_loss(self.prepare(embeddings), labels)
+
+
+class TripletHead(DistanceHead):
+    """Triplet loss (Schroff et al. 2015) on given triplets, or mined from a batch.
+
+    Args:
+        embedding_dim: width of the encoder output.
+        margin: the margin m of ``max(0, d(a, p) - d(a, n) + m)``.
+        squared: use squared Euclidean distances.
+        normalize: L2-normalise embeddings first (FaceNet).
+        mining: for class-balanced batches: ``"all"``, ``"hard"`` or ``"semihard"``.
+    """
+
+    trains_on = ("triplets", "classes")
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        margin: float = 0.2,
+        squared: bool = False,
+        normalize: bool = False,
+        mining: str = "hard",
+    ) -> None:
+        super().__init__(embedding_dim, normalize, squared)
+        self.triplet = TripletLoss(margin, squared)
+        self.mined_loss = MinedTripletLoss(margin, mining, squared)
+
+    def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        return self.triplet(self.prepare(anchor), self.prepare(positive), self.prepare(negative))
+
+    def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.mined_loss(self.prepare(embeddings), labels)

@@ -73,14 +73,30 @@ class SiameseModule(pl.LightningModule):
 
     # --- training -------------------------------------------------------------------
 
-    def pair_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """The head's loss on a batch ``(first, second, same)`` of image pairs."""
-        first, second, same = batch
-        e1, e2 = self.embed(torch.cat([first, second])).chunk(2)  # one pass for both twins
-        return self.head.loss(e1, e2, same)
+    def on_fit_start(self) -> None:
+        kind = getattr(self.trainer.datamodule, "batch_kind", None)
+        if kind is not None and kind not in self.head.trains_on:
+            raise ValueError(
+                f"{type(self.head).__name__} trains on {' or '.join(self.head.trains_on)}, but the data "
+                f"module's batch_kind is {kind!r}: set data batch_kind to one of {list(self.head.trains_on)}"
+            )
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        loss = self.pair_loss(batch)
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head's loss on a batch of pairs, triplets or P x K classes (by its keys)."""
+        if "same" in batch:
+            first, second = self.embed(torch.cat([batch["first"], batch["second"]])).chunk(2)  # one pass
+            return self.head.loss(first, second, batch["same"])
+        if "anchor" in batch:
+            anchor, positive, negative = self.embed(
+                torch.cat([batch["anchor"], batch["positive"], batch["negative"]])
+            ).chunk(3)
+            return self.head.triplet_loss(anchor, positive, negative)
+        if "labels" in batch:
+            return self.head.batch_loss(self.embed(batch["images"]), batch["labels"])
+        raise ValueError(f"unknown training batch with keys {sorted(batch)}: expected pairs, triplets or classes")
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.training_loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
@@ -132,8 +148,12 @@ class SiameseModule(pl.LightningModule):
             self._outputs.clear()
             return
         table = self._embedding_table(dataset)
-        first, second, same = (t.to(self.device) for t in dataset.pairs)
-        loss = self.head.loss(table[first], table[second], same)
+        first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
+        if "pairs" in self.head.trains_on:
+            loss = self.head.loss(table[first], table[second], same)
+        else:
+            anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
+            loss = self.head.triplet_loss(anchor, positive, negative)
         auroc.update(self.head.similarity(table[first], table[second]), same)
         result = evaluate_episodes(table, dataset.episodes, self.head.similarity, self.shot_reduction)
         self.last_oneshot[stage] = result

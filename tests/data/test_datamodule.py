@@ -1,11 +1,9 @@
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import EpochKeySampler, OmniglotDataModule, PairBatches
-from lightning_siamese.data.samplers import BalancedPairSampler
+from lightning_siamese.data.datamodules import EpochKeySampler, OmniglotDataModule, SampledBatches
 
 
 def make_module(root: Path, **overrides) -> OmniglotDataModule:
@@ -47,7 +45,7 @@ def test_koch_validation_tasks_are_within_alphabet_two_drawers(tiny_omniglot: Pa
     for t in range(len(episodes)):
         assert len(set(drawers[episodes.support[t].flatten()].tolist())) == 1
         assert len(set(drawers[episodes.query[t].flatten()].tolist())) == 1
-    first, second, same = evaluation.pairs
+    same = evaluation.pairs["same"]
     assert len(same) == 32 and int(same.sum()) == 16
 
 
@@ -57,26 +55,14 @@ def test_training_batches_are_balanced_seeded_and_change_per_epoch(tiny_omniglot
     loader = dm.train_dataloader()
     batches = list(loader)
     assert len(batches) == 4
-    x1, x2, same = batches[0]
+    x1, same = batches[0]["first"], batches[0]["same"]
     assert x1.shape == (16, 1, 28, 28) and x1.dtype == torch.float32
     assert int(same.sum()) == 8
     again = list(dm.train_dataloader())
-    assert torch.equal(batches[0][0], again[0][0])
+    assert torch.equal(batches[0]["first"], again[0]["first"])
     loader.sampler.set_epoch(1)
     next_epoch = list(loader)
-    assert not torch.equal(batches[0][0], next_epoch[0][0])
-
-
-def test_two_ranks_get_disjoint_whole_batches() -> None:
-    labels = np.repeat(np.arange(10), 4)
-    sampler = BalancedPairSampler(labels, np.zeros(10, dtype=int))
-    dataset = PairBatches(torch.zeros(40, 1, 4, 4, dtype=torch.uint8), sampler, 8, 10, seed=3)
-    keys = [list(EpochKeySampler(dataset, num_replicas=2, rank=r, shuffle=False, drop_last=True)) for r in (0, 1)]
-    assert len(keys[0]) == len(keys[1]) == 5
-    assert not set(keys[0]) & set(keys[1])
-    for key in keys[0] + keys[1]:
-        _, _, same = dataset[key]
-        assert len(same) == 8 and int(same.sum()) == 4
+    assert not torch.equal(batches[0]["first"], next_epoch[0]["first"])
 
 
 def test_impossible_validation_task_fails_at_setup(tiny_omniglot: Path) -> None:
@@ -103,3 +89,23 @@ def test_class_rotations_grow_only_the_training_split(tiny_omniglot: Path) -> No
     assert rotated.split("train").num_classes == 4 * plain.split("train").num_classes
     assert rotated.split("val").num_classes == plain.split("val").num_classes
     assert torch.equal(rotated.split("val").images, plain.split("val").images)
+
+
+@pytest.mark.parametrize("kind, keys", [("triplets", {"anchor", "positive", "negative"}), ("classes", {"images", "labels"})])
+def test_triplet_and_class_balanced_batch_kinds(tiny_omniglot: Path, kind: str, keys: set) -> None:
+    dm = make_module(tiny_omniglot, batch_kind=kind, batch_size=12, images_per_class=3)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == keys
+    if kind == "classes":
+        assert batch["images"].shape == (12, 1, 28, 28)
+        assert sorted(torch.bincount(batch["labels"])[torch.bincount(batch["labels"]) > 0].tolist()) == [3, 3, 3, 3]
+
+
+def test_bad_batch_kind_settings_are_named(tiny_omniglot: Path) -> None:
+    with pytest.raises(ValueError, match="batch_kind"):
+        make_module(tiny_omniglot, batch_kind="quads")
+    with pytest.raises(ValueError, match="multiple of images_per_class=5"):
+        make_module(tiny_omniglot, batch_kind="classes", batch_size=12, images_per_class=5)
+    with pytest.raises(ValueError, match="4 x 21"):
+        make_module(tiny_omniglot, batch_kind="classes", batch_size=84, images_per_class=21).setup("fit")

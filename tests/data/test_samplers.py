@@ -12,7 +12,7 @@ INSTANCES = np.tile(np.arange(1, 6), 8)  # image k of each class drawn by drawer
 
 def test_pairs_are_half_same_half_different_and_correct() -> None:
     sampler = BalancedPairSampler(LABELS, CLASS_GROUPS, same_group_prob=0.5)
-    first, second, same = sampler.sample(128, np.random.default_rng(0))
+    first, second, same = sampler.sample(128, np.random.default_rng(0)).values()
     assert same.sum() == 64 and len(same) == 128
     pos, neg = same == 1, same == 0
     assert np.all(LABELS[first[pos]] == LABELS[second[pos]])
@@ -23,13 +23,13 @@ def test_pairs_are_half_same_half_different_and_correct() -> None:
 def test_same_group_probability_controls_negatives() -> None:
     rng = np.random.default_rng(1)
     within = BalancedPairSampler(LABELS, CLASS_GROUPS[:7].tolist() + [1], same_group_prob=1.0)
-    first, second, same = within.sample(2000, rng)
+    first, second, same = within.sample(2000, rng).values()
     groups = np.array(CLASS_GROUPS[:7].tolist() + [1])
     neg = same == 0
     assert np.all(groups[LABELS[first[neg]]] == groups[LABELS[second[neg]]])
 
     half = BalancedPairSampler(LABELS, CLASS_GROUPS, same_group_prob=0.5)
-    first, second, same = half.sample(4000, rng)
+    first, second, same = half.sample(4000, rng).values()
     neg = same == 0
     frac = np.mean(CLASS_GROUPS[LABELS[first[neg]]] == CLASS_GROUPS[LABELS[second[neg]]])
     # 0.5 within, plus cross-alphabet draws that land in the same group by chance
@@ -38,9 +38,9 @@ def test_same_group_probability_controls_negatives() -> None:
 
 def test_pair_sampling_is_seeded() -> None:
     sampler = BalancedPairSampler(LABELS, CLASS_GROUPS)
-    a = sampler.sample(64, np.random.default_rng(7))
-    b = sampler.sample(64, np.random.default_rng(7))
-    c = sampler.sample(64, np.random.default_rng(8))
+    a = sampler.sample(64, np.random.default_rng(7)).values()
+    b = sampler.sample(64, np.random.default_rng(7)).values()
+    c = sampler.sample(64, np.random.default_rng(8)).values()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
 

@@ -32,3 +32,47 @@ def test_identical_embeddings_give_finite_gradients() -> None:
     a = torch.rand(4, 8, requires_grad=True)
     head.loss(a, a.detach().clone(), torch.ones(4)).backward()
     assert torch.isfinite(a.grad).all()
+
+
+def test_distance_heads_are_symmetric_and_rank_by_negative_distance() -> None:
+    from lightning_siamese.models import ContrastiveHead, TripletHead
+
+    a, b = torch.rand(6, 8), torch.rand(6, 8)
+    for head in (ContrastiveHead(8), TripletHead(8, squared=True), ContrastiveHead(8, normalize=True)):
+        torch.testing.assert_close(head.similarity(a, b), head.similarity(b, a))
+        assert torch.all(head.similarity(a, a) > head.similarity(a, b) - 1e-6)
+    torch.testing.assert_close(ContrastiveHead(8).similarity(a, b), -(a - b).norm(dim=-1), atol=1e-5, rtol=1e-5)
+
+
+def test_normalised_heads_ignore_embedding_scale() -> None:
+    from lightning_siamese.models import TripletHead
+
+    head = TripletHead(8, normalize=True)
+    a, b = torch.rand(4, 8), torch.rand(4, 8)
+    torch.testing.assert_close(head.similarity(a, b), head.similarity(3 * a, 0.5 * b))
+
+
+def test_every_head_gives_finite_gradients_on_identical_inputs() -> None:
+    from lightning_siamese.models import ContrastiveHead, TripletHead
+
+    labels = torch.tensor([0, 0, 1, 1])
+    for head in (ContrastiveHead(8), TripletHead(8), TripletHead(8, mining="all"), TripletHead(8, mining="semihard")):
+        e = torch.ones(4, 8, requires_grad=True)
+        loss = head.batch_loss(e, labels)
+        if isinstance(head, ContrastiveHead):
+            loss = loss + head.loss(e[:2], e[2:], torch.tensor([1, 0]))
+        else:
+            loss = loss + head.triplet_loss(e[:1], e[1:2], e[2:3])
+        loss.backward()
+        assert torch.isfinite(e.grad).all(), type(head).__name__
+
+
+def test_heads_name_the_batches_they_cannot_train_on() -> None:
+    import pytest
+
+    from lightning_siamese.models import TripletHead
+
+    with pytest.raises(TypeError, match="KochHead does not train on class-balanced batches"):
+        KochHead(4).batch_loss(torch.rand(4, 4), torch.tensor([0, 0, 1, 1]))
+    with pytest.raises(TypeError, match="TripletHead does not train on pairs"):
+        TripletHead(4).loss(torch.rand(2, 4), torch.rand(2, 4), torch.tensor([1, 0]))

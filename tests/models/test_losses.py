@@ -1,0 +1,154 @@
+"""Each loss against a brute-force loop over all pairs or triplets."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from lightning_siamese.models.losses import (
+    ContrastiveLoss,
+    MinedContrastiveLoss,
+    MinedTripletLoss,
+    TripletLoss,
+)
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def dist(a: torch.Tensor, b: torch.Tensor, squared: bool = False) -> float:
+    d2 = sum((float(x) - float(y)) ** 2 for x, y in zip(a, b))
+    return d2 if squared else math.sqrt(d2)
+
+
+def batch(dtype: torch.dtype, n_classes: int = 4, per_class: int = 3, dim: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
+    return torch.randn(len(labels), dim, generator=g, dtype=dtype), labels
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_contrastive_matches_the_formula(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(8, 4, generator=g, dtype=dtype), torch.randn(8, 4, generator=g, dtype=dtype)
+    same = torch.tensor([1, 0, 1, 0, 0, 1, 0, 0])
+    m = 2.0
+    expected = sum(
+        dist(x, y) ** 2 if s else max(0.0, m - dist(x, y)) ** 2 for x, y, s in zip(a, b, same)
+    ) / 8
+    assert ContrastiveLoss(m)(a, b, same).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_triplet_matches_the_formula(dtype: torch.dtype, squared: bool) -> None:
+    g = torch.Generator().manual_seed(2)
+    a, p, n = (torch.randn(10, 3, generator=g, dtype=dtype) for _ in range(3))
+    m = 0.4
+    expected = sum(max(0.0, dist(x, y, squared) - dist(x, z, squared) + m) for x, y, z in zip(a, p, n)) / 10
+    assert TripletLoss(m, squared)(a, p, n).item() == pytest.approx(expected, rel=1e-5)
+
+
+def brute_triplets(emb: torch.Tensor, labels: torch.Tensor, squared: bool = False):
+    """All valid (a, p, n) with their distances."""
+    out = []
+    for a, p, n in itertools.product(range(len(labels)), repeat=3):
+        if a != p and labels[a] == labels[p] and labels[a] != labels[n]:
+            out.append((a, p, n, dist(emb[a], emb[p], squared), dist(emb[a], emb[n], squared)))
+    return out
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("squared", [False, True])
+def test_batch_all_matches_brute_force(dtype: torch.dtype, squared: bool) -> None:
+    emb, labels = batch(dtype)
+    m = 1.0
+    terms = [max(0.0, ap - an + m) for *_, ap, an in brute_triplets(emb, labels, squared)]
+    active = [t for t in terms if t > 0]
+    loss = MinedTripletLoss(m, "all", squared)
+    assert loss(emb, labels).item() == pytest.approx(sum(active) / len(active), rel=1e-5)
+    assert loss.last_active_fraction == pytest.approx(len(active) / len(terms))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_hard_matches_brute_force(dtype: torch.dtype) -> None:
+    emb, labels = batch(dtype)
+    m = 0.5
+    terms = []
+    for a in range(len(labels)):
+        pos = [dist(emb[a], emb[p]) for p in range(len(labels)) if p != a and labels[p] == labels[a]]
+        neg = [dist(emb[a], emb[n]) for n in range(len(labels)) if labels[n] != labels[a]]
+        terms.append(max(0.0, max(pos) - min(neg) + m))
+    assert MinedTripletLoss(m, "hard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_semihard_matches_brute_force(dtype: torch.dtype) -> None:
+    emb, labels = batch(dtype, seed=3)
+    m = 0.5
+    terms = []
+    for a, p in itertools.permutations(range(len(labels)), 2):
+        if labels[a] != labels[p]:
+            continue
+        ap = dist(emb[a], emb[p])
+        negs = [dist(emb[a], emb[n]) for n in range(len(labels)) if labels[n] != labels[a]]
+        farther = [x for x in negs if x > ap]
+        chosen = min(farther) if farther else max(negs)
+        terms.append(max(0.0, ap - chosen + m))
+    assert MinedTripletLoss(m, "semihard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mining", ["all", "hard"])
+def test_mined_contrastive_matches_brute_force(dtype: torch.dtype, mining: str) -> None:
+    emb, labels = batch(dtype, seed=4)
+    m = 3.0
+    n = len(labels)
+    if mining == "all":
+        pos = [dist(emb[i], emb[j]) for i, j in itertools.combinations(range(n), 2) if labels[i] == labels[j]]
+        neg = [dist(emb[i], emb[j]) for i, j in itertools.combinations(range(n), 2) if labels[i] != labels[j]]
+    else:
+        pos = [max(dist(emb[a], emb[p]) for p in range(n) if p != a and labels[p] == labels[a]) for a in range(n)]
+        neg = [min(dist(emb[a], emb[q]) for q in range(n) if labels[q] != labels[a]) for a in range(n)]
+    expected = sum(d**2 for d in pos) / len(pos) + sum(max(0.0, m - d) ** 2 for d in neg) / len(neg)
+    assert MinedContrastiveLoss(m, mining)(emb, labels).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_zero_loss_when_classes_are_far_apart() -> None:
+    labels = torch.arange(3).repeat_interleave(2)
+    emb = (labels[:, None].double() * 100.0) * torch.ones(1, 4, dtype=torch.float64)
+    for mining in ("all", "hard", "semihard"):
+        loss = MinedTripletLoss(0.2, mining)
+        assert loss(emb, labels).item() == 0.0
+        assert loss.last_active_fraction == 0.0
+    assert MinedContrastiveLoss(1.0)(emb, labels).item() == pytest.approx(0.0, abs=1e-9)  # d = sqrt(eps) for twins
+
+
+def test_all_active_when_everything_collapses() -> None:
+    labels = torch.arange(3).repeat_interleave(2)
+    emb = torch.zeros(6, 4, requires_grad=True)
+    loss = MinedTripletLoss(0.3, "all")
+    value = loss(emb, labels)
+    assert value.item() == pytest.approx(0.3, abs=1e-5)
+    assert loss.last_active_fraction == 1.0
+    value.backward()
+    assert torch.isfinite(emb.grad).all()  # the epsilon keeps sqrt differentiable at 0
+    pair = ContrastiveLoss(1.0)(emb[:2], emb[2:4], torch.zeros(2))
+    assert pair.item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_batches_without_valid_triplets_give_zero_with_a_graph() -> None:
+    emb = torch.randn(4, 3, requires_grad=True)
+    for mining in ("all", "hard", "semihard"):
+        value = MinedTripletLoss(0.2, mining)(emb, torch.arange(4))  # no positives
+        assert value.item() == 0.0 and value.requires_grad
+
+
+def test_bad_margins_and_mining_are_rejected() -> None:
+    for make in (lambda: ContrastiveLoss(0.0), lambda: TripletLoss(-1.0), lambda: MinedTripletLoss(0.0)):
+        with pytest.raises(ValueError, match="margin"):
+            make()
+    with pytest.raises(ValueError, match="mining"):
+        MinedTripletLoss(0.2, "random")
+    with pytest.raises(ValueError, match="mining"):
+        MinedContrastiveLoss(1.0, "semihard")
