@@ -1,4 +1,10 @@
-from lightning_siamese.data.datamodules import EvaluationSet, OmniglotDataModule, SampledBatches
+from lightning_siamese.data.datamodules import (
+    EvaluationSet,
+    FolderDataModule,
+    OmniglotDataModule,
+    SampledBatches,
+    SiameseDataModule,
+)
 from lightning_siamese.data.samplers import (
     BalancedPairSampler,
     ClassBalancedSampler,
@@ -6,7 +12,7 @@ from lightning_siamese.data.samplers import (
     TripletSampler,
     sample_episodes,
 )
-from lightning_siamese.data.sources import ImageCollection, load_omniglot
+from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_omniglot
 from lightning_siamese.data.transforms import KochAffine
 
 __all__ = [
@@ -14,11 +20,14 @@ __all__ = [
     "ClassBalancedSampler",
     "Episodes",
     "EvaluationSet",
+    "FolderDataModule",
     "ImageCollection",
     "KochAffine",
     "OmniglotDataModule",
     "TripletSampler",
     "SampledBatches",
+    "SiameseDataModule",
+    "load_image_folder",
     "load_omniglot",
     "sample_episodes",
 ]

@@ -28,6 +28,7 @@ from lightning_siamese.data.sources import (
     OMNIGLOT_TEST_ALPHABETS,
     OMNIGLOT_VAL_ALPHABETS,
     ImageCollection,
+    load_image_folder,
     load_omniglot,
     locate_omniglot_set,
 )
@@ -130,65 +131,50 @@ class EvaluationSet(Dataset):
         return to_float(self.collection.images[index]), index
 
 
-class OmniglotDataModule(pl.LightningDataModule):
-    """Omniglot split by alphabet: balanced training pairs, N-way K-shot evaluation.
+class SiameseDataModule(pl.LightningDataModule):
+    """What every data module shares: class-disjoint splits, training batches, evaluation.
+
+    A subclass says how to load its collection (:meth:`load_collection`) and which classes
+    form each split (:meth:`select_split`); everything else lives here.
 
     Args:
-        root: folder with the Omniglot sets (official zips or extracted folders).
-        sets: which sets to load (``images_background``, ``images_evaluation``, the
-            small sets ``images_background_small1``/``2``).
-        val_alphabets: alphabets held out for validation (Koch: 10 evaluation alphabets).
-        test_alphabets: alphabets held out for testing (the other 10).
-        train_alphabets: alphabets to train on; ``None`` takes every other loaded one.
-        download: fetch missing sets from the official repository (checksums verified).
         image_size: images are resized once, at load time, to this side.
-        invert: strokes bright on black (default) rather than Omniglot's black on white.
-        skip_bad_images: warn about and skip undecodable files instead of failing.
-        batch_kind: what a training batch holds: ``"pairs"`` (balanced, half
-            same-character), ``"triplets"`` (anchor, positive, negative) or ``"classes"``
-            (P characters x K images, for online mining).
+        batch_kind: what a training batch holds: ``"pairs"`` (balanced, half same-class),
+            ``"triplets"`` (anchor, positive, negative) or ``"classes"`` (P classes x K
+            images, for online mining).
         batch_size: pairs, triplets or images per training batch.
         images_per_class: K of a ``"classes"`` batch (P = batch_size / K).
-        pairs_per_epoch: training examples (pairs, triplets or images) per epoch
-            (Koch: 30k, 90k or 150k pairs).
-        same_alphabet_prob: probability that a different-character pair stays within
-            one alphabet.
-        augment: per-image distortion of training pairs, e.g. :class:`KochAffine`.
-        class_rotations: angles (multiples of 90) by which every training character is
-            rotated to make new training classes, e.g. ``[0, 90, 180, 270]``; ``[0]`` is off.
-        n_way, k_shot, n_query: the evaluation task (Koch: 20-way 1-shot, 1 query per way).
-        within_alphabet: draw each task's classes from one alphabet (Koch's harder task).
+        pairs_per_epoch: training examples (pairs, triplets or images) per epoch.
+        same_group_prob: probability that a different-class pair (or a triplet's negative)
+            stays within the first class's group.
+        augment: per-image distortion of training images, e.g. :class:`KochAffine`.
+        class_rotations: angles (multiples of 90) by which every training class is rotated
+            to make new training classes, e.g. ``[0, 90, 180, 270]``; ``[0]`` is off.
+        n_way, k_shot, n_query: the evaluation task.
+        within_group: draw each task's classes from one group.
         val_tasks, val_seed: number of validation episodes and the seed that fixes them.
         test_tasks, test_seed: likewise for the test split.
-        val_pairs: size of the fixed, balanced pair set behind ``val/loss``.
+        val_pairs: size of the fixed, balanced pair (and triplet) set behind ``val/loss``.
         eval_batch_size: images per batch when embedding an evaluation split.
         num_workers: DataLoader workers.
-        seed: seed of the training pair stream; ``None`` follows ``seed_everything``.
+        seed: seed of the training batch stream; ``None`` follows ``seed_everything``.
         predict_split: which split ``lightning predict`` embeds.
     """
 
     def __init__(
         self,
-        root: str = "data/omniglot",
-        sets: Sequence[str] = ("images_background", "images_evaluation"),
-        val_alphabets: Sequence[str] = tuple(OMNIGLOT_VAL_ALPHABETS),
-        test_alphabets: Sequence[str] = tuple(OMNIGLOT_TEST_ALPHABETS),
-        train_alphabets: Sequence[str] | None = None,
-        download: bool = False,
         image_size: int = 105,
-        invert: bool = True,
-        skip_bad_images: bool = False,
         batch_kind: str = "pairs",
         batch_size: int = 128,
         images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
-        same_alphabet_prob: float = 0.5,
+        same_group_prob: float = 0.5,
         augment: KochAffine | None = None,
         class_rotations: Sequence[int] = (0,),
         n_way: int = 20,
         k_shot: int = 1,
         n_query: int = 1,
-        within_alphabet: bool = True,
+        within_group: bool = True,
         val_tasks: int = 400,
         val_seed: int = 0,
         test_tasks: int = 400,
@@ -200,14 +186,6 @@ class OmniglotDataModule(pl.LightningDataModule):
         predict_split: str = "val",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["augment"])
-        overlap = set(val_alphabets) & set(test_alphabets)
-        if overlap:
-            raise ValueError(f"val_alphabets and test_alphabets must be disjoint; both name {sorted(overlap)}")
-        if train_alphabets is not None:
-            overlap = set(train_alphabets) & (set(val_alphabets) | set(test_alphabets))
-            if overlap:
-                raise ValueError(f"train_alphabets must not name held-out alphabets: {sorted(overlap)}")
         if batch_kind not in BATCH_KINDS:
             raise ValueError(f"batch_kind must be one of {BATCH_KINDS}, got {batch_kind!r}")
         if batch_kind == "classes" and batch_size % images_per_class:
@@ -217,24 +195,16 @@ class OmniglotDataModule(pl.LightningDataModule):
             )
         if predict_split not in ("train", "val", "test"):
             raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
-        self.root = root
-        self.sets = list(sets)
-        self.val_alphabets = list(val_alphabets)
-        self.test_alphabets = list(test_alphabets)
-        self.train_alphabets = None if train_alphabets is None else list(train_alphabets)
-        self.download = download
         self.image_size = image_size
-        self.invert = invert
-        self.skip_bad_images = skip_bad_images
         self.batch_kind = batch_kind
         self.batch_size = batch_size
         self.images_per_class = images_per_class
         self.pairs_per_epoch = pairs_per_epoch
-        self.same_alphabet_prob = same_alphabet_prob
+        self.same_group_prob = same_group_prob
         self.augment = augment
         self.class_rotations = list(class_rotations)
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
-        self.within_alphabet = within_alphabet
+        self.within_group = within_group
         self.val_tasks, self.val_seed = val_tasks, val_seed
         self.test_tasks, self.test_seed = test_tasks, test_seed
         self.val_pairs = val_pairs
@@ -246,52 +216,31 @@ class OmniglotDataModule(pl.LightningDataModule):
         self._splits: dict[str, ImageCollection] = {}
         self._eval_sets: dict[str, EvaluationSet] = {}
 
-    # --- data ---------------------------------------------------------------------
+    # --- what a subclass provides -------------------------------------------------
 
-    def prepare_data(self) -> None:
-        if self.download:  # fetch once, on one process; setup() then only reads
-            for name in self.sets:
-                locate_omniglot_set(self.root, name, download=True)
+    def load_collection(self) -> ImageCollection:
+        """Load every image the splits draw on (called once)."""
+        raise NotImplementedError
+
+    def select_split(self, name: str) -> ImageCollection:
+        """The classes of split ``name`` (``train``, ``val`` or ``test``), disjoint from the others."""
+        raise NotImplementedError
+
+    # --- data ---------------------------------------------------------------------
 
     @property
     def collection(self) -> ImageCollection:
         if self._collection is None:
-            self._collection = load_omniglot(
-                self.root,
-                self.sets,
-                image_size=self.image_size,
-                invert=self.invert,
-                download=self.download,
-                skip_bad_images=self.skip_bad_images,
-            )
-            log.info("Omniglot: %s", self._collection.summary())
+            self._collection = self.load_collection()
+            log.info("%s: %s", type(self).__name__, self._collection.summary())
         return self._collection
 
     def split(self, name: str) -> ImageCollection:
         """The ``train``, ``val`` or ``test`` collection (classes never shared between splits)."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
         if name not in self._splits:
-            held_out = {"val": self.val_alphabets, "test": self.test_alphabets}
-            if name == "train":
-                alphabets = self.train_alphabets or [
-                    a
-                    for a in self.collection.group_names
-                    if a not in self.val_alphabets and a not in self.test_alphabets
-                ]
-            elif name in held_out:
-                alphabets = held_out[name]
-                if not alphabets:
-                    raise ValueError(f"no {name} alphabets configured ({name}_alphabets is empty)")
-            else:
-                raise ValueError(f"unknown split {name!r}; expected 'train', 'val' or 'test'")
-            if not alphabets:
-                raise ValueError("no alphabets left to train on: every loaded alphabet is held out")
-            missing = [a for a in alphabets if a not in self.collection.group_names]
-            if missing:
-                raise ValueError(
-                    f"{name} alphabet(s) {missing} are not in the loaded sets {self.sets} under "
-                    f"{self.root}; loaded alphabets: {self.collection.group_names}"
-                )
-            split = self.collection.select_groups(alphabets)
+            split = self.select_split(name)
             if name == "train" and self.class_rotations != [0]:
                 split = split.with_rotated_classes(self.class_rotations)
             self._splits[name] = split
@@ -320,22 +269,22 @@ class OmniglotDataModule(pl.LightningDataModule):
             n_query=self.n_query if n_query is None else n_query,
             num_tasks=default_tasks if tasks is None else tasks,
             seed=seed,
-            within_group=self.within_alphabet,
+            within_group=self.within_group,
             instances=collection.instances,
             group_names=collection.group_names,
         )
-        pair_sampler = BalancedPairSampler(collection.labels, collection.class_groups, self.same_alphabet_prob)
+        pair_sampler = BalancedPairSampler(collection.labels, collection.class_groups, self.same_group_prob)
         rng = np.random.default_rng(seed)
         pairs = {k: torch.from_numpy(v) for k, v in pair_sampler.sample(self.val_pairs, rng).items()}
-        triplet_sampler = TripletSampler(collection.labels, collection.class_groups, self.same_alphabet_prob)
+        triplet_sampler = TripletSampler(collection.labels, collection.class_groups, self.same_group_prob)
         triplets = {k: torch.from_numpy(v) for k, v in triplet_sampler.sample(self.val_pairs, rng).items()}
         return EvaluationSet(collection, episodes, pairs, triplets)
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
         if self.batch_kind == "pairs":
-            return BalancedPairSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+            return BalancedPairSampler(train.labels, train.class_groups, self.same_group_prob)
         if self.batch_kind == "triplets":
-            return TripletSampler(train.labels, train.class_groups, self.same_alphabet_prob)
+            return TripletSampler(train.labels, train.class_groups, self.same_group_prob)
         return ClassBalancedSampler(train.labels, self.batch_size // self.images_per_class, self.images_per_class)
 
     def _cached_evaluation_set(self, split: str) -> EvaluationSet:
@@ -396,3 +345,309 @@ class OmniglotDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         collection = self.split(self.predict_split)
         return self._evaluation_loader(EvaluationSet(collection))
+
+
+class OmniglotDataModule(SiameseDataModule):
+    """Omniglot split by alphabet: class = character, group = alphabet, instance = drawer.
+
+    The defaults follow Koch et al.: train on the background alphabets, validate on 20-way
+    1-shot within-alphabet tasks over 10 evaluation alphabets, test on the other 10.
+
+    Args:
+        root: folder with the Omniglot sets (official zips or extracted folders).
+        sets: which sets to load (``images_background``, ``images_evaluation``, the
+            small sets ``images_background_small1``/``2``).
+        val_alphabets: alphabets held out for validation (Koch: 10 evaluation alphabets).
+        test_alphabets: alphabets held out for testing (the other 10).
+        train_alphabets: alphabets to train on; ``None`` takes every other loaded one.
+        download: fetch missing sets from the official repository (checksums verified).
+        invert: strokes bright on black (default) rather than Omniglot's black on white.
+        skip_bad_images: warn about and skip undecodable files instead of failing.
+        same_alphabet_prob: probability that a different-character pair stays within one
+            alphabet (the harder negatives the within-alphabet test asks about).
+        within_alphabet: draw each task's characters from one alphabet (Koch's task).
+        **kwargs: the options of :class:`SiameseDataModule` (batches, evaluation, loaders).
+    """
+
+    def __init__(
+        self,
+        root: str = "data/omniglot",
+        sets: Sequence[str] = ("images_background", "images_evaluation"),
+        val_alphabets: Sequence[str] = tuple(OMNIGLOT_VAL_ALPHABETS),
+        test_alphabets: Sequence[str] = tuple(OMNIGLOT_TEST_ALPHABETS),
+        train_alphabets: Sequence[str] | None = None,
+        download: bool = False,
+        invert: bool = True,
+        skip_bad_images: bool = False,
+        same_alphabet_prob: float = 0.5,
+        within_alphabet: bool = True,
+        image_size: int = 105,
+        batch_kind: str = "pairs",
+        batch_size: int = 128,
+        images_per_class: int = 4,
+        pairs_per_epoch: int = 30000,
+        augment: KochAffine | None = None,
+        class_rotations: Sequence[int] = (0,),
+        n_way: int = 20,
+        k_shot: int = 1,
+        n_query: int = 1,
+        val_tasks: int = 400,
+        val_seed: int = 0,
+        test_tasks: int = 400,
+        test_seed: int = 1,
+        val_pairs: int = 2048,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int | None = None,
+        predict_split: str = "val",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            batch_kind=batch_kind,
+            batch_size=batch_size,
+            images_per_class=images_per_class,
+            pairs_per_epoch=pairs_per_epoch,
+            same_group_prob=same_alphabet_prob,
+            augment=augment,
+            class_rotations=class_rotations,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=n_query,
+            within_group=within_alphabet,
+            val_tasks=val_tasks,
+            val_seed=val_seed,
+            test_tasks=test_tasks,
+            test_seed=test_seed,
+            val_pairs=val_pairs,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            predict_split=predict_split,
+        )
+        self.save_hyperparameters(ignore=["augment"])
+        overlap = set(val_alphabets) & set(test_alphabets)
+        if overlap:
+            raise ValueError(f"val_alphabets and test_alphabets must be disjoint; both name {sorted(overlap)}")
+        if train_alphabets is not None:
+            overlap = set(train_alphabets) & (set(val_alphabets) | set(test_alphabets))
+            if overlap:
+                raise ValueError(f"train_alphabets must not name held-out alphabets: {sorted(overlap)}")
+        self.root = root
+        self.sets = list(sets)
+        self.val_alphabets = list(val_alphabets)
+        self.test_alphabets = list(test_alphabets)
+        self.train_alphabets = None if train_alphabets is None else list(train_alphabets)
+        self.download = download
+        self.invert = invert
+        self.skip_bad_images = skip_bad_images
+
+    def prepare_data(self) -> None:
+        if self.download:  # fetch once, on one process; setup() then only reads
+            for name in self.sets:
+                locate_omniglot_set(self.root, name, download=True)
+
+    def load_collection(self) -> ImageCollection:
+        return load_omniglot(
+            self.root,
+            self.sets,
+            image_size=self.image_size,
+            invert=self.invert,
+            download=self.download,
+            skip_bad_images=self.skip_bad_images,
+        )
+
+    def select_split(self, name: str) -> ImageCollection:
+        loaded = self.collection.group_names
+        if name == "train":
+            alphabets = self.train_alphabets or [
+                a for a in loaded if a not in self.val_alphabets and a not in self.test_alphabets
+            ]
+            if not alphabets:
+                raise ValueError("no alphabets left to train on: every loaded alphabet is held out")
+        else:
+            alphabets = self.val_alphabets if name == "val" else self.test_alphabets
+            if not alphabets:
+                raise ValueError(f"no {name} alphabets configured ({name}_alphabets is empty)")
+        missing = [a for a in alphabets if a not in loaded]
+        if missing:
+            raise ValueError(
+                f"{name} alphabet(s) {missing} are not in the loaded sets {self.sets} under "
+                f"{self.root}; loaded alphabets: {loaded}"
+            )
+        return self.collection.select_groups(alphabets)
+
+
+class FolderDataModule(SiameseDataModule):
+    """Any ``root/<class>/<image>`` tree (classes may nest), split by class.
+
+    Classes with fewer than ``min_images`` images cannot give a training positive: by
+    default they become test classes (novel classes, the DarkShotLearning seed's rule), or
+    they are dropped (``small_classes: drop``); either way they are reported. The other
+    classes are shuffled with ``split_seed`` and a ``val_fraction`` and ``test_fraction`` of
+    them held out, or whole top-level folders with ``split_by: group``. A data summary
+    (classes, images per class, sizes before resizing, what went where) is printed at set-up
+    and logged to TensorBoard as text.
+
+    Args:
+        root: the folder tree.
+        channels: 1 (grayscale) or 3 (RGB).
+        min_images: images a class needs to take part in training.
+        small_classes: ``"test"`` or ``"drop"``, for classes under ``min_images``.
+        val_fraction, test_fraction: share of the (large enough) classes or groups held out.
+        split_by: ``"class"`` or ``"group"`` (top-level folder).
+        split_seed: the seed of that split.
+        skip_bad_images: warn about and skip unreadable or non-image files instead of failing.
+        **kwargs: the options of :class:`SiameseDataModule`; ``within_group`` defaults to
+            False here, since folder classes seldom come in groups.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        channels: int = 1,
+        min_images: int = 2,
+        small_classes: str = "test",
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.2,
+        split_by: str = "class",
+        split_seed: int = 0,
+        skip_bad_images: bool = False,
+        image_size: int = 105,
+        batch_kind: str = "pairs",
+        batch_size: int = 128,
+        images_per_class: int = 4,
+        pairs_per_epoch: int = 30000,
+        same_group_prob: float = 0.0,
+        augment: KochAffine | None = None,
+        class_rotations: Sequence[int] = (0,),
+        n_way: int = 5,
+        k_shot: int = 1,
+        n_query: int = 1,
+        within_group: bool = False,
+        val_tasks: int = 400,
+        val_seed: int = 0,
+        test_tasks: int = 400,
+        test_seed: int = 1,
+        val_pairs: int = 2048,
+        eval_batch_size: int = 256,
+        num_workers: int = 0,
+        seed: int | None = None,
+        predict_split: str = "val",
+    ) -> None:
+        super().__init__(
+            image_size=image_size,
+            batch_kind=batch_kind,
+            batch_size=batch_size,
+            images_per_class=images_per_class,
+            pairs_per_epoch=pairs_per_epoch,
+            same_group_prob=same_group_prob,
+            augment=augment,
+            class_rotations=class_rotations,
+            n_way=n_way,
+            k_shot=k_shot,
+            n_query=n_query,
+            within_group=within_group,
+            val_tasks=val_tasks,
+            val_seed=val_seed,
+            test_tasks=test_tasks,
+            test_seed=test_seed,
+            val_pairs=val_pairs,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            predict_split=predict_split,
+        )
+        self.save_hyperparameters(ignore=["augment"])
+        if small_classes not in ("test", "drop"):
+            raise ValueError(f"small_classes must be 'test' or 'drop', got {small_classes!r}")
+        if split_by not in ("class", "group"):
+            raise ValueError(f"split_by must be 'class' or 'group', got {split_by!r}")
+        if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ValueError(
+                f"val_fraction and test_fraction must be in [0, 1) and sum below 1, got {val_fraction} and {test_fraction}"
+            )
+        if min_images < 2:
+            raise ValueError(f"min_images must be at least 2 (a positive pair needs two images), got {min_images}")
+        self.root = root
+        self.channels = channels
+        self.min_images = min_images
+        self.small_classes = small_classes
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.split_by = split_by
+        self.split_seed = split_seed
+        self.skip_bad_images = skip_bad_images
+        self._assignment: dict[str, list[int]] | None = None
+        self.summary = ""
+
+    def load_collection(self) -> ImageCollection:
+        collection, self._load_summary = load_image_folder(
+            self.root, self.image_size, self.channels, self.skip_bad_images
+        )
+        return collection
+
+    def _assign(self) -> dict[str, list[int]]:
+        """Class indices of each split, and the dropped ones."""
+        if self._assignment is None:
+            data = self.collection
+            counts = torch.bincount(data.labels, minlength=data.num_classes)
+            small = [c for c in range(data.num_classes) if counts[c] < self.min_images]
+            large = [c for c in range(data.num_classes) if counts[c] >= self.min_images]
+            rng = np.random.default_rng(self.split_seed)
+            if self.split_by == "group":
+                groups = sorted({int(data.class_groups[c]) for c in large})
+                order = [groups[i] for i in rng.permutation(len(groups))]
+                n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
+                held = {"val": set(order[:n_val]), "test": set(order[n_val : n_val + n_test])}
+                which = {c: next((k for k, g in held.items() if int(data.class_groups[c]) in g), "train") for c in large}
+            else:
+                order = [large[i] for i in rng.permutation(len(large))]
+                n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
+                which = {c: "val" for c in order[:n_val]}
+                which.update({c: "test" for c in order[n_val : n_val + n_test]})
+            assignment = {k: sorted(c for c in large if which.get(c, "train") == k) for k in ("train", "val", "test")}
+            assignment["dropped"] = small if self.small_classes == "drop" else []
+            if self.small_classes == "test":
+                assignment["test"] = sorted(assignment["test"] + small)
+            self._assignment = assignment
+            self.summary = self._summary_text(assignment, counts)
+        return self._assignment
+
+    def _summary_text(self, assignment: dict[str, list[int]], counts: torch.Tensor) -> str:
+        data = self.collection
+        info = self._load_summary
+        lines = [
+            f"Folder data set {self.root}: {data.num_classes} classes, {len(data)} images, "
+            f"{int(counts.min())}-{int(counts.max())} images per class (median {int(counts.median())}); "
+            f"sizes before resizing {info['original_width'][0]}-{info['original_width'][1]} x "
+            f"{info['original_height'][0]}-{info['original_height'][1]} px, resized to {self.image_size}x{self.image_size}, "
+            f"{self.channels} channel(s)."
+        ]
+        for name in ("train", "val", "test"):
+            classes = assignment[name]
+            lines.append(f"  {name}: {len(classes)} classes, {int(counts[classes].sum()) if classes else 0} images")
+        small = [data.class_names[c] for c in range(data.num_classes) if counts[c] < self.min_images]
+        if small:
+            fate = "moved to the test split as novel classes" if self.small_classes == "test" else "dropped"
+            lines.append(f"  {len(small)} classes with fewer than {self.min_images} images {fate}: {', '.join(small[:20])}"
+                         + (" ..." if len(small) > 20 else ""))
+        if info["skipped"]:
+            lines.append(f"  {len(info['skipped'])} unreadable files skipped: {', '.join(info['skipped'][:10])}")
+        return "\n".join(lines)
+
+    def select_split(self, name: str) -> ImageCollection:
+        classes = self._assign()[name]
+        if not classes:
+            raise ValueError(
+                f"the {name} split of {self.root} has no classes (val_fraction={self.val_fraction}, "
+                f"test_fraction={self.test_fraction}, {self.collection.num_classes} classes)"
+            )
+        return self.collection.select_classes(classes)
+
+    def setup(self, stage: str) -> None:
+        self._assign()
+        if self.trainer is None or self.trainer.is_global_zero:
+            print(self.summary)
+        logger = None if self.trainer is None else self.trainer.logger
+        if stage == "fit" and logger is not None and hasattr(logger.experiment, "add_text"):
+            logger.experiment.add_text("data/summary", self.summary.replace("\n", "  \n"))
+        super().setup(stage)

@@ -333,3 +333,114 @@ def load_omniglot(
         instances=torch.tensor(instances, dtype=torch.long),
         paths=paths,
     )
+
+
+# --- any folder-per-class image set ---------------------------------------------------
+
+
+def _decode_any(path: Path, size: int | None, channels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Decode one image of any mode Pillow reads; transparency is flattened onto white."""
+    try:
+        with Image.open(path) as img:
+            original = img.size
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img.alpha_composite(rgba)
+            img = img.convert("L" if channels == 1 else "RGB")
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ValueError(f"cannot decode image {path}: {err}") from err
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return torch.from_numpy(array.copy()).permute(2, 0, 1), original
+
+
+def load_image_folder(
+    root: str | Path,
+    image_size: int | None = 105,
+    channels: int = 1,
+    skip_bad_images: bool = False,
+) -> tuple[ImageCollection, dict]:
+    """Load ``root/<class>/<image>`` (classes may nest: ``root/Benzos/Xanax_Pills/x.jpg``).
+
+    A class is a folder that holds image files; its name is its path under ``root`` and its
+    group is its top-level folder. Images of any mode are converted to ``channels`` (1 or
+    3) and resized to ``image_size`` x ``image_size`` (aspect ratio not kept). Hidden files
+    are ignored; any other file that is not a readable image is an error naming it, or,
+    with ``skip_bad_images``, a warning.
+
+    Returns the collection and a summary: image sizes before resizing, and what was skipped.
+    """
+    root = Path(root)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root.resolve()} does not exist: expected root/<class>/<image>")
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    skipped: list[str] = []
+    class_names: list[str] = []
+    folders = sorted(p for p in [root, *root.rglob("*")] if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:
+        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        subfolders = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if folder != root and not files and not subfolders:
+            raise ValueError(f"empty class folder {folder}: expected at least one image in it")
+        if not files:
+            continue
+        if folder == root:
+            raise ValueError(f"image files directly in {root} (e.g. {files[0].name}): expected root/<class>/<image>")
+        name = folder.relative_to(root).as_posix()
+        decoded = 0
+        for path in files:
+            problem = None
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                problem = f"{path} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"
+            else:
+                try:
+                    image, size = _decode_any(path, image_size, channels)
+                except ValueError as err:
+                    problem = str(err)
+            if problem is not None:
+                if not skip_bad_images:
+                    raise ValueError(f"{problem}. Remove the file, or set skip_bad_images: true")
+                warnings.warn(f"skipping {problem}")
+                skipped.append(str(path))
+                continue
+            if decoded == 0:
+                class_names.append(name)
+            images.append(image)
+            labels.append(len(class_names) - 1)
+            paths.append(str(path))
+            sizes.append(size)
+            decoded += 1
+        if decoded == 0:
+            raise ValueError(f"class folder {folder} holds no readable image")
+    if not images:
+        raise ValueError(f"no class folders with images under {root}: expected root/<class>/<image>")
+    if image_size is None and len({tuple(i.shape) for i in images}) > 1:
+        raise ValueError(f"images under {root} differ in size: set image_size to resize them")
+    group_names = sorted({n.split("/")[0] for n in class_names})
+    widths, heights = zip(*sizes)
+    summary = {
+        "classes": len(class_names),
+        "images": len(images),
+        "original_width": (min(widths), max(widths)),
+        "original_height": (min(heights), max(heights)),
+        "skipped": skipped,
+    }
+    collection = ImageCollection(
+        images=torch.stack(images),
+        labels=torch.tensor(labels, dtype=torch.long),
+        class_names=class_names,
+        class_groups=torch.tensor([group_names.index(n.split("/")[0]) for n in class_names], dtype=torch.long),
+        group_names=group_names,
+        instances=None,
+        paths=paths,
+    )
+    return collection, summary
