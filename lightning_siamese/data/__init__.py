@@ -9,18 +9,21 @@ from lightning_siamese.data.samplers import (
     BalancedPairSampler,
     ClassBalancedSampler,
     Episodes,
+    ImagePairSampler,
     TripletSampler,
     sample_episodes,
 )
 from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_omniglot
-from lightning_siamese.data.transforms import KochAffine
+from lightning_siamese.data.transforms import DarkShotAugment, KochAffine
 
 __all__ = [
     "BalancedPairSampler",
     "ClassBalancedSampler",
+    "DarkShotAugment",
     "Episodes",
     "EvaluationSet",
     "FolderDataModule",
+    "ImagePairSampler",
     "ImageCollection",
     "KochAffine",
     "OmniglotDataModule",

@@ -21,6 +21,7 @@ from lightning_siamese.data.samplers import (
     BalancedPairSampler,
     ClassBalancedSampler,
     Episodes,
+    ImagePairSampler,
     TripletSampler,
     sample_episodes,
 )
@@ -32,7 +33,7 @@ from lightning_siamese.data.sources import (
     load_omniglot,
     locate_omniglot_set,
 )
-from lightning_siamese.data.transforms import KochAffine, to_float
+from lightning_siamese.data.transforms import DarkShotAugment, KochAffine, to_float
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 # Keys of a sampled batch that hold image indices; the others (labels) pass through.
 IMAGE_KEYS = ("first", "second", "anchor", "positive", "negative", "images")
 BATCH_KINDS = ("pairs", "triplets", "classes")
+PAIR_SAMPLING = ("balanced", "darkshot", "darkshot_unbalanced")
 
 
 class BatchSampler(Protocol):
@@ -62,7 +64,7 @@ class SampledBatches(Dataset):
         batch_size: int,
         num_batches: int,
         seed: int,
-        augment: KochAffine | None = None,
+        augment: KochAffine | DarkShotAugment | None = None,
     ) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
@@ -142,12 +144,17 @@ class SiameseDataModule(pl.LightningDataModule):
         batch_kind: what a training batch holds: ``"pairs"`` (balanced, half same-class),
             ``"triplets"`` (anchor, positive, negative) or ``"classes"`` (P classes x K
             images, for online mining).
+        pair_sampling: how ``"pairs"`` batches are drawn: ``"balanced"`` (half same-class,
+            two distinct images, classes uniform), or the DarkShotLearning seed's generators
+            for parity runs: ``"darkshot"`` (per image a positive, possibly itself, and a
+            negative) and ``"darkshot_unbalanced"`` (uniformly random pairs).
         batch_size: pairs, triplets or images per training batch.
         images_per_class: K of a ``"classes"`` batch (P = batch_size / K).
         pairs_per_epoch: training examples (pairs, triplets or images) per epoch.
         same_group_prob: probability that a different-class pair (or a triplet's negative)
             stays within the first class's group.
-        augment: per-image distortion of training images, e.g. :class:`KochAffine`.
+        augment: per-image distortion of training images: :class:`KochAffine`, or the
+            DarkShotLearning seed's six operations (:class:`DarkShotAugment`).
         class_rotations: angles (multiples of 90) by which every training class is rotated
             to make new training classes, e.g. ``[0, 90, 180, 270]``; ``[0]`` is off.
         n_way, k_shot, n_query: the evaluation task.
@@ -165,11 +172,12 @@ class SiameseDataModule(pl.LightningDataModule):
         self,
         image_size: int = 105,
         batch_kind: str = "pairs",
+        pair_sampling: str = "balanced",
         batch_size: int = 128,
         images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
         same_group_prob: float = 0.5,
-        augment: KochAffine | None = None,
+        augment: KochAffine | DarkShotAugment | None = None,
         class_rotations: Sequence[int] = (0,),
         n_way: int = 20,
         k_shot: int = 1,
@@ -188,6 +196,8 @@ class SiameseDataModule(pl.LightningDataModule):
         super().__init__()
         if batch_kind not in BATCH_KINDS:
             raise ValueError(f"batch_kind must be one of {BATCH_KINDS}, got {batch_kind!r}")
+        if pair_sampling not in PAIR_SAMPLING:
+            raise ValueError(f"pair_sampling must be one of {PAIR_SAMPLING}, got {pair_sampling!r}")
         if batch_kind == "classes" and batch_size % images_per_class:
             raise ValueError(
                 f"batch_size={batch_size} must be a multiple of images_per_class={images_per_class} "
@@ -197,6 +207,7 @@ class SiameseDataModule(pl.LightningDataModule):
             raise ValueError(f"predict_split must be 'train', 'val' or 'test', got {predict_split!r}")
         self.image_size = image_size
         self.batch_kind = batch_kind
+        self.pair_sampling = pair_sampling
         self.batch_size = batch_size
         self.images_per_class = images_per_class
         self.pairs_per_epoch = pairs_per_epoch
@@ -281,6 +292,8 @@ class SiameseDataModule(pl.LightningDataModule):
         return EvaluationSet(collection, episodes, pairs, triplets)
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
+        if self.batch_kind == "pairs" and self.pair_sampling != "balanced":
+            return ImagePairSampler(train.labels, balanced=self.pair_sampling == "darkshot")
         if self.batch_kind == "pairs":
             return BalancedPairSampler(train.labels, train.class_groups, self.same_group_prob)
         if self.batch_kind == "triplets":
@@ -383,10 +396,11 @@ class OmniglotDataModule(SiameseDataModule):
         within_alphabet: bool = True,
         image_size: int = 105,
         batch_kind: str = "pairs",
+        pair_sampling: str = "balanced",
         batch_size: int = 128,
         images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
-        augment: KochAffine | None = None,
+        augment: KochAffine | DarkShotAugment | None = None,
         class_rotations: Sequence[int] = (0,),
         n_way: int = 20,
         k_shot: int = 1,
@@ -404,6 +418,7 @@ class OmniglotDataModule(SiameseDataModule):
         super().__init__(
             image_size=image_size,
             batch_kind=batch_kind,
+            pair_sampling=pair_sampling,
             batch_size=batch_size,
             images_per_class=images_per_class,
             pairs_per_epoch=pairs_per_epoch,
@@ -514,11 +529,12 @@ class FolderDataModule(SiameseDataModule):
         skip_bad_images: bool = False,
         image_size: int = 105,
         batch_kind: str = "pairs",
+        pair_sampling: str = "balanced",
         batch_size: int = 128,
         images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
         same_group_prob: float = 0.0,
-        augment: KochAffine | None = None,
+        augment: KochAffine | DarkShotAugment | None = None,
         class_rotations: Sequence[int] = (0,),
         n_way: int = 5,
         k_shot: int = 1,
@@ -537,6 +553,7 @@ class FolderDataModule(SiameseDataModule):
         super().__init__(
             image_size=image_size,
             batch_kind=batch_kind,
+            pair_sampling=pair_sampling,
             batch_size=batch_size,
             images_per_class=images_per_class,
             pairs_per_epoch=pairs_per_epoch,

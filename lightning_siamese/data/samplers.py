@@ -90,6 +90,43 @@ class BalancedPairSampler:
         return {"first": first.astype(np.int64), "second": second.astype(np.int64), "same": same}
 
 
+class ImagePairSampler:
+    """The DarkShotLearning seed's pair generators, for parity runs (off by default).
+
+    ``balanced``: each pair starts from an image drawn uniformly over images (not classes);
+    it gets one positive, any image of its class *including itself*, and one negative.
+    Unbalanced: both images uniform over all images, so nearly all pairs are negatives.
+    Over an epoch each image is the anchor of ``pairs_per_epoch / (2 * images)`` pairs on
+    average (the seed's N pairs per image, in expectation rather than exactly).
+    """
+
+    def __init__(self, labels: torch.Tensor | np.ndarray, balanced: bool = True) -> None:
+        self.labels = np.asarray(labels)
+        self.members = _class_members(self.labels, int(self.labels.max()) + 1)
+        if sum(len(m) > 0 for m in self.members) < 2:
+            raise ValueError("need at least two classes for different-class pairs")
+        self.balanced = balanced
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        count = len(self.labels)
+        if not self.balanced:
+            first, second = rng.integers(count, size=n), rng.integers(count, size=n)
+            return {"first": first, "second": second, "same": (self.labels[first] == self.labels[second]).astype(np.int64)}
+        anchors = rng.integers(count, size=(n + 1) // 2)
+        positives = np.array([self.members[self.labels[a]][rng.integers(len(self.members[self.labels[a]]))] for a in anchors])
+        negatives = np.empty_like(anchors)
+        for k, a in enumerate(anchors):
+            other = a
+            while self.labels[other] == self.labels[a]:
+                other = rng.integers(count)
+            negatives[k] = other
+        n_pos = len(anchors)
+        first = np.concatenate([anchors, anchors])[:n]
+        second = np.concatenate([positives, negatives])[:n]
+        same = np.concatenate([np.ones(n_pos, dtype=np.int64), np.zeros(n_pos, dtype=np.int64)])[:n]
+        return {"first": first.astype(np.int64), "second": second.astype(np.int64), "same": same}
+
+
 class TripletSampler:
     """Draws triplets (anchor, positive, negative) of image indices.
 

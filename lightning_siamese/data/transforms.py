@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 from torch import nn
 
 
@@ -89,3 +90,54 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[..., H, W]`` in 0..255 to float32 in [0, 1]."""
     return images.float().div_(255.0)
 
+
+
+class DarkShotAugment(nn.Module):
+    """The DarkShotLearning seed's six augmentations, for parity runs (off by default).
+
+    Each image gets one of: rotation by uniform(-50, 30) degrees, horizontal flip, vertical
+    flip, a crop of 0-30% from each side resized back, gamma contrast 2.0, additive Gaussian
+    noise (mean 10, std 25 on the 0-255 scale); or stays as it is with probability
+    ``p_identity``. (The seed wrote six fixed augmented copies of every image to disk;
+    here one is drawn per image per batch, so the same six operations reach training on
+    the fly.)
+    """
+
+    OPS = ("rotate", "hflip", "vflip", "crop", "gamma", "noise")
+
+    def __init__(self, p_identity: float = 1 / 7) -> None:
+        super().__init__()
+        if not 0.0 <= p_identity <= 1.0:
+            raise ValueError(f"p_identity must be in [0, 1], got {p_identity}")
+        self.p_identity = p_identity
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Float images ``[B, C, H, W]`` in [0, 1]."""
+        n, _, h, w = images.shape
+        choice = torch.randint(len(self.OPS), (n,), generator=generator)
+        keep = torch.rand(n, generator=generator) < self.p_identity
+        out = images.clone()
+        for i in range(n):
+            if keep[i]:
+                continue
+            op = self.OPS[int(choice[i])]
+            x = images[i : i + 1]
+            if op == "rotate":
+                angle = float(-50 + 80 * torch.rand(1, generator=generator))
+                x = TF.rotate(x, angle, interpolation=TF.InterpolationMode.BILINEAR)
+            elif op == "hflip":
+                x = x.flip(-1)
+            elif op == "vflip":
+                x = x.flip(-2)
+            elif op == "crop":
+                top, bottom, left, right = (0.3 * torch.rand(4, generator=generator)).tolist()
+                t, b = int(top * h), h - int(bottom * h)
+                l, r = int(left * w), w - int(right * w)
+                x = F.interpolate(x[..., t:b, l:r], size=(h, w), mode="bilinear", align_corners=False)
+            elif op == "gamma":
+                x = x.clamp(0, 1).pow(2.0)
+            else:
+                noise = (10.0 + 25.0 * torch.randn(x.shape, generator=generator)) / 255.0
+                x = (x + noise).clamp(0, 1)
+            out[i] = x[0]
+        return out

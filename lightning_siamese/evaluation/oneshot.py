@@ -16,6 +16,7 @@ import torch
 from lightning_siamese.data.samplers import Episodes
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SHOT_REDUCTIONS = ("mean", "max", "prototype")
 
 
 @dataclass
@@ -59,11 +60,12 @@ def episode_scores(
     """Similarity of every query to every way: ``[T, N * Q, N]``.
 
     Queries are ordered way by way (``N`` blocks of ``Q``). With K > 1 shots the scores
-    of a query against the K shots of a way are averaged (``"mean"``) or the best one is
-    kept (``"max"``, nearest shot).
+    of a query against the K shots of a way are averaged (``"mean"``), the best one is
+    kept (``"max"``, nearest shot), or the K shot embeddings are averaged into one
+    prototype first (``"prototype"``, Snell et al. 2017).
     """
-    if shot_reduction not in ("mean", "max"):
-        raise ValueError(f"shot_reduction must be 'mean' or 'max', got {shot_reduction!r}")
+    if shot_reduction not in SHOT_REDUCTIONS:
+        raise ValueError(f"shot_reduction must be one of {SHOT_REDUCTIONS}, got {shot_reduction!r}")
     t_all, n, k = episodes.support.shape
     q = episodes.query.shape[2]
     dim = embeddings.shape[-1]
@@ -73,9 +75,11 @@ def episode_scores(
         support = embeddings[episodes.support[start : start + chunk].to(embeddings.device)]
         query = embeddings[episodes.query[start : start + chunk].to(embeddings.device)]
         t = support.shape[0]
-        support = support.reshape(t, 1, n * k, dim)
         query = query.reshape(t, n * q, 1, dim)
-        scores = similarity(query, support).reshape(t, n * q, n, k).float()
+        if shot_reduction == "prototype":
+            out.append(similarity(query, support.mean(2).reshape(t, 1, n, dim)).float())
+            continue
+        scores = similarity(query, support.reshape(t, 1, n * k, dim)).reshape(t, n * q, n, k).float()
         out.append(scores.mean(-1) if shot_reduction == "mean" else scores.amax(-1))
     return torch.cat(out)
 

@@ -29,7 +29,8 @@ class SiameseModule(pl.LightningModule):
         optimizer: called with the parameters (Adam by default).
         lr_scheduler: called with the optimizer; stepped every epoch.
         shot_reduction: how K > 1 shots of a way are combined in N-way evaluation:
-            ``"mean"`` of the scores, or ``"max"`` (nearest shot).
+            ``"mean"`` of the scores, ``"max"`` (nearest shot), or ``"prototype"`` (score
+            against the mean shot embedding).
     """
 
     def __init__(

@@ -61,3 +61,35 @@ def test_two_ranks_get_disjoint_whole_batches_of_every_kind(sampler, keys) -> No
     assert len({tuple(f.tolist()) for f in flat}) == 10  # ten different batches
     again = dataset[ranks[0][0]]
     assert all(torch.equal(again[k], batches[0][k]) for k in keys)  # a batch is a function of its key
+
+
+def test_darkshot_pair_generators() -> None:
+    from lightning_siamese.data.samplers import ImagePairSampler
+
+    labels = np.repeat(np.arange(5), 2)
+    out = ImagePairSampler(labels, balanced=True).sample(2000, np.random.default_rng(0))
+    first, second, same = out["first"], out["second"], out["same"]
+    assert same.sum() == 1000
+    pos, neg = same == 1, same == 0
+    assert np.all(labels[first[pos]] == labels[second[pos]]) and np.all(labels[first[neg]] != labels[second[neg]])
+    assert np.mean(first[pos] == second[pos]) == pytest.approx(0.5, abs=0.05)  # the positive may be the anchor itself
+    assert np.array_equal(first[pos], first[neg])  # each anchor gets one positive and one negative
+    random = ImagePairSampler(labels, balanced=False).sample(4000, np.random.default_rng(0))
+    assert np.mean(random["same"]) == pytest.approx(0.2, abs=0.03)  # 1 in 5 classes
+
+
+def test_darkshot_augment_applies_the_six_operations() -> None:
+    from lightning_siamese.data.transforms import DarkShotAugment
+
+    images = torch.rand(64, 1, 20, 20)
+    out = DarkShotAugment(p_identity=0.0)(images, torch.Generator().manual_seed(0))
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out - images).abs().flatten(1).amax(1) > 1e-6
+    assert changed.all()
+    same = DarkShotAugment(p_identity=1.0)(images, torch.Generator().manual_seed(0))
+    assert torch.equal(same, images)
+    flipped = DarkShotAugment.OPS.index("hflip")
+    generator = torch.Generator().manual_seed(0)
+    choice = torch.randint(6, (64,), generator=generator)
+    i = int((choice == flipped).nonzero()[0])
+    torch.testing.assert_close(out[i], images[i].flip(-1))

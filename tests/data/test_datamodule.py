@@ -109,3 +109,14 @@ def test_bad_batch_kind_settings_are_named(tiny_omniglot: Path) -> None:
         make_module(tiny_omniglot, batch_kind="classes", batch_size=12, images_per_class=5)
     with pytest.raises(ValueError, match="4 x 21"):
         make_module(tiny_omniglot, batch_kind="classes", batch_size=84, images_per_class=21).setup("fit")
+
+
+def test_darkshot_parity_options_reach_the_training_batches(tiny_omniglot: Path) -> None:
+    from lightning_siamese.data.transforms import DarkShotAugment
+
+    dm = make_module(tiny_omniglot, pair_sampling="darkshot", augment=DarkShotAugment())
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert int(batch["same"].sum()) == 8 and batch["first"].shape == (16, 1, 28, 28)
+    with pytest.raises(ValueError, match="pair_sampling"):
+        make_module(tiny_omniglot, pair_sampling="koch")

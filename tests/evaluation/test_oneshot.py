@@ -70,3 +70,18 @@ def test_confidence_interval() -> None:
     assert mean == 50.0
     assert ci == pytest.approx(1.96 * values.std().item() / 2)
     assert math.isnan(mean_ci95(torch.tensor([1.0]))[1])
+
+
+def test_prototype_scores_against_the_mean_shot() -> None:
+    # way 0 shots at 0 and 10 (prototype 5); way 1 shots at 6 and 6; the query (way 0) at 4.5.
+    embeddings = torch.tensor([[0.0], [10.0], [6.0], [6.0], [4.5], [7.0]])
+    episodes = Episodes(
+        support=torch.tensor([[[0, 1], [2, 3]]]),
+        query=torch.tensor([[[4], [5]]]),
+        classes=torch.tensor([[0, 1]]),
+        seed=0,
+    )
+    assert evaluate_episodes(embeddings, episodes, negative_distance, "prototype").accuracy == 100.0
+    assert evaluate_episodes(embeddings, episodes, negative_distance, "mean").accuracy == 50.0
+    with pytest.raises(ValueError, match="shot_reduction"):
+        evaluate_episodes(embeddings, episodes, negative_distance, "median")
