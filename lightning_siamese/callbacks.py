@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
+from lightning_siamese.models.heads import KochHead
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class OneShotReport(pl.Callback):
 
 def _pair_tile(first: torch.Tensor, second: torch.Tensor, caption: str, colour: tuple[int, int, int]) -> torch.Tensor:
     """Two float images ``[C, H, W]`` side by side with a caption strip above, as RGB uint8."""
-    pair = torch.cat([first, second], dim=-1).clamp(0, 1).mul(255).byte()
+    divider = torch.full((first.shape[0], first.shape[1], 2), 0.5)
+    pair = torch.cat([first, divider, second], dim=-1).clamp(0, 1).mul(255).byte()
     if pair.shape[0] == 1:
         pair = pair.expand(3, -1, -1)
     height, width = pair.shape[1:]
@@ -122,10 +124,12 @@ class PairGridLogger(pl.Callback):
     """Logs a grid of validation pairs, each captioned with its label and predicted similarity.
 
     Half the pairs are same-class, half different; a caption is green when the score
-    lands on the right side of ``threshold`` (0.5 suits sigmoid heads), red otherwise.
+    lands on the right side of ``threshold``, red otherwise. By default the threshold is
+    0.5 for heads whose similarity is a probability (``KochHead``); distance heads (score
+    ``-d``) have no natural threshold, so their captions stay white unless one is given.
     """
 
-    def __init__(self, num_pairs: int = 16, threshold: float = 0.5) -> None:
+    def __init__(self, num_pairs: int = 16, threshold: float | None = None) -> None:
         self.num_pairs = num_pairs
         self.threshold = threshold
 
@@ -147,11 +151,17 @@ class PairGridLogger(pl.Callback):
         pl_module.eval()
         scores = pl_module.similarity(x1.to(pl_module.device), x2.to(pl_module.device)).float().cpu()
         pl_module.train(was_training)
+        threshold = self.threshold
+        if threshold is None and isinstance(pl_module.head, KochHead):
+            threshold = 0.5
         tiles = []
         for a, b, label, score in zip(x1, x2, same[picks], scores):
-            right = (float(score) >= self.threshold) == bool(label)
             caption = f"{'same' if label else 'diff'} {float(score):.2f}"
-            tiles.append(_pair_tile(a, b, caption, (0, 220, 0) if right else (255, 60, 60)))
+            if threshold is None:
+                colour = (255, 255, 255)
+            else:
+                colour = (0, 220, 0) if (float(score) >= threshold) == bool(label) else (255, 60, 60)
+            tiles.append(_pair_tile(a, b, caption, colour))
         grid = make_grid(torch.stack(tiles), nrow=4, padding=4)
         for logger in loggers:
             logger.experiment.add_image("val/pairs", grid, global_step=trainer.global_step)
