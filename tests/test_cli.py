@@ -190,3 +190,31 @@ def test_print_config_shows_the_resolved_quickstart() -> None:
     assert config["data"]["init_args"]["sets"] == ["images_background_small1", "images_background_small2"]
     assert config["checkpoint"]["monitor"] == "val/oneshot_acc"
     assert config["trainer"]["accelerator"] == "auto"
+
+
+def test_folder_config_trains_a_triplet_head_on_a_user_tree(tmp_path: Path) -> None:
+    from tests.data.test_folder import write_tree
+
+    root = write_tree(tmp_path / "images", {f"kind{k}/item{i}": 4 for k in range(3) for i in range(4)} | {"rare": 1})
+    result = run_cli(
+        tmp_path,
+        "fit",
+        "--config", str(REPO / "experiments" / "folder.yaml"),
+        "--data.init_args.root", str(root),
+        "--data.init_args.val_fraction", "0.3",
+        "--data.init_args.n_way", "3",
+        "--data.init_args.val_tasks", "10",
+        "--data.init_args.val_pairs", "16",
+        "--data.init_args.pairs_per_epoch", "64",
+        "--data.init_args.batch_size", "8",
+        "--data.init_args.num_workers", "0",
+        "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--oneshot_report.tasks", "10",
+    )
+    assert "13 classes" in result.stdout and "moved to the test split" in result.stdout
+    run_dir = tmp_path / "logs" / "folder" / "version_0"
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    assert any("data/summary" in tag for tag in events.Tags()["tensors"])
+    assert json.loads((run_dir / "oneshot_val.json").read_text())["n_way"] == 3
