@@ -105,7 +105,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         f"Training budget {options.minutes} min per variant (trainer.max_time), same encoder, "
-        f"data `{options.data}`{' at ' + options.root if options.root else ''}.\n\n{table}\n"
+        f"data `{options.data}`{' from ' + Path(options.root).name if options.root else ''}.\n\n{table}\n"
     )
 
 
