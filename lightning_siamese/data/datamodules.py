@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import lightning.pytorch as pl
 import numpy as np
@@ -394,51 +394,9 @@ class OmniglotDataModule(SiameseDataModule):
         skip_bad_images: bool = False,
         same_alphabet_prob: float = 0.5,
         within_alphabet: bool = True,
-        image_size: int = 105,
-        batch_kind: str = "pairs",
-        pair_sampling: str = "balanced",
-        batch_size: int = 128,
-        images_per_class: int = 4,
-        pairs_per_epoch: int = 30000,
-        augment: KochAffine | DarkShotAugment | None = None,
-        class_rotations: Sequence[int] = (0,),
-        n_way: int = 20,
-        k_shot: int = 1,
-        n_query: int = 1,
-        val_tasks: int = 400,
-        val_seed: int = 0,
-        test_tasks: int = 400,
-        test_seed: int = 1,
-        val_pairs: int = 2048,
-        eval_batch_size: int = 256,
-        num_workers: int = 0,
-        seed: int | None = None,
-        predict_split: str = "val",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            batch_kind=batch_kind,
-            pair_sampling=pair_sampling,
-            batch_size=batch_size,
-            images_per_class=images_per_class,
-            pairs_per_epoch=pairs_per_epoch,
-            same_group_prob=same_alphabet_prob,
-            augment=augment,
-            class_rotations=class_rotations,
-            n_way=n_way,
-            k_shot=k_shot,
-            n_query=n_query,
-            within_group=within_alphabet,
-            val_tasks=val_tasks,
-            val_seed=val_seed,
-            test_tasks=test_tasks,
-            test_seed=test_seed,
-            val_pairs=val_pairs,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            predict_split=predict_split,
-        )
+        super().__init__(same_group_prob=same_alphabet_prob, within_group=within_alphabet, **kwargs)
         self.save_hyperparameters(ignore=["augment"])
         overlap = set(val_alphabets) & set(test_alphabets)
         if overlap:
@@ -512,8 +470,9 @@ class FolderDataModule(SiameseDataModule):
         split_by: ``"class"`` or ``"group"`` (top-level folder).
         split_seed: the seed of that split.
         skip_bad_images: warn about and skip unreadable or non-image files instead of failing.
-        **kwargs: the options of :class:`SiameseDataModule`; ``within_group`` defaults to
-            False here, since folder classes seldom come in groups.
+        same_group_prob, within_group, n_way: as in :class:`SiameseDataModule`, with
+            defaults for ungrouped folders (0, False, 5-way).
+        **kwargs: the other options of :class:`SiameseDataModule`.
     """
 
     def __init__(
@@ -527,53 +486,12 @@ class FolderDataModule(SiameseDataModule):
         split_by: str = "class",
         split_seed: int = 0,
         skip_bad_images: bool = False,
-        image_size: int = 105,
-        batch_kind: str = "pairs",
-        pair_sampling: str = "balanced",
-        batch_size: int = 128,
-        images_per_class: int = 4,
-        pairs_per_epoch: int = 30000,
         same_group_prob: float = 0.0,
-        augment: KochAffine | DarkShotAugment | None = None,
-        class_rotations: Sequence[int] = (0,),
-        n_way: int = 5,
-        k_shot: int = 1,
-        n_query: int = 1,
         within_group: bool = False,
-        val_tasks: int = 400,
-        val_seed: int = 0,
-        test_tasks: int = 400,
-        test_seed: int = 1,
-        val_pairs: int = 2048,
-        eval_batch_size: int = 256,
-        num_workers: int = 0,
-        seed: int | None = None,
-        predict_split: str = "val",
+        n_way: int = 5,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            image_size=image_size,
-            batch_kind=batch_kind,
-            pair_sampling=pair_sampling,
-            batch_size=batch_size,
-            images_per_class=images_per_class,
-            pairs_per_epoch=pairs_per_epoch,
-            same_group_prob=same_group_prob,
-            augment=augment,
-            class_rotations=class_rotations,
-            n_way=n_way,
-            k_shot=k_shot,
-            n_query=n_query,
-            within_group=within_group,
-            val_tasks=val_tasks,
-            val_seed=val_seed,
-            test_tasks=test_tasks,
-            test_seed=test_seed,
-            val_pairs=val_pairs,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            predict_split=predict_split,
-        )
+        super().__init__(same_group_prob=same_group_prob, within_group=within_group, n_way=n_way, **kwargs)
         self.save_hyperparameters(ignore=["augment"])
         if small_classes not in ("test", "drop"):
             raise ValueError(f"small_classes must be 'test' or 'drop', got {small_classes!r}")

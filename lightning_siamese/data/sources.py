@@ -133,13 +133,19 @@ class ImageCollection:
         )
 
 
-def decode_image(data: bytes, where: str, size: int | None, channels: int = 1) -> torch.Tensor:
-    """Decode image bytes to a uint8 ``[C, size, size]`` tensor.
+def decode_image(data: bytes, where: str, size: int | None, channels: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Decode image bytes of any mode to uint8 ``[C, size, size]``, and the original (w, h).
 
-    Raises ValueError naming ``where`` when the bytes are not a readable image.
+    Transparency is flattened onto white. Raises ValueError naming ``where`` when the
+    bytes are not a readable image.
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
+            original = img.size
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img.alpha_composite(rgba)
             img = img.convert("L" if channels == 1 else "RGB")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
@@ -148,7 +154,7 @@ def decode_image(data: bytes, where: str, size: int | None, channels: int = 1) -
         raise ValueError(f"cannot decode image {where}: {err}") from err
     if array.ndim == 2:
         array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(array.copy()).permute(2, 0, 1), original
 
 
 # --- Omniglot -------------------------------------------------------------------------
@@ -303,7 +309,7 @@ def load_omniglot(
             if (class_name, Path(where).name) in seen:
                 continue  # the same image from another set (the small sets overlap)
             try:
-                image = decode_image(data, where, image_size)
+                image, _ = decode_image(data, where, image_size)
             except ValueError as err:
                 if not skip_bad_images:
                     raise ValueError(f"{err}. Remove or replace the file, or set skip_bad_images: true") from err
@@ -336,26 +342,6 @@ def load_omniglot(
 
 
 # --- any folder-per-class image set ---------------------------------------------------
-
-
-def _decode_any(path: Path, size: int | None, channels: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Decode one image of any mode Pillow reads; transparency is flattened onto white."""
-    try:
-        with Image.open(path) as img:
-            original = img.size
-            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-                rgba = img.convert("RGBA")
-                img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                img.alpha_composite(rgba)
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise ValueError(f"cannot decode image {path}: {err}") from err
-    if array.ndim == 2:
-        array = array[:, :, None]
-    return torch.from_numpy(array.copy()).permute(2, 0, 1), original
 
 
 def load_image_folder(
@@ -403,7 +389,7 @@ def load_image_folder(
                 problem = f"{path} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"
             else:
                 try:
-                    image, size = _decode_any(path, image_size, channels)
+                    image, size = decode_image(path.read_bytes(), str(path), image_size, channels)
                 except ValueError as err:
                     problem = str(err)
             if problem is not None:
