@@ -18,6 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
 from lightning_siamese.models.heads import KochHead
 
@@ -42,7 +43,7 @@ def embed_all(module: pl.LightningModule, images: torch.Tensor, batch_size: int 
     was_training = module.training
     module.eval()
     out = [
-        module.embed(chunk.to(module.device).float().div_(255.0))
+        module.embed(to_float(chunk.to(module.device)))
         for chunk in images.split(batch_size)
     ]
     module.train(was_training)
