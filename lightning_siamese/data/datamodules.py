@@ -528,18 +528,14 @@ class FolderDataModule(SiameseDataModule):
             small = [c for c in range(data.num_classes) if counts[c] < self.min_images]
             large = [c for c in range(data.num_classes) if counts[c] >= self.min_images]
             rng = np.random.default_rng(self.split_seed)
-            if self.split_by == "group":
-                groups = sorted({int(data.class_groups[c]) for c in large})
-                order = [groups[i] for i in rng.permutation(len(groups))]
-                n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
-                held = {"val": set(order[:n_val]), "test": set(order[n_val : n_val + n_test])}
-                which = {c: next((k for k, g in held.items() if int(data.class_groups[c]) in g), "train") for c in large}
-            else:
-                order = [large[i] for i in rng.permutation(len(large))]
-                n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
-                which = {c: "val" for c in order[:n_val]}
-                which.update({c: "test" for c in order[n_val : n_val + n_test]})
-            assignment = {k: sorted(c for c in large if which.get(c, "train") == k) for k in ("train", "val", "test")}
+            # The unit held out is a class, or a whole top-level group of classes.
+            unit = (lambda c: int(data.class_groups[c])) if self.split_by == "group" else (lambda c: c)
+            units = sorted({unit(c) for c in large})
+            order = [units[i] for i in rng.permutation(len(units))]
+            n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
+            split_of = {u: "val" for u in order[:n_val]} | {u: "test" for u in order[n_val : n_val + n_test]}
+            which = {c: split_of.get(unit(c), "train") for c in large}
+            assignment = {k: sorted(c for c in large if which[c] == k) for k in ("train", "val", "test")}
             assignment["dropped"] = small if self.small_classes == "drop" else []
             if self.small_classes == "test":
                 assignment["test"] = sorted(assignment["test"] + small)
