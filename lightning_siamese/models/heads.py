@@ -16,6 +16,7 @@ from lightning_siamese.models.losses import (
     ContrastiveLoss,
     MinedContrastiveLoss,
     MinedTripletLoss,
+    PrototypicalLoss,
     TripletLoss,
     euclidean,
 )
@@ -155,3 +156,32 @@ class TripletHead(DistanceHead):
 
     def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self.mined_loss(self.prepare(embeddings), labels)
+
+
+class PrototypicalHead(DistanceHead):
+    """Prototypical networks (Snell et al. 2017): episodes inside class-balanced batches.
+
+    Trains on P x K batches as P-way ``shots``-shot episodes (see
+    :class:`~lightning_siamese.models.losses.PrototypicalLoss`), or on triplets as 2-way
+    1-shot episodes (the anchor is the query; softmax over -d^2 to positive and negative,
+    the "softmax triplet" loss of Hoffer and Ailon 2015); similarity is the negative
+    squared Euclidean distance, so with ``shot_reduction: prototype`` evaluation is exactly
+    the prototypical classifier.
+
+    Args:
+        embedding_dim: width of the encoder output.
+        shots: support images per class in a training episode; the rest are queries.
+    """
+
+    trains_on = ("triplets", "classes")
+
+    def __init__(self, embedding_dim: int, shots: int = 1) -> None:
+        super().__init__(embedding_dim, normalize=False, squared=True)
+        self.prototypical = PrototypicalLoss(shots)
+
+    def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.prototypical(embeddings, labels)
+
+    def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        logits = torch.stack([self.similarity(anchor, positive), self.similarity(anchor, negative)], -1)
+        return F.cross_entropy(logits, anchor.new_zeros(len(anchor), dtype=torch.long))

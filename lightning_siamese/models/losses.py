@@ -6,7 +6,9 @@ Call signatures (label 1 = same class, as everywhere in this project):
 - ``TripletLoss(margin)(anchor, positive, negative)`` on explicit triplets;
 - ``MinedContrastiveLoss(margin, mining)(embeddings, labels)`` and
   ``MinedTripletLoss(margin, mining)(embeddings, labels)`` mine the pairs or triplets
-  of a batch online.
+  of a batch online;
+- ``PrototypicalLoss(shots)(embeddings, labels)`` classifies each class's remaining
+  images against the class means of its first ``shots`` (Snell et al. 2017).
 
 Distances carry a small epsilon inside the square root so gradients stay finite when two
 embeddings coincide.
@@ -177,3 +179,37 @@ class MinedContrastiveLoss(nn.Module):
         if neg_d.numel():
             loss = loss + self.contrastive.terms(neg_d, torch.zeros_like(neg_d)).mean()
         return loss
+
+
+class PrototypicalLoss(nn.Module):
+    """Prototypical networks' loss (Snell et al. 2017) on a class-balanced batch.
+
+    Every class of the batch has the same K images; its first ``shots`` (in batch order)
+    form the prototype (their mean embedding) and the other K - shots are queries,
+    classified by softmax over negative squared distances to all prototypes of the batch.
+    A P x K batch is thus one P-way ``shots``-shot episode with K - shots queries per way.
+    ``last_accuracy`` holds the fraction of queries classified correctly.
+    """
+
+    def __init__(self, shots: int = 1) -> None:
+        super().__init__()
+        if shots < 1:
+            raise ValueError(f"shots must be >= 1, got {shots}")
+        self.shots = shots
+        self.last_accuracy = float("nan")
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        classes, counts = labels.unique(return_counts=True)
+        if len(classes) < 2 or (counts != counts[0]).any() or int(counts[0]) <= self.shots:
+            raise ValueError(
+                f"a prototypical batch needs at least 2 classes with the same number of images, "
+                f"more than shots={self.shots} each; got counts {counts.tolist()} for {len(classes)} classes"
+            )
+        order = torch.sort(labels, stable=True).indices  # grouped by class, batch order kept
+        grouped = embeddings[order].view(len(classes), int(counts[0]), -1)
+        prototypes = grouped[:, : self.shots].mean(1)  # [P, D]
+        queries = grouped[:, self.shots :]  # [P, Q, D]
+        logits = -euclidean(queries[:, :, None, :], prototypes[None, None], squared=True)  # [P, Q, P]
+        target = torch.arange(len(classes), device=labels.device)[:, None].expand(-1, queries.shape[1])
+        self.last_accuracy = float((logits.argmax(-1) == target).float().mean())
+        return F.cross_entropy(logits.flatten(0, 1), target.flatten())

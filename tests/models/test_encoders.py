@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+from lightning_siamese.models import ConvNetEncoder, KochEncoder, KochHead, SiameseModule
 
 
 def test_koch_net_has_the_paper_parameter_count_and_shapes() -> None:
@@ -45,3 +45,19 @@ def test_module_builds_the_head_from_the_encoder_width() -> None:
     assert module.similarity(x, x.flip(0)).shape == (5,)
     with pytest.raises(ValueError, match="head expects 8-d"):
         SiameseModule(KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16), head=KochHead(8))
+
+
+def test_convnet_is_the_four_block_few_shot_backbone() -> None:
+    encoder = ConvNetEncoder()
+    assert encoder.embedding_dim == 64  # 28 -> 14 -> 7 -> 3 -> 1, 64 channels
+    assert encoder(torch.rand(5, 1, 28, 28)).shape == (5, 64)
+    # 4 x (conv 3x3 + BN): the 112k parameters of Snell et al.'s encoder
+    assert sum(p.numel() for p in encoder.parameters()) == 111_936
+    wide = ConvNetEncoder(input_size=56, in_channels=3, channels=(8, 16), embedding_dim=10)
+    assert wide(torch.rand(2, 3, 56, 56)).shape == (2, 10) and wide.embedding_dim == 10
+    assert ConvNetEncoder(input_size=56, channels=(8, 16)).embedding_dim == 16 * 14 * 14
+
+
+def test_convnet_rejects_inputs_its_blocks_would_pool_away() -> None:
+    with pytest.raises(ValueError, match="input_size=8 is too small for 4 blocks"):
+        ConvNetEncoder(input_size=8)

@@ -10,6 +10,7 @@ from lightning_siamese.models.losses import (
     ContrastiveLoss,
     MinedContrastiveLoss,
     MinedTripletLoss,
+    PrototypicalLoss,
     TripletLoss,
 )
 
@@ -152,3 +153,34 @@ def test_bad_margins_and_mining_are_rejected() -> None:
         MinedTripletLoss(0.2, "random")
     with pytest.raises(ValueError, match="mining"):
         MinedContrastiveLoss(1.0, "semihard")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shots", [1, 2])
+def test_prototypical_loss_matches_a_loop(dtype: torch.dtype, shots: int) -> None:
+    embeddings, labels = batch(dtype, n_classes=4, per_class=3)
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(2))
+    embeddings, labels = embeddings[perm], labels[perm]  # classes interleaved in the batch
+    classes = sorted(set(labels.tolist()))
+    members = {c: [i for i in range(len(labels)) if labels[i] == c] for c in classes}
+    prototypes = {c: embeddings[members[c][:shots]].mean(0) for c in classes}
+    terms, correct = [], 0
+    for c in classes:
+        for q in members[c][shots:]:
+            logits = [-dist(embeddings[q], prototypes[o], squared=True) for o in classes]
+            log_z = math.log(sum(math.exp(v) for v in logits))
+            terms.append(log_z - logits[classes.index(c)])
+            correct += max(range(len(classes)), key=lambda i: logits[i]) == classes.index(c)
+    loss_fn = PrototypicalLoss(shots)
+    assert loss_fn(embeddings, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert loss_fn.last_accuracy == pytest.approx(correct / len(terms))
+
+
+def test_prototypical_loss_needs_equal_classes_with_queries() -> None:
+    embeddings = torch.randn(7, 3)
+    with pytest.raises(ValueError, match=r"counts \[4, 3\]"):
+        PrototypicalLoss()(embeddings, torch.tensor([0, 0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="more than shots=3"):
+        PrototypicalLoss(3)(embeddings[:6], torch.tensor([0, 0, 0, 1, 1, 1]))
+    with pytest.raises(ValueError, match="shots must be >= 1"):
+        PrototypicalLoss(0)

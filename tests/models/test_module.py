@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import ContrastiveHead, KochEncoder, KochHead, SiameseModule, TripletHead
+from lightning_siamese.models import ContrastiveHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,8 @@ from lightning_siamese.models import ContrastiveHead, KochEncoder, KochHead, Sia
         (lambda d: TripletHead(d, mining="hard", normalize=True), "classes"),
         (lambda d: TripletHead(d, mining="semihard", squared=True), "classes"),
         (lambda d: TripletHead(d, mining="all"), "classes"),
+        (PrototypicalHead, "classes"),
+        (PrototypicalHead, "triplets"),
     ],
 )
 def test_each_head_learns_the_tiny_task(tiny_omniglot: Path, tmp_path: Path, head, kind: str) -> None:
