@@ -1,4 +1,4 @@
-"""Callbacks: end-of-run one-shot evaluation and a TensorBoard grid of example pairs.
+"""Callbacks: end-of-run one-shot evaluation, a TensorBoard grid of example pairs, Koch's momentum ramp.
 
 They call ``evaluation/`` and the data module; they hold no maths of their own.
 """
@@ -26,15 +26,69 @@ log = logging.getLogger(__name__)
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that, like the rest of Lightning, writes nothing under ``fast_dev_run``.
+    """ModelCheckpoint whose ``last.ckpt`` is always the latest epoch, and that, like the rest
+    of Lightning, writes nothing under ``fast_dev_run``.
 
-    (Lightning's own ``on_train_end`` writes ``last.ckpt`` even then, into the working
+    Lightning 2.6 rewrites ``last.ckpt`` only in epochs that also save a best (top-k)
+    checkpoint, so a run whose metric stopped improving (e.g. the 20 epochs before early
+    stopping) would resume from its best epoch, not where it stopped. (And Lightning's own
+    ``on_train_end`` writes ``last.ckpt`` even under ``fast_dev_run``, into the working
     directory, since a fast dev run has no logger folder.)
     """
+
+    def _refresh_last(self, trainer: pl.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skipped: saved at this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.fast_dev_run:
             super().on_train_end(trainer, pl_module)
+
+
+class MomentumRamp(pl.Callback):
+    """Koch et al.'s momentum schedule: every parameter group starts at ``start`` and moves
+    linearly, epoch by epoch, to its own final momentum, which it keeps from epoch ``epochs`` on.
+
+    The final values are the configured ones (e.g. per layer, see ``SiameseModule``'s
+    ``param_groups``), read at fit start, before a resumed run restores the optimizer's
+    saved (ramped) values; each epoch's momentum follows from the epoch number alone, so a
+    resumed run continues the ramp where it stopped. Works with any optimizer whose groups
+    have a ``momentum`` (SGD, RMSprop).
+    """
+
+    def __init__(self, start: float = 0.5, epochs: int = 40) -> None:
+        if not 0.0 <= start <= 1.0:
+            raise ValueError(f"start must be in [0, 1], got {start}")
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.start = start
+        self.epochs = epochs
+        self.final: list[list[float]] = []
+
+    def momentum(self, final: float, epoch: int) -> float:
+        return self.start + (final - self.start) * min(epoch / self.epochs, 1.0)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            if any("momentum" not in group for group in optimizer.param_groups):
+                name = type(optimizer).__name__
+                raise ValueError(f"MomentumRamp needs an optimizer with momentum (SGD, RMSprop), not {name}")
+        self.final = [[group["momentum"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for optimizer, finals in zip(trainer.optimizers, self.final):
+            for group, final in zip(optimizer.param_groups, finals):
+                group["momentum"] = self.momentum(final, trainer.current_epoch)
 
 
 @torch.no_grad()

@@ -3,14 +3,17 @@
 Runs go to ``logs/<experiment>/version_N/`` (TensorBoard events, ``config.yaml`` and
 ``checkpoints/``). ``--ckpt_path last`` with ``fit`` resumes the latest run of the
 experiment in its own folder, rather than opening a new version folder in which
-Lightning would find no ``last.ckpt``.
+Lightning would find no ``last.ckpt``. A checkpoint of another model than the config's
+(model class, encoder, head or their init args) fails with one message that says how.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +97,64 @@ def check_checkpoint_file(path: str | Path) -> None:
         raise ValueError(f"--ckpt_path {path} holds no model state_dict: not a Lightning checkpoint")
 
 
+def _component(value: Any) -> tuple[str, dict]:
+    """Class name and init args of a model part given as ``{class_path, init_args}``."""
+    if isinstance(value, Mapping) and "class_path" in value:
+        return str(value["class_path"]).rsplit(".", 1)[-1], dict(value.get("init_args") or {})
+    return type(value).__name__, {}
+
+
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def describe_model_difference(saved: Mapping, configured: Mapping) -> str:
+    """How a checkpoint's model (saved hyper-parameters) differs from a config's ``model`` section.
+
+    Compares the model class and the class and init args of its encoder and head; an init
+    arg only one side knows (added to the code since) is no difference.
+    """
+    parts = []
+    saved_class = str(saved.get("_class_path", "?")).rsplit(".", 1)[-1]
+    configured_class = str(configured.get("class_path", "?")).rsplit(".", 1)[-1]
+    if saved_class != configured_class:
+        parts.append(f"model {saved_class} (checkpoint) vs {configured_class} (config)")
+    init_args = configured.get("init_args") or {}
+    for key in ("encoder", "head"):
+        (name_s, args_s), (name_c, args_c) = _component(saved.get(key)), _component(init_args.get(key))
+        changed = sorted(k for k in args_s.keys() & args_c.keys() if not _same(args_s[k], args_c[k]))
+        if name_s != name_c:
+            parts.append(f"{key} {name_s} (checkpoint) vs {name_c} (config)")
+        elif changed:
+            values = ", ".join(f"{k}={args_s[k]!r} vs {args_c[k]!r}" for k in changed)
+            parts.append(f"{key} {name_s} with {values} (checkpoint vs config)")
+    return "; ".join(parts)
+
+
+def check_checkpoint_model(path: str | Path, model_config: Namespace | Mapping) -> None:
+    """Fail when a checkpoint was saved from another model than the config's ``model`` describes.
+
+    Lightning's CLI would otherwise build the checkpoint's model in place of the config's
+    (saved hyper-parameters override the config and the command line), and fail far later,
+    e.g. on images of another size, or quietly run a model other than the one asked for.
+    The message names the checkpoint, how the two models differ and the run's own config.
+    """
+    path = Path(path)
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("hyper_parameters") or {}
+    if "_class_path" not in saved:
+        return  # not written by this CLI: nothing to compare with
+    configured = model_config.as_dict() if isinstance(model_config, Namespace) else dict(model_config)
+    difference = describe_model_difference(saved, configured)
+    if not difference:
+        return
+    own_config = path.resolve().parent.parent / "config.yaml"
+    hint = f"its run's config, {own_config}" if own_config.is_file() else "the config it was trained with"
+    raise ValueError(
+        f"--ckpt_path {path} holds another model than the config describes: {difference}. "
+        f"Use {hint}, or a checkpoint of this config's model."
+    )
+
+
 class SiameseCLI(LightningCLI):
     """LightningCLI with checkpointing, early stopping, LR monitoring and one-shot reports."""
 
@@ -150,6 +211,8 @@ class SiameseCLI(LightningCLI):
             check_checkpoint_file(ckpt_path)
             if subcommand == "fit":
                 self._continue_in_run_folder(config, Path(ckpt_path))
+        if config.get("ckpt_path") not in (None, *SPECIAL_CKPT_PATHS) and config.get("model") is not None:
+            check_checkpoint_model(config.ckpt_path, config.model)
 
     @staticmethod
     def _logger_location(config: Namespace) -> tuple[Namespace, str, str] | None:

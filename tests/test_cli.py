@@ -133,7 +133,8 @@ def test_fit_logs_checkpoints_reports_and_resumes(experiment: Path) -> None:
     assert sorted(p.name for p in (cwd / "logs" / "tiny").iterdir()) == ["version_0"]
     resumed = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["global_step"] == 12  # 8 steps before + 4 of the one extra epoch
-    assert resumed["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"] == 3
+    # last.ckpt is written at the end of the epoch's validation, before Lightning counts the epoch completed
+    assert resumed["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 3
     steps = [s for s, _ in scalars(run_dir)["val/oneshot_acc"]]
     assert len(steps) == 3 and steps == sorted(steps) and steps[-1] > steps[-2]
     assert (run_dir / "config.yaml").read_text() == config_text  # the first config is kept
@@ -218,3 +219,57 @@ def test_folder_config_trains_a_triplet_head_on_a_user_tree(tmp_path: Path) -> N
     events.Reload()
     assert any("data/summary" in tag for tag in events.Tags()["tensors"])
     assert json.loads((run_dir / "oneshot_val.json").read_text())["n_way"] == 3
+
+
+def test_lake_runs_at_test_time_and_a_checkpoint_of_another_model(experiment: Path) -> None:
+    from tests.data.test_lake_runs import make_lake_runs
+
+    cwd = experiment.parent
+    runs = make_lake_runs(cwd / "all_runs")
+    run_cli(cwd, "fit", "--config", str(experiment), "--trainer.max_epochs", "1", "--oneshot_report.tasks", "2")
+    ckpt = cwd / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+
+    # With runs_dir the test stage scores Lake's runs: the metric, the printout and lake_runs.json.
+    tested = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(ckpt), "--data.init_args.runs_dir", str(runs))
+    assert "test/lake_runs_acc" in tested.stdout and "test/oneshot_acc" not in tested.stdout
+    assert "per run: run01" in tested.stdout
+    (written,) = (cwd / "logs" / "tiny").glob("version_*/lake_runs.json")
+    report = json.loads(written.read_text())
+    assert sorted(report["per_task"]) == ["run01", "run02", "run03"] and report["n_way"] == 5
+    assert report["accuracy"] == pytest.approx(sum(report["per_task"].values()) / 3)
+    assert report["error"] == pytest.approx(100 - report["accuracy"]) and report["checkpoint"] == str(ckpt)
+    assert scalars(written.parent)["test/lake_runs_acc"][0][1] == pytest.approx(report["accuracy"], abs=1e-4)
+
+    # A checkpoint of another encoder than the config's: one message that names the difference
+    # (Lightning would quietly build the checkpoint's model in place of the one asked for).
+    other = run_cli(
+        cwd, "test", "--config", str(experiment), "--ckpt_path", str(ckpt),
+        "--model.init_args.encoder.init_args.embedding_dim", "16", check=False,
+    )
+    assert other.returncode != 0
+    assert "last.ckpt holds another model than the config describes: encoder KochEncoder with embedding_dim=32 vs 16" in other.stderr
+    assert "version_0/config.yaml" in other.stderr
+
+
+def test_a_checkpoint_of_another_model_class_encoder_or_head_is_described(tmp_path: Path) -> None:
+    from lightning_siamese.cli import check_checkpoint_model
+
+    encoder = {"class_path": "lightning_siamese.models.KochEncoder", "init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 32}}
+    head = {"class_path": "lightning_siamese.models.KochHead", "init_args": {"init": "default"}}
+    path = tmp_path / "koch.ckpt"
+    saved = {"_class_path": "lightning_siamese.models.SiameseModule", "encoder": encoder, "head": head, "shot_reduction": "mean"}
+    torch.save({"state_dict": {}, "hyper_parameters": saved}, path)
+    model = {"class_path": "lightning_siamese.models.SiameseModule", "init_args": {"encoder": encoder, "head": head, "shot_reduction": "max"}}
+    check_checkpoint_model(path, model)  # the same model (evaluated another way): no error
+    newer = {**encoder, "init_args": {**encoder["init_args"], "output": "linear"}}  # an arg the checkpoint predates
+    check_checkpoint_model(path, {**model, "init_args": {"encoder": newer, "head": head}})
+
+    contrastive = {"class_path": "lightning_siamese.models.ContrastiveHead", "init_args": {"margin": 1.0}}
+    with pytest.raises(ValueError, match=r"koch.ckpt holds another model than the config describes: head KochHead \(checkpoint\) "
+                       r"vs ContrastiveHead \(config\)\. Use the config it was trained with"):
+        check_checkpoint_model(path, {**model, "init_args": {"encoder": encoder, "head": contrastive}})
+    wider = {**encoder, "init_args": {**encoder["init_args"], "channels": [8, 8, 8, 16], "input_size": 105}}
+    with pytest.raises(ValueError, match=r"encoder KochEncoder with channels=\[4, 8, 8, 16\] vs \[8, 8, 8, 16\], input_size=28 vs 105"):
+        check_checkpoint_model(path, {**model, "init_args": {"encoder": wider, "head": head}})
+    with pytest.raises(ValueError, match=r"model SiameseModule \(checkpoint\) vs PrototypicalModule \(config\)"):
+        check_checkpoint_model(path, {"class_path": "x.PrototypicalModule", "init_args": {"encoder": encoder, "head": head}})

@@ -1,6 +1,7 @@
 from lightning_siamese.data.datamodules import (
     EvaluationSet,
     FolderDataModule,
+    KochPairBatches,
     OmniglotDataModule,
     SampledBatches,
     SiameseDataModule,
@@ -13,7 +14,7 @@ from lightning_siamese.data.samplers import (
     TripletSampler,
     sample_episodes,
 )
-from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_omniglot
+from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_lake_runs, load_omniglot
 from lightning_siamese.data.transforms import DarkShotAugment, KochAffine
 
 __all__ = [
@@ -26,11 +27,13 @@ __all__ = [
     "ImagePairSampler",
     "ImageCollection",
     "KochAffine",
+    "KochPairBatches",
     "OmniglotDataModule",
     "TripletSampler",
     "SampledBatches",
     "SiameseDataModule",
     "load_image_folder",
+    "load_lake_runs",
     "load_omniglot",
     "sample_episodes",
 ]

@@ -1,7 +1,8 @@
 """LightningDataModules: a source, a split by class, a sampler and transforms, joined.
 
 Training batches are made whole by :class:`SampledBatches` (one dataset item is one
-balanced batch of pairs, triplets or P x K classes), so augmentation runs on the batch and every rank of a distributed run
+balanced batch of pairs, triplets or P x K classes; :class:`KochPairBatches` for Koch's
+fixed pair set), so augmentation runs on the batch and every rank of a distributed run
 receives whole balanced batches. Evaluation loaders yield each image of a split once;
 the episodes and fixed validation pairs travel with the dataset (:class:`EvaluationSet`).
 """
@@ -30,7 +31,9 @@ from lightning_siamese.data.sources import (
     OMNIGLOT_VAL_ALPHABETS,
     ImageCollection,
     load_image_folder,
+    load_lake_runs,
     load_omniglot,
+    locate_lake_runs,
     locate_omniglot_set,
 )
 from lightning_siamese.data.transforms import DarkShotAugment, KochAffine, to_float
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 # Keys of a sampled batch that hold image indices; the others (labels) pass through.
 IMAGE_KEYS = ("first", "second", "anchor", "positive", "negative", "images")
 BATCH_KINDS = ("pairs", "triplets", "classes")
-PAIR_SAMPLING = ("balanced", "darkshot", "darkshot_unbalanced")
+PAIR_SAMPLING = ("balanced", "koch", "darkshot", "darkshot_unbalanced")
 
 
 class BatchSampler(Protocol):
@@ -95,6 +98,73 @@ class SampledBatches(Dataset):
         return batch
 
 
+class KochPairBatches(Dataset):
+    """Koch et al.'s training set: a fixed set of pairs plus ``distortions`` distorted copies of each.
+
+    Example ``e`` is copy ``e // pairs`` of pair ``e % pairs``. Copy 0 is the pair as it is;
+    copy ``k > 0`` has both images distorted by ``augment`` with transforms fixed by
+    ``(seed, pair, k)``, so, as in the paper, the data set is the same ``(1 + distortions)
+    x pairs`` examples every epoch. An epoch visits them in an order shuffled by ``(seed,
+    epoch)``, in whole batches (a last partial batch is dropped), so item ``(epoch, b)`` is
+    a pure function of ``(seed, epoch, b)``, like :class:`SampledBatches`.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        pairs: dict[str, np.ndarray],
+        batch_size: int,
+        seed: int,
+        distortions: int = 8,
+        augment: KochAffine | None = None,
+    ) -> None:
+        if distortions < 0:
+            raise ValueError(f"distortions must be >= 0, got {distortions}")
+        if distortions and not isinstance(augment, KochAffine):
+            raise ValueError(f"{distortions} distorted copies per pair need augment: KochAffine, got {augment!r}")
+        self.images = images
+        self.pairs = pairs
+        self.num_pairs = len(pairs["same"])
+        self.num_examples = self.num_pairs * (1 + distortions)
+        self.batch_size = batch_size
+        self.num_batches = self.num_examples // batch_size
+        if batch_size < 2 or self.num_batches < 1:
+            raise ValueError(
+                f"{self.num_pairs} pairs x {1 + distortions} copies = {self.num_examples} examples "
+                f"give no whole batch of {batch_size}"
+            )
+        self.seed = seed
+        self.augment = augment
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def examples(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pair and copy of each example of batch ``index`` of ``epoch``."""
+        if self._order is None or self._order[0] != epoch:  # one permutation per epoch, not per batch
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples))
+        chosen = self._order[1][index * self.batch_size : (index + 1) * self.batch_size]
+        return chosen % self.num_pairs, chosen // self.num_pairs
+
+    def transforms(self, pair: int, copy: int, size: int) -> torch.Tensor:
+        """The fixed forward transforms ``[2, 2, 3]`` of both images of one distorted copy."""
+        seed = int(np.random.default_rng([self.seed, pair, copy]).integers(2**62))
+        return self.augment.matrices(2, size, torch.Generator().manual_seed(seed))
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        pair, copy = self.examples(*key)
+        first = to_float(self.images[self.pairs["first"][pair]])
+        second = to_float(self.images[self.pairs["second"][pair]])
+        distorted = np.flatnonzero(copy)
+        if len(distorted):  # one warp for the whole batch: all first images, then all second ones
+            size = first.shape[-1]
+            forward = torch.stack([self.transforms(pair[k], copy[k], size) for k in distorted], dim=1)
+            both = torch.cat([first[distorted], second[distorted]])
+            first[distorted], second[distorted] = KochAffine.warp(both, forward.flatten(0, 1)).chunk(2)
+        return {"first": first, "second": second, "same": torch.from_numpy(self.pairs["same"][pair])}
+
+
 class EpochKeySampler(DistributedSampler):
     """Yields ``(epoch, index)`` keys, this rank's share of the indices.
 
@@ -111,7 +181,9 @@ class EvaluationSet(Dataset):
 
     Items are ``(image, index)``; ``episodes``, ``pairs`` (``first``, ``second``,
     ``same``) and ``triplets`` (``anchor``, ``positive``, ``negative``), fixed by the
-    split's seed, index into the same order.
+    split's seed, index into the same order. ``name`` names the accuracy metric
+    (``<stage>/<name>_acc``); a benchmark of named tasks (Lake's runs) gives ``task_names``,
+    one per episode, and each task's accuracy is then reported.
     """
 
     def __init__(
@@ -120,17 +192,38 @@ class EvaluationSet(Dataset):
         episodes: Episodes | None = None,
         pairs: dict[str, torch.Tensor] | None = None,
         triplets: dict[str, torch.Tensor] | None = None,
+        name: str = "oneshot",
+        task_names: list[str] | None = None,
     ) -> None:
         self.collection = collection
         self.episodes = episodes
         self.pairs = pairs or {}
         self.triplets = triplets or {}
+        self.name = name
+        self.task_names = task_names
 
     def __len__(self) -> int:
         return len(self.collection)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return to_float(self.collection.images[index]), index
+
+
+def lake_runs_set(collection: ImageCollection, episodes: Episodes) -> EvaluationSet:
+    """Lake's runs (from :func:`load_lake_runs`) as an evaluation set, metric ``lake_runs``.
+
+    Its pairs and triplets, behind the loss and pair AUROC, are each test item with its own
+    training image and with the next way's: balanced, fixed, within one run.
+    """
+    query, support = episodes.query[:, :, 0], episodes.support[:, :, 0]
+    other = support.roll(-1, dims=1)
+    pairs = {
+        "first": torch.cat([query.flatten(), query.flatten()]),
+        "second": torch.cat([support.flatten(), other.flatten()]),
+        "same": torch.cat([torch.ones(query.numel()), torch.zeros(query.numel())]).long(),
+    }
+    triplets = {"anchor": query.flatten(), "positive": support.flatten(), "negative": other.flatten()}
+    return EvaluationSet(collection, episodes, pairs, triplets, name="lake_runs", task_names=collection.group_names)
 
 
 class SiameseDataModule(pl.LightningDataModule):
@@ -145,14 +238,24 @@ class SiameseDataModule(pl.LightningDataModule):
             ``"triplets"`` (anchor, positive, negative) or ``"classes"`` (P classes x K
             images, for online mining).
         pair_sampling: how ``"pairs"`` batches are drawn: ``"balanced"`` (half same-class,
-            two distinct images, classes uniform), or the DarkShotLearning seed's generators
-            for parity runs: ``"darkshot"`` (per image a positive, possibly itself, and a
-            negative) and ``"darkshot_unbalanced"`` (uniformly random pairs).
+            two distinct images, classes uniform, fresh every batch); ``"koch"`` (Koch et
+            al.'s fixed set of ``koch_pairs`` pairs, the same number from every group, plus
+            ``koch_distortions`` copies of each distorted by ``augment``, see
+            :class:`KochPairBatches`); or the DarkShotLearning seed's generators for parity
+            runs: ``"darkshot"`` (per image a positive, possibly itself, and a negative) and
+            ``"darkshot_unbalanced"`` (uniformly random pairs).
         batch_size: pairs, triplets or images per training batch.
         images_per_class: K of a ``"classes"`` batch (P = batch_size / K).
-        pairs_per_epoch: training examples (pairs, triplets or images) per epoch.
+        pairs_per_epoch: training examples (pairs, triplets or images) per epoch (not with
+            ``"koch"`` pairs, whose epoch is the whole fixed set: ``koch_pairs x (1 +
+            koch_distortions)``).
+        koch_pairs: size of the ``"koch"`` pair set, drawn once from ``seed`` (Koch: 30k,
+            90k or 150k).
+        koch_distortions: distorted copies of each ``"koch"`` pair (Koch: 8); needs
+            ``augment`` to be :class:`KochAffine`.
         same_group_prob: probability that a different-class pair (or a triplet's negative)
-            stays within the first class's group.
+            stays within the first class's group, or that a P x K batch draws its classes
+            from one group.
         augment: per-image distortion of training images: :class:`KochAffine`, or the
             DarkShotLearning seed's six operations (:class:`DarkShotAugment`).
         class_rotations: angles (multiples of 90) by which every training class is rotated
@@ -176,6 +279,8 @@ class SiameseDataModule(pl.LightningDataModule):
         batch_size: int = 128,
         images_per_class: int = 4,
         pairs_per_epoch: int = 30000,
+        koch_pairs: int = 150000,
+        koch_distortions: int = 8,
         same_group_prob: float = 0.5,
         augment: KochAffine | DarkShotAugment | None = None,
         class_rotations: Sequence[int] = (0,),
@@ -198,6 +303,17 @@ class SiameseDataModule(pl.LightningDataModule):
             raise ValueError(f"batch_kind must be one of {BATCH_KINDS}, got {batch_kind!r}")
         if pair_sampling not in PAIR_SAMPLING:
             raise ValueError(f"pair_sampling must be one of {PAIR_SAMPLING}, got {pair_sampling!r}")
+        if pair_sampling == "koch":
+            if batch_kind != "pairs":
+                raise ValueError(f"pair_sampling 'koch' draws pairs: set batch_kind 'pairs', not {batch_kind!r}")
+            if koch_distortions < 0 or koch_pairs < 1:
+                raise ValueError(
+                    f"need koch_pairs >= 1 and koch_distortions >= 0, got {koch_pairs} and {koch_distortions}"
+                )
+            if koch_distortions and not isinstance(augment, KochAffine):
+                raise ValueError(
+                    f"koch_distortions={koch_distortions} distorts copies with augment: KochAffine, got {augment!r}"
+                )
         if batch_kind == "classes" and batch_size % images_per_class:
             raise ValueError(
                 f"batch_size={batch_size} must be a multiple of images_per_class={images_per_class} "
@@ -211,6 +327,7 @@ class SiameseDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.images_per_class = images_per_class
         self.pairs_per_epoch = pairs_per_epoch
+        self.koch_pairs, self.koch_distortions = koch_pairs, koch_distortions
         self.same_group_prob = same_group_prob
         self.augment = augment
         self.class_rotations = list(class_rotations)
@@ -292,17 +409,27 @@ class SiameseDataModule(pl.LightningDataModule):
         return EvaluationSet(collection, episodes, pairs, triplets)
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
-        if self.batch_kind == "pairs" and self.pair_sampling != "balanced":
+        if self.batch_kind == "pairs" and self.pair_sampling.startswith("darkshot"):
             return ImagePairSampler(train.labels, balanced=self.pair_sampling == "darkshot")
         if self.batch_kind == "pairs":
             return BalancedPairSampler(train.labels, train.class_groups, self.same_group_prob)
         if self.batch_kind == "triplets":
             return TripletSampler(train.labels, train.class_groups, self.same_group_prob)
-        return ClassBalancedSampler(train.labels, self.batch_size // self.images_per_class, self.images_per_class)
+        return ClassBalancedSampler(
+            train.labels,
+            self.batch_size // self.images_per_class,
+            self.images_per_class,
+            train.class_groups,
+            self.same_group_prob,
+        )
+
+    def test_set(self) -> EvaluationSet:
+        """What the test stage scores: the test split's episodes, unless a subclass names a benchmark."""
+        return self.evaluation_set("test")
 
     def _cached_evaluation_set(self, split: str) -> EvaluationSet:
         if split not in self._eval_sets:
-            self._eval_sets[split] = self.evaluation_set(split)
+            self._eval_sets[split] = self.test_set() if split == "test" else self.evaluation_set(split)
         return self._eval_sets[split]
 
     def setup(self, stage: str) -> None:
@@ -330,13 +457,17 @@ class SiameseDataModule(pl.LightningDataModule):
         train = self.split("train")
         seed = torch.initial_seed() % 2**62 if self.seed is None else self.seed
         rank, world = self._rank_and_world()
-        num_batches = self.pairs_per_epoch // self.batch_size
-        if num_batches < world:
+        if self.pair_sampling == "koch":
+            pairs = self._train_sampler.sample_per_group(self.koch_pairs, np.random.default_rng(seed))
+            dataset = KochPairBatches(train.images, pairs, self.batch_size, seed, self.koch_distortions, self.augment)
+        else:
+            num_batches = self.pairs_per_epoch // self.batch_size
+            dataset = SampledBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
+        if len(dataset) < world:
             raise ValueError(
-                f"pairs_per_epoch={self.pairs_per_epoch} gives {num_batches} batches of "
-                f"{self.batch_size}, fewer than the {world} processes"
+                f"an epoch of {len(dataset)} batches of {self.batch_size} (pairs_per_epoch={self.pairs_per_epoch}, "
+                f"pair_sampling={self.pair_sampling!r}) has fewer batches than the {world} processes"
             )
-        dataset = SampledBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
         sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
         return DataLoader(
             dataset,
@@ -379,6 +510,10 @@ class OmniglotDataModule(SiameseDataModule):
         same_alphabet_prob: probability that a different-character pair stays within one
             alphabet (the harder negatives the within-alphabet test asks about).
         within_alphabet: draw each task's characters from one alphabet (Koch's task).
+        runs_dir: Lake et al.'s 20 one-shot runs (a folder holding ``run01/`` ..., a folder
+            with ``all_runs/`` or ``all_runs.zip``, or the zip); when set, the test stage
+            scores them (``test/lake_runs_acc``, ``lake_runs.json``) instead of episodes over
+            the test alphabets. With ``download``, a missing ``all_runs.zip`` is fetched.
         **kwargs: the options of :class:`SiameseDataModule` (batches, evaluation, loaders).
     """
 
@@ -394,6 +529,7 @@ class OmniglotDataModule(SiameseDataModule):
         skip_bad_images: bool = False,
         same_alphabet_prob: float = 0.5,
         within_alphabet: bool = True,
+        runs_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(same_group_prob=same_alphabet_prob, within_group=within_alphabet, **kwargs)
@@ -413,11 +549,21 @@ class OmniglotDataModule(SiameseDataModule):
         self.download = download
         self.invert = invert
         self.skip_bad_images = skip_bad_images
+        self.runs_dir = runs_dir
 
     def prepare_data(self) -> None:
         if self.download:  # fetch once, on one process; setup() then only reads
             for name in self.sets:
                 locate_omniglot_set(self.root, name, download=True)
+            if self.runs_dir is not None:
+                locate_lake_runs(self.runs_dir, download=True)
+
+    def test_set(self) -> EvaluationSet:
+        if self.runs_dir is None:
+            return super().test_set()
+        collection, episodes = load_lake_runs(self.runs_dir, self.image_size, self.invert, self.download)
+        log.info("Lake's runs at %s: %s", self.runs_dir, collection.summary())
+        return lake_runs_set(collection, episodes)
 
     def load_collection(self) -> ImageCollection:
         return load_omniglot(

@@ -67,27 +67,50 @@ class BalancedPairSampler:
             others[k] = other
         return others
 
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def sample(self, n: int, rng: np.random.Generator, group: int | None = None) -> dict[str, np.ndarray]:
         """``first``, ``second`` and ``same`` for ``n`` pairs; the first ``n // 2`` are positives.
 
         ``same`` is 1 for a same-class pair and 0 otherwise. Positive pairs hold two
-        distinct images of one class.
+        distinct images of one class. With ``group``, every pair's first class is one of
+        that group's classes.
         """
         n_pos = n // 2
         n_neg = n - n_pos
-        pos_classes = self.positive_classes[rng.integers(len(self.positive_classes), size=n_pos)]
+        positive, nonempty = self.positive_classes, self.nonempty_classes
+        if group is not None:
+            positive = positive[self.class_groups[positive] == group]
+            nonempty = nonempty[self.class_groups[nonempty] == group]
+        pos_classes = positive[rng.integers(len(positive), size=n_pos)]
         first_pos, second_pos = [], []
         for c in pos_classes:
             i, j = rng.choice(self.members[c], size=2, replace=False)
             first_pos.append(i)
             second_pos.append(j)
 
-        a = self.nonempty_classes[rng.integers(len(self.nonempty_classes), size=n_neg)]
+        a = nonempty[rng.integers(len(nonempty), size=n_neg)]
         b = self._other_classes(a, rng)
         first = np.concatenate([np.asarray(first_pos, dtype=np.int64), self._pick(a, rng)])
         second = np.concatenate([np.asarray(second_pos, dtype=np.int64), self._pick(b, rng)])
         same = np.concatenate([np.ones(n_pos, dtype=np.int64), np.zeros(n_neg, dtype=np.int64)])
         return {"first": first.astype(np.int64), "second": second.astype(np.int64), "same": same}
+
+    def sample_per_group(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` pairs, the same number from every group: Koch et al.'s fixed training set.
+
+        The paper fixes "a uniform number of training examples per alphabet". Each group
+        that has a class of two images gets ``n // groups`` pairs (the remainder goes one pair
+        each to randomly chosen groups), drawn by :meth:`sample` with that ``group``: half
+        same-class, half different-class pairs whose first class is the group's and whose
+        second stays in the group with probability ``same_group_prob``. Pairs come group by
+        group, each group's positives first.
+        """
+        groups = np.unique(self.class_groups[self.positive_classes])
+        if n < len(groups):
+            raise ValueError(f"{n} pairs cannot be spread uniformly over {len(groups)} groups")
+        counts = np.full(len(groups), n // len(groups))
+        counts[rng.choice(len(groups), size=n % len(groups), replace=False)] += 1
+        parts = [self.sample(int(k), rng, group=int(g)) for g, k in zip(groups, counts)]
+        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 class ImagePairSampler:
@@ -156,14 +179,28 @@ class TripletSampler:
 class ClassBalancedSampler:
     """P x K batches: ``classes_per_batch`` classes, ``images_per_class`` distinct images each.
 
-    The batch for online mining. Only classes with at least K images take part.
+    The batch for online mining and prototypical episodes. Only classes with at least K
+    images take part. With probability ``same_group_prob`` a batch draws its classes from
+    one group (alphabet), topped up from the others when the group has fewer than P: the
+    hard negatives of within-alphabet one-shot tasks.
     """
 
-    def __init__(self, labels: torch.Tensor | np.ndarray, classes_per_batch: int, images_per_class: int) -> None:
+    def __init__(
+        self,
+        labels: torch.Tensor | np.ndarray,
+        classes_per_batch: int,
+        images_per_class: int,
+        class_groups: torch.Tensor | np.ndarray | None = None,
+        same_group_prob: float = 0.0,
+    ) -> None:
         if images_per_class < 2:
             raise ValueError(f"images_per_class must be >= 2 (a positive needs two images), got {images_per_class}")
         if classes_per_batch < 2:
             raise ValueError(f"classes_per_batch must be >= 2 (a negative needs two classes), got {classes_per_batch}")
+        if not 0.0 <= same_group_prob <= 1.0:
+            raise ValueError(f"same_group_prob must be in [0, 1], got {same_group_prob}")
+        if same_group_prob > 0 and class_groups is None:
+            raise ValueError("same_group_prob > 0 needs class_groups")
         self.labels = np.asarray(labels)
         self.members = _class_members(self.labels, int(self.labels.max()) + 1)
         self.eligible = np.array([c for c, m in enumerate(self.members) if len(m) >= images_per_class])
@@ -175,12 +212,27 @@ class ClassBalancedSampler:
             )
         self.classes_per_batch = classes_per_batch
         self.images_per_class = images_per_class
+        self.same_group_prob = same_group_prob
+        if class_groups is not None:
+            groups = np.asarray(class_groups)[self.eligible]
+            self.group_classes = [self.eligible[groups == g] for g in np.unique(groups)]
+
+    def _classes(self, rng: np.random.Generator) -> np.ndarray:
+        p = self.classes_per_batch
+        if self.same_group_prob == 0 or rng.random() >= self.same_group_prob:
+            return rng.choice(self.eligible, size=p, replace=False)
+        group = self.group_classes[rng.integers(len(self.group_classes))]
+        chosen = rng.choice(group, size=min(p, len(group)), replace=False)
+        if len(chosen) < p:
+            rest = np.setdiff1d(self.eligible, chosen)
+            chosen = np.concatenate([chosen, rng.choice(rest, size=p - len(chosen), replace=False)])
+        return chosen
 
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         p, k = self.classes_per_batch, self.images_per_class
         if n != p * k:
             raise ValueError(f"batch_size must equal classes_per_batch x images_per_class = {p * k}, got {n}")
-        classes = rng.choice(self.eligible, size=p, replace=False)
+        classes = self._classes(rng)
         images = np.concatenate([rng.choice(self.members[c], size=k, replace=False) for c in classes])
         return {"images": images.astype(np.int64), "labels": np.repeat(classes, k).astype(np.int64)}
 

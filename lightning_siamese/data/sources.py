@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from lightning_siamese.data.samplers import Episodes
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -430,3 +432,193 @@ def load_image_folder(
         paths=paths,
     )
     return collection, summary
+
+
+# --- Lake et al.'s 20 one-shot runs ---------------------------------------------------
+
+LAKE_RUNS_URL = f"{OMNIGLOT_URL}/one-shot-classification/all_runs.zip"
+# The repository publishes no checksum for all_runs.zip; it is downloaded unverified, with a warning.
+LAKE_RUNS_MD5: str | None = None
+
+_LAKE_LABELS = re.compile(r"^(.*/)?(run\d+)/class_labels\.txt$")
+
+
+def _holds_runs(folder: Path) -> bool:
+    return any(re.fullmatch(r"run\d+", p.name) for p in folder.iterdir() if p.is_dir())
+
+
+def find_lake_runs(path: Path) -> Path | None:
+    """Locate Lake's runs: a folder holding ``run01/`` ..., a folder with ``all_runs/`` or ``all_runs.zip``, or the zip."""
+    if path.is_file():
+        return path if path.suffix == ".zip" else None
+    if not path.is_dir():
+        return None
+    if _holds_runs(path):
+        return path
+    for candidate in (path / "all_runs", path / "all_runs.zip"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def download_lake_runs(target: Path, url: str | None = None, md5: str | None = None) -> Path:
+    """Download ``all_runs.zip`` to the file ``target`` (``url`` and ``md5`` default to the official ones)."""
+    from torchvision.datasets.utils import download_url
+
+    url = LAKE_RUNS_URL if url is None else url
+    md5 = LAKE_RUNS_MD5 if md5 is None else md5
+    if md5 is None:
+        warnings.warn(f"{target.name} has no published checksum; downloading it unverified")
+    download_url(url, str(target.parent), filename=target.name, md5=md5)
+    return target
+
+
+def locate_lake_runs(path: str | Path, download: bool = False) -> Path:
+    """Where Lake's runs are under ``path``; with ``download``, fetch ``all_runs.zip`` when absent.
+
+    The zip is written to ``path`` itself when it ends in ``.zip``, else to ``path/all_runs.zip``.
+    """
+    path = Path(path)
+    location = find_lake_runs(path)
+    if location is not None:
+        return location
+    if not download:
+        raise FileNotFoundError(
+            f"Lake's one-shot runs not found at {path.resolve()}: expected a folder holding run01/ ... run20/, "
+            f"a folder with all_runs/ or all_runs.zip in it, or all_runs.zip itself. Place the official "
+            f"file there, or set download: true (source: {LAKE_RUNS_URL})."
+        )
+    target = path if path.suffix == ".zip" else path / "all_runs.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return download_lake_runs(target)
+
+
+def _lake_run_files(location: Path) -> dict[str, bytes]:
+    """Every file of the runs, keyed by its path relative to the folder holding the runs."""
+    files = {where[len(str(location)) + 1 :].replace("\\", "/"): data for where, data in _iter_set_files(location)}
+    prefixes = {m.group(1) or "" for m in map(_LAKE_LABELS.match, files) if m}
+    if not prefixes:
+        raise ValueError(
+            f"no runs found in {location}: expected run01/ ... run20/, each with class_labels.txt, "
+            f"training/ and test/ (Lake's all_runs.zip)"
+        )
+    if len(prefixes) > 1:
+        raise ValueError(f"runs found in several folders of {location}: {sorted(prefixes)}; expected one")
+    prefix = prefixes.pop()
+    return {name[len(prefix) :]: data for name, data in files.items() if name.startswith(prefix)}
+
+
+def _parse_class_labels(run: str, text: str, files: dict[str, bytes], where: str) -> list[tuple[str, str]]:
+    """``(test image, training image)`` per line of one run's ``class_labels.txt``, checked."""
+    pairs = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ValueError(
+                f"{where} line {number}: expected '<test image> <training image>' "
+                f"(e.g. '{run}/test/item01.png {run}/training/class08.png'), got {line!r}"
+            )
+        for name, folder in zip(parts, ("test", "training")):
+            if not name.startswith(f"{run}/{folder}/"):
+                raise ValueError(f"{where} line {number}: {name} is not in {run}/{folder}/")
+            if name not in files:
+                raise ValueError(f"{where} line {number} names {name}, which is missing")
+        pairs.append((parts[0], parts[1]))
+    for column, kind in ((0, "test image"), (1, "training image")):
+        names = [p[column] for p in pairs]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"{where}: {kind}(s) {repeated} named on several lines; each must appear once")
+    return pairs
+
+
+def load_lake_runs(
+    path: str | Path,
+    image_size: int | None = None,
+    invert: bool = True,
+    download: bool = False,
+) -> tuple[ImageCollection, Episodes]:
+    """Load Lake et al.'s (2015) one-shot runs: the official 20 within-alphabet 20-way 1-shot tasks.
+
+    Each run holds ``training/classNN.png`` (one image per class), ``test/itemNN.png`` and
+    ``class_labels.txt``, whose lines pair a test item with its training image. In the
+    collection each training image is a class (named ``runNN/classNN``) and its test item
+    carries the same label; the group is the run. Episode ``r`` is run ``r``: support
+    ``[r, w, 0]`` is the w-th training image (in file order), query ``[r, w, 0]`` the test
+    item that matches it, so :func:`~lightning_siamese.evaluation.oneshot.evaluate_episodes`
+    scores the runs as Lake's ``demo_classification.py`` does (the most similar training
+    image wins). Images are decoded and inverted like :func:`load_omniglot`.
+
+    Args:
+        path: the folder holding ``run01/`` ..., a folder with ``all_runs/`` or
+            ``all_runs.zip`` in it, or ``all_runs.zip``.
+        image_size: resize to ``image_size`` x ``image_size`` (None keeps 105).
+        invert: strokes bright on black, as :func:`load_omniglot` loads them.
+        download: fetch ``all_runs.zip`` when nothing is at ``path``.
+
+    Raises:
+        ValueError: naming the run and file, for a malformed ``class_labels.txt`` line,
+            a line naming a missing image, an image no line names, an undecodable
+            image, or runs of different sizes.
+    """
+    location = locate_lake_runs(path, download)
+    files = _lake_run_files(location)
+    runs = sorted({name.split("/")[0] for name in files if re.fullmatch(r"run\d+", name.split("/")[0])})
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    class_names: list[str] = []
+    support, query = [], []
+    for run in runs:
+        where = f"{location}/{run}/class_labels.txt"
+        if f"{run}/class_labels.txt" not in files:
+            raise ValueError(f"{location}/{run} has no class_labels.txt")
+        pairs = _parse_class_labels(run, files[f"{run}/class_labels.txt"].decode(), files, where)
+        named = {name for pair in pairs for name in pair}
+        stray = sorted(
+            name for name in files
+            if name.startswith((f"{run}/training/", f"{run}/test/")) and name not in named
+        )
+        if stray:
+            raise ValueError(f"{location}/{stray[0]} is not named in {where} ({len(stray)} such file(s))")
+        if not pairs:
+            raise ValueError(f"{where} names no images")
+        if support and len(pairs) != len(support[0]):
+            raise ValueError(
+                f"{location}/{run} has {len(pairs)} classes and test items, but {runs[0]} has "
+                f"{len(support[0])}; every run must be {len(support[0])}-way"
+            )
+        answer = {train: test for test, train in pairs}
+        run_support, run_query = [], []
+        for train in sorted(answer):
+            class_names.append(f"{run}/{Path(train).stem}")
+            for name, slot in ((train, run_support), (answer[train], run_query)):
+                image, _ = decode_image(files[name], f"{location}/{name}", image_size)
+                slot.append([len(images)])
+                images.append(image)
+                labels.append(len(class_names) - 1)
+                paths.append(f"{location}/{name}")
+        support.append(run_support)
+        query.append(run_query)
+    if image_size is None and len({tuple(i.shape) for i in images}) > 1:
+        raise ValueError(f"the images of {location} differ in size: set image_size to resize them")
+    stacked = torch.stack(images)
+    collection = ImageCollection(
+        images=255 - stacked if invert else stacked,
+        labels=torch.tensor(labels, dtype=torch.long),
+        class_names=class_names,
+        class_groups=torch.tensor([runs.index(c.split("/")[0]) for c in class_names], dtype=torch.long),
+        group_names=runs,
+        instances=None,
+        paths=paths,
+    )
+    support_t = torch.tensor(support, dtype=torch.long)
+    episodes = Episodes(
+        support=support_t,
+        query=torch.tensor(query, dtype=torch.long),
+        classes=collection.labels[support_t[:, :, 0]],
+        seed=0,  # fixed tasks, drawn by no seed
+    )
+    return collection, episodes

@@ -68,10 +68,18 @@ class KochAffine(nn.Module):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Distort float images ``[B, C, H, W]`` (square); pixels moved in from outside are 0."""
-        n, _, h, w = images.shape
+        return self.warp(images, self.matrices(len(images), images.shape[-1], generator))
+
+    @staticmethod
+    def warp(images: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+        """Apply forward transforms ``[B, 2, 3]`` (from :meth:`matrices`) to square images, in one call.
+
+        Separate from drawing them, so transforms drawn one image pair at a time (each
+        with its own seed) still cost a single ``grid_sample`` per batch.
+        """
+        h, w = images.shape[-2:]
         if h != w:
             raise ValueError(f"KochAffine expects square images, got {h}x{w}")
-        forward = self.matrices(n, w, generator)
         # affine_grid maps output to input coordinates, in units of half the image size.
         inverse_linear = torch.linalg.inv(forward[:, :, :2])
         inverse_shift = -(inverse_linear @ forward[:, :, 2:]) * (2.0 / w)

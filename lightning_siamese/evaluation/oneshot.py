@@ -84,6 +84,36 @@ def episode_scores(
     return torch.cat(out)
 
 
+def episode_accuracies(
+    embeddings: torch.Tensor,
+    episodes: Episodes,
+    similarity: Similarity,
+    shot_reduction: str = "mean",
+) -> torch.Tensor:
+    """Accuracy of each episode in percent, ``[T]``: a query is right when its most similar way is its own.
+
+    Ties go to the first way, as in Lake et al.'s ``demo_classification.py``.
+    """
+    scores = episode_scores(embeddings, episodes, similarity, shot_reduction)
+    n, q = episodes.n_way, episodes.query.shape[2]
+    target = torch.arange(n, device=scores.device).repeat_interleave(q)
+    return ((scores.argmax(-1) == target).sum(-1).double() * 100.0 / (n * q)).cpu()  # 3 of 5: exactly 60.0
+
+
+def summarize(per_task: torch.Tensor, episodes: Episodes) -> OneShotResult:
+    """Mean accuracy and 95% CI over episodes, from :func:`episode_accuracies`."""
+    accuracy, ci = mean_ci95(per_task)
+    return OneShotResult(
+        accuracy=accuracy,
+        ci95=ci,
+        n_way=episodes.n_way,
+        k_shot=episodes.k_shot,
+        n_query=episodes.query.shape[2],
+        tasks=len(episodes),
+        seed=episodes.seed,
+    )
+
+
 def evaluate_episodes(
     embeddings: torch.Tensor,
     episodes: Episodes,
@@ -91,17 +121,28 @@ def evaluate_episodes(
     shot_reduction: str = "mean",
 ) -> OneShotResult:
     """Score episodes: a query is right when its most similar way is its own."""
-    scores = episode_scores(embeddings, episodes, similarity, shot_reduction)
-    n, q = episodes.n_way, episodes.query.shape[2]
-    target = torch.arange(n, device=scores.device).repeat_interleave(q)
-    per_task = (scores.argmax(-1) == target).float().mean(-1) * 100.0
-    accuracy, ci = mean_ci95(per_task.cpu())
-    return OneShotResult(
-        accuracy=accuracy,
-        ci95=ci,
-        n_way=n,
-        k_shot=episodes.k_shot,
-        n_query=q,
-        tasks=len(episodes),
-        seed=episodes.seed,
+    return summarize(episode_accuracies(embeddings, episodes, similarity, shot_reduction), episodes)
+
+
+def named_task_record(per_task: torch.Tensor, task_names: list[str], episodes: Episodes) -> dict:
+    """The JSON record of a benchmark of named tasks (Lake's 20 runs): mean, error, CI and each task."""
+    result = summarize(per_task, episodes)
+    return {
+        "accuracy": result.accuracy,
+        "error": 100.0 - result.accuracy,
+        "ci95": result.ci95,
+        "n_way": result.n_way,
+        "k_shot": result.k_shot,
+        "tasks": result.tasks,
+        "per_task": {name: float(a) for name, a in zip(task_names, per_task)},
+    }
+
+
+def format_named_tasks(title: str, record: dict) -> str:
+    """One line for the mean, one for the tasks: ``run01 95.0, run02 90.0, ...``."""
+    tasks = ", ".join(f"{name} {a:.1f}" for name, a in record["per_task"].items())
+    return (
+        f"{title}: {record['n_way']}-way {record['k_shot']}-shot accuracy {record['accuracy']:.2f}% "
+        f"(error {record['error']:.2f}%) +- {record['ci95']:.2f} (95% CI over {record['tasks']} runs)\n"
+        f"  per run: {tasks}"
     )

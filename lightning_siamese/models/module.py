@@ -6,7 +6,10 @@ The maths lives elsewhere (``models/encoders.py``, ``models/heads.py``,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
@@ -14,8 +17,55 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
-from lightning_siamese.evaluation.oneshot import OneShotResult, evaluate_episodes
+from lightning_siamese.evaluation.oneshot import (
+    OneShotResult,
+    episode_accuracies,
+    format_named_tasks,
+    named_task_record,
+    summarize,
+)
 from lightning_siamese.models.heads import KochHead, PairHead
+
+
+def resolve_param_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], groups: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups from groups that name their modules, e.g. per layer.
+
+    Each group's ``params`` is a module name or a list of them (prefixes of
+    ``named_parameters()``: ``encoder.fc`` takes ``encoder.fc.weight`` and ``encoder.fc.bias``);
+    its other keys (``lr``, ``momentum``, ``weight_decay``, ...) override the optimizer's
+    defaults for those parameters. Each group is named after its modules (unless it has a
+    ``name``), so the learning-rate monitor logs ``lr-SGD/encoder.fc``. Parameters that no
+    group names form a last group, ``other``, with the optimizer's defaults.
+
+    Raises:
+        ValueError: a group without ``params``, a name that matches no parameter, or a
+            parameter that two groups claim.
+    """
+    named = list(named_parameters)
+    owner: dict[str, int] = {}
+    resolved = []
+    for index, group in enumerate(groups):
+        if "params" not in group:
+            raise ValueError(f"param_groups[{index}] has no 'params' (module names): {dict(group)}")
+        prefixes = [group["params"]] if isinstance(group["params"], str) else list(group["params"])
+        for prefix in prefixes:
+            matched = [name for name, _ in named if name == prefix or name.startswith(prefix + ".")]
+            if not matched:
+                modules = sorted({name.rsplit(".", 1)[0] for name, _ in named})
+                raise ValueError(
+                    f"param_groups[{index}]: {prefix!r} matches no parameter; modules with parameters: {modules}"
+                )
+            for name in matched:
+                if owner.setdefault(name, index) != index:
+                    raise ValueError(f"parameter {name} is in param_groups[{owner[name]}] and param_groups[{index}]")
+        params = [p for name, p in named if owner.get(name) == index]
+        resolved.append({"name": ", ".join(prefixes), **group, "params": params})
+    rest = [p for name, p in named if name not in owner]
+    if rest:
+        resolved.append({"name": "other", "params": rest})
+    return resolved
 
 
 class SiameseModule(pl.LightningModule):
@@ -28,6 +78,9 @@ class SiameseModule(pl.LightningModule):
             e.g. :class:`~lightning_siamese.models.heads.KochHead`; or a built head.
         optimizer: called with the parameters (Adam by default).
         lr_scheduler: called with the optimizer; stepped every epoch.
+        param_groups: per-module optimizer settings, e.g. one group per layer with its own
+            ``lr``, ``momentum`` and ``weight_decay`` as Koch et al. train (see
+            :func:`resolve_param_groups`); ``None`` gives every parameter the optimizer's own.
         shot_reduction: how K > 1 shots of a way are combined in N-way evaluation:
             ``"mean"`` of the scores, ``"max"`` (nearest shot), or ``"prototype"`` (score
             against the mean shot embedding).
@@ -39,6 +92,7 @@ class SiameseModule(pl.LightningModule):
         head: Callable[[int], PairHead] | PairHead = KochHead,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
         shot_reduction: str = "mean",
     ) -> None:
         super().__init__()
@@ -54,6 +108,9 @@ class SiameseModule(pl.LightningModule):
             )
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        self.param_groups = param_groups
+        if param_groups is not None:  # a misnamed module fails here, before any data loads
+            resolve_param_groups(self.named_parameters(), param_groups)
         self.shot_reduction = shot_reduction
         self.val_auroc = BinaryAUROC()
         self.test_auroc = BinaryAUROC()
@@ -102,7 +159,10 @@ class SiameseModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
-        optimizer = self.optimizer(self.parameters())
+        if self.param_groups is None:
+            optimizer = self.optimizer(self.parameters())
+        else:
+            optimizer = self.optimizer(resolve_param_groups(self.named_parameters(), self.param_groups))
         if self.lr_scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
@@ -156,12 +216,14 @@ class SiameseModule(pl.LightningModule):
             anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
             loss = self.head.triplet_loss(anchor, positive, negative)
         auroc.update(self.head.similarity(table[first], table[second]), same)
-        result = evaluate_episodes(table, dataset.episodes, self.head.similarity, self.shot_reduction)
+        per_task = episode_accuracies(table, dataset.episodes, self.head.similarity, self.shot_reduction)
+        result = summarize(per_task, dataset.episodes)
         self.last_oneshot[stage] = result
+        name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
         metrics = {
             f"{stage}/loss": loss,
             f"{stage}/pair_auroc": auroc.compute(),
-            f"{stage}/oneshot_ci95": result.ci95,
+            f"{stage}/{name}_ci95": result.ci95,
         }
         if stage == "val":
             metrics["hp_metric"] = result.accuracy  # the HPARAMS tab's metric column
@@ -169,7 +231,19 @@ class SiameseModule(pl.LightningModule):
         # Every rank holds the same full table, so the values agree across ranks.
         sync = self.trainer.world_size > 1
         self.log_dict(metrics, sync_dist=sync)
-        self.log(f"{stage}/oneshot_acc", result.accuracy, prog_bar=True, sync_dist=sync)
+        self.log(f"{stage}/{name}_acc", result.accuracy, prog_bar=True, sync_dist=sync)
+        if dataset.task_names is not None and self.trainer.is_global_zero:
+            self._report_named_tasks(f"{stage}/{name}_acc", dataset, per_task)
+
+    def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
+        """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""
+        record = named_task_record(per_task, dataset.task_names, dataset.episodes)
+        record["checkpoint"] = str(self.trainer.ckpt_path)
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        path = run_dir / f"{dataset.name}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"\n{format_named_tasks(metric, record)}\n  written to {path}")
 
     def on_validation_epoch_end(self) -> None:
         self._evaluate("val", self.val_auroc)

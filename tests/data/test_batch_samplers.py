@@ -31,6 +31,23 @@ def test_class_balanced_batches_hold_p_classes_of_k_images() -> None:
     assert sorted(np.bincount(labels)[np.bincount(labels) > 0].tolist()) == [4, 4, 4]
 
 
+def test_class_balanced_batches_can_come_from_one_group() -> None:
+    sampler = ClassBalancedSampler(LABELS, 3, 2, CLASS_GROUPS, same_group_prob=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        groups = CLASS_GROUPS[np.unique(sampler.sample(6, rng)["labels"])]
+        # group 0 has 4 classes, group 1 three: a batch is one group's; group 2's only
+        # class has one image, so that group never takes part
+        assert len(set(groups.tolist())) == 1 and groups[0] in (0, 1)
+    topped_up = ClassBalancedSampler(LABELS, 5, 2, CLASS_GROUPS, same_group_prob=1.0).sample(10, rng)["labels"]
+    assert len(np.unique(topped_up)) == 5  # no group has 5 classes: filled from the others
+    mixed = ClassBalancedSampler(LABELS, 3, 2, CLASS_GROUPS, same_group_prob=0.0)
+    spans = [len(set(CLASS_GROUPS[mixed.sample(6, rng)["labels"]].tolist())) for _ in range(50)]
+    assert max(spans) > 1
+    with pytest.raises(ValueError, match="needs class_groups"):
+        ClassBalancedSampler(LABELS, 3, 2, same_group_prob=0.5)
+
+
 def test_class_balanced_sampler_rejects_what_the_data_cannot_supply() -> None:
     with pytest.raises(ValueError, match=r"3 x 6"):
         ClassBalancedSampler(LABELS, classes_per_batch=3, images_per_class=6)

@@ -119,4 +119,4 @@ def test_darkshot_parity_options_reach_the_training_batches(tiny_omniglot: Path)
     batch = next(iter(dm.train_dataloader()))
     assert int(batch["same"].sum()) == 8 and batch["first"].shape == (16, 1, 28, 28)
     with pytest.raises(ValueError, match="pair_sampling"):
-        make_module(tiny_omniglot, pair_sampling="koch")
+        make_module(tiny_omniglot, pair_sampling="random")

@@ -1,0 +1,28 @@
+"""RunCheckpoint keeps ``last.ckpt`` at the latest epoch, also when the metric stops improving."""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from lightning_siamese.callbacks import RunCheckpoint
+from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+
+
+def test_last_checkpoint_is_the_latest_epoch_without_improvement(tiny_omniglot: Path, tmp_path: Path) -> None:
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
+    )
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    frozen = SiameseModule(encoder, head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))  # metric never improves
+    checkpoint = RunCheckpoint(dirpath=tmp_path, monitor="val/oneshot_acc", mode="max", save_last=True)
+    trainer = pl.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint], default_root_dir=tmp_path,
+        enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(frozen, datamodule=data)
+    assert "step=2" in checkpoint.best_model_path  # the first epoch stays the best
+    last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 6 and last["epoch"] == 2

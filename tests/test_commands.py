@@ -1,0 +1,72 @@
+"""The ``lightning-siamese baseline`` command: Lake's runs and a config's episodes, through the shared evaluation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_siamese.commands import data_module_from_config, main
+from lightning_siamese.evaluation.baselines import make_baseline
+from lightning_siamese.evaluation.oneshot import summarize
+from tests.data.test_lake_runs import make_lake_runs
+from tests.test_cli import tiny_config
+
+
+@pytest.fixture
+def config(tmp_path: Path, tiny_omniglot: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
+    return path
+
+
+def test_baseline_on_lake_runs_prints_and_writes_json(tmp_path: Path, capsys) -> None:
+    make_lake_runs(tmp_path / "all_runs")
+    output = tmp_path / "out" / "mhd.json"
+    main(["baseline", "mhd", "--runs_dir", str(tmp_path), "--image_size", "28", "--output", str(output)])
+    printed = capsys.readouterr().out
+    assert "mhd baseline on Lake's runs" in printed and "per run: run01" in printed and str(output) in printed
+    record = json.loads(output.read_text())
+    assert record["baseline"] == "mhd" and record["image_size"] == 28 and record["runs_dir"] == str(tmp_path)
+    assert sorted(record["per_task"]) == ["run01", "run02", "run03"] and record["n_way"] == 5
+    assert record["accuracy"] > 50  # drawer 2 against drawer 1 of the same synthetic characters; chance is 20
+
+
+def test_baseline_on_a_config_scores_the_end_of_run_reports_episodes(config: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "pixel.json"
+    main(["baseline", "pixel", "--config", str(config), "--output", str(output)])
+    record = json.loads(output.read_text())
+    # The tiny config's oneshot_report: 30 tasks, seed 99, val split; its data module: 5-way, 28 px.
+    assert (record["split"], record["tasks"], record["seed"], record["n_way"], record["image_size"]) == ("val", 30, 99, 5, 28)
+    data, _ = data_module_from_config(config)
+    evaluation = data.evaluation_set("val", tasks=30, seed=99)  # what OneShotReport scores
+    expected = summarize(make_baseline("pixel").accuracies(evaluation.collection.images, evaluation.episodes), evaluation.episodes)
+    assert record["accuracy"] == pytest.approx(expected.accuracy)
+    assert "pixel baseline on the val split" in capsys.readouterr().out
+
+    main(["baseline", "chance", "--config", str(config), "--split", "test", "--tasks", "50", "--seed", "3", "--image_size", "14", "--output", str(output)])
+    record = json.loads(output.read_text())
+    assert (record["split"], record["tasks"], record["seed"], record["image_size"]) == ("test", 50, 3, 14)
+
+
+def test_baseline_needs_a_source_and_a_known_name(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["baseline", "mhd"])
+    assert "needs --runs_dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["baseline", "hog", "--runs_dir", "x"])
+    assert "invalid choice: 'hog'" in capsys.readouterr().err
+
+
+def test_console_script_and_module_help() -> None:
+    module = subprocess.run([sys.executable, "-m", "lightning_siamese.commands", "baseline", "--help"], capture_output=True, text=True, timeout=120)
+    assert module.returncode == 0 and "--runs_dir" in module.stdout and "38.8%" in module.stdout
+    script = shutil.which("lightning-siamese", path=str(Path(sys.executable).parent))
+    if script is not None:  # the console script, as installed by pip
+        help_text = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+        assert help_text.returncode == 0 and "baseline" in help_text.stdout
