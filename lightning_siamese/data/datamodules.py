@@ -504,6 +504,9 @@ class OmniglotDataModule(SiameseDataModule):
         val_alphabets: alphabets held out for validation (Koch: 10 evaluation alphabets).
         test_alphabets: alphabets held out for testing (the other 10).
         train_alphabets: alphabets to train on; ``None`` takes every other loaded one.
+        train_drawers: train only on the images of drawers 1..``train_drawers`` (each
+            character's ``<id>_<drawer>.png`` number); Koch et al. used 12 of the 20.
+            ``None`` uses every drawer. Validation and test keep all drawers.
         download: fetch missing sets from the official repository (checksums verified).
         invert: strokes bright on black (default) rather than Omniglot's black on white.
         skip_bad_images: warn about and skip undecodable files instead of failing.
@@ -524,6 +527,7 @@ class OmniglotDataModule(SiameseDataModule):
         val_alphabets: Sequence[str] = tuple(OMNIGLOT_VAL_ALPHABETS),
         test_alphabets: Sequence[str] = tuple(OMNIGLOT_TEST_ALPHABETS),
         train_alphabets: Sequence[str] | None = None,
+        train_drawers: int | None = None,
         download: bool = False,
         invert: bool = True,
         skip_bad_images: bool = False,
@@ -546,6 +550,9 @@ class OmniglotDataModule(SiameseDataModule):
         self.val_alphabets = list(val_alphabets)
         self.test_alphabets = list(test_alphabets)
         self.train_alphabets = None if train_alphabets is None else list(train_alphabets)
+        if train_drawers is not None and train_drawers < 2:
+            raise ValueError(f"train_drawers must be >= 2 (a same-character pair needs two drawers), got {train_drawers}")
+        self.train_drawers = train_drawers
         self.download = download
         self.invert = invert
         self.skip_bad_images = skip_bad_images
@@ -593,7 +600,10 @@ class OmniglotDataModule(SiameseDataModule):
                 f"{name} alphabet(s) {missing} are not in the loaded sets {self.sets} under "
                 f"{self.root}; loaded alphabets: {loaded}"
             )
-        return self.collection.select_groups(alphabets)
+        split = self.collection.select_groups(alphabets)
+        if name == "train" and self.train_drawers is not None:
+            split = split.select_images(split.instances <= self.train_drawers)
+        return split
 
 
 class FolderDataModule(SiameseDataModule):

@@ -93,6 +93,19 @@ class ImageCollection:
             paths=[self.paths[i] for i in keep.tolist()],
         )
 
+    def select_images(self, keep: torch.Tensor) -> ImageCollection:
+        """The images where the boolean mask ``keep`` ``[N]`` is true; classes and groups as they are."""
+        index = keep.nonzero().flatten()
+        return ImageCollection(
+            images=self.images[index],
+            labels=self.labels[index],
+            class_names=self.class_names,
+            class_groups=self.class_groups,
+            group_names=self.group_names,
+            instances=None if self.instances is None else self.instances[index],
+            paths=[self.paths[i] for i in index.tolist()],
+        )
+
     def with_rotated_classes(self, angles: Sequence[int]) -> ImageCollection:
         """Add each class rotated by each angle (multiples of 90 degrees) as a new class.
 

@@ -91,6 +91,19 @@ def test_class_rotations_grow_only_the_training_split(tiny_omniglot: Path) -> No
     assert torch.equal(rotated.split("val").images, plain.split("val").images)
 
 
+def test_train_drawers_keeps_koch_s_12_drawers_in_training_only(tiny_omniglot: Path) -> None:
+    plain = make_module(tiny_omniglot)
+    koch = make_module(tiny_omniglot, train_drawers=12)
+    train = koch.split("train")
+    assert sorted(set(train.instances.tolist())) == list(range(1, 13))
+    assert len(train) == len(plain.split("train")) * 12 // 20
+    assert train.class_names == plain.split("train").class_names
+    assert all(f"_{d:02d}.png" in path for d, path in zip(train.instances.tolist(), train.paths))
+    assert len(koch.split("val")) == len(plain.split("val"))  # evaluation keeps all 20
+    with pytest.raises(ValueError, match="train_drawers must be >= 2"):
+        make_module(tiny_omniglot, train_drawers=1)
+
+
 @pytest.mark.parametrize("kind, keys", [("triplets", {"anchor", "positive", "negative"}), ("classes", {"images", "labels"})])
 def test_triplet_and_class_balanced_batch_kinds(tiny_omniglot: Path, kind: str, keys: set) -> None:
     dm = make_module(tiny_omniglot, batch_kind=kind, batch_size=12, images_per_class=3)
