@@ -1,0 +1,266 @@
+"""Labeled Faces in the Wild: person folders, the official pair and people lists.
+
+LFW's files are ``<Person>/<Person>_NNNN.jpg`` (image numbers 1-based, 4 digits) under one
+of several top folders depending on the distribution: LFW-a's ``lfw2/`` (some copies nest
+it as ``lfw2/lfw2/``), the original ``lfw/``, or ``lfw-deepfunneled/``; the images may sit
+in a folder or in the zip itself. The pair lists (``pairsDevTrain.txt``,
+``pairsDevTest.txt``: View 1; ``pairs.txt``: View 2's 10 folds) name images by person and
+number.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lightning_siamese.data.sources import ImageCollection, decode_image
+
+LFW_LAYOUTS = ("lfw2/lfw2", "lfw2", "lfw", "lfw-deepfunneled", "lfw_funneled", "")
+
+
+def lfw_file_name(person: str, number: int) -> str:
+    return f"{person}/{person}_{number:04d}.jpg"
+
+
+@dataclass
+class PairList:
+    """Pairs of LFW images by name: ``first[i]`` and ``second[i]`` are (person, number).
+
+    Attributes:
+        same: int64 ``[P]``, 1 for a matched pair.
+        folds: int64 ``[P]``, the fold of each pair (all 0 for View 1's lists).
+        source: the file the list came from, for messages.
+    """
+
+    first: list[tuple[str, int]]
+    second: list[tuple[str, int]]
+    same: torch.Tensor
+    folds: torch.Tensor
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+    def images(self) -> list[tuple[str, int]]:
+        """Every image the list names, each once, in order of first mention."""
+        return list(dict.fromkeys(self.first + self.second))
+
+
+def _lines(path: Path) -> list[tuple[int, list[str]]]:
+    """Non-empty lines as (line number, whitespace-split fields)."""
+    text = path.read_text(encoding="utf-8")
+    return [(n, line.split()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _number(value: str, path: Path, line: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"{path}, line {line}: {value!r} is not an image number") from None
+    if number < 1:
+        raise ValueError(f"{path}, line {line}: image numbers start at 1, got {number}")
+    return number
+
+
+def read_pairs(path: str | Path) -> PairList:
+    """Read an LFW pair list: View 1 (first line ``N``) or View 2 (first line ``folds N``).
+
+    Each fold is N matched lines ``name<TAB>i<TAB>j`` followed by N mismatched lines
+    ``name1<TAB>i<TAB>name2<TAB>j``. A line of the wrong shape, a non-numeric image number
+    or a count that does not match the lines is an error naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LFW pair list {path} does not exist")
+    lines = _lines(path)
+    if not lines:
+        raise ValueError(f"{path} is empty: expected a header line 'N' or 'folds N'")
+    header_line, header = lines[0]
+    try:
+        counts = [int(v) for v in header]
+    except ValueError:
+        raise ValueError(f"{path}, line {header_line}: header {' '.join(header)!r} is not 'N' or 'folds N'") from None
+    if len(counts) not in (1, 2) or min(counts) < 1:
+        raise ValueError(f"{path}, line {header_line}: header {' '.join(header)!r} is not 'N' or 'folds N'")
+    folds, per_side = (1, counts[0]) if len(counts) == 1 else counts
+    body = lines[1:]
+    expected = folds * 2 * per_side
+    if len(body) != expected:
+        raise ValueError(
+            f"{path}: the header says {folds} fold(s) of {per_side} matched + {per_side} mismatched pairs "
+            f"({expected} lines), but {len(body)} pair lines follow"
+        )
+    first, second, same, fold_of = [], [], [], []
+    for k, (line, fields) in enumerate(body):
+        fold, position = divmod(k, 2 * per_side)
+        matched = position < per_side
+        if matched and len(fields) == 3:
+            person, i, j = fields
+            first.append((person, _number(i, path, line)))
+            second.append((person, _number(j, path, line)))
+        elif not matched and len(fields) == 4:
+            first.append((fields[0], _number(fields[1], path, line)))
+            second.append((fields[2], _number(fields[3], path, line)))
+        else:
+            kind = "matched 'name i j'" if matched else "mismatched 'name1 i name2 j'"
+            raise ValueError(f"{path}, line {line}: expected a {kind} pair (fold {fold + 1}), got {' '.join(fields)!r}")
+        same.append(int(matched))
+        fold_of.append(fold)
+    return PairList(first, second, torch.tensor(same), torch.tensor(fold_of), str(path))
+
+
+def read_people(path: str | Path) -> list[tuple[str, int]]:
+    """Read an LFW people list: ``peopleDevTrain.txt`` (a count, then ``name<TAB>images``
+    lines) or View 2's ``people.txt`` (a fold count, then per fold a count and its lines)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"LFW people list {path} does not exist")
+    lines = _lines(path)
+    view2 = len(lines) > 1 and len(lines[1][1]) == 1
+    blocks, k = (int(lines[0][1][0]), 1) if view2 else (1, 0)
+    people: list[tuple[str, int]] = []
+    for _ in range(blocks):
+        if k >= len(lines) or len(lines[k][1]) != 1 or not lines[k][1][0].isdigit():
+            where = f"line {lines[k][0]}" if k < len(lines) else "the end"
+            raise ValueError(f"{path}: expected a count of people at {where}")
+        count = int(lines[k][1][0])
+        block = lines[k + 1 : k + 1 + count]
+        if len(block) != count:
+            raise ValueError(f"{path}, line {lines[k][0]}: the count says {count} people, {len(block)} follow")
+        for line, fields in block:
+            if len(fields) != 2:
+                raise ValueError(f"{path}, line {line}: expected 'name<TAB>images', got {' '.join(fields)!r}")
+            people.append((fields[0], _number(fields[1], path, line)))
+        k += 1 + count
+    if k != len(lines):
+        raise ValueError(f"{path}, line {lines[k][0]}: unexpected line after the listed people")
+    return people
+
+
+class LFWFiles:
+    """Reads LFW images by (person, number) from a folder or a zip, in any known layout."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._zip: zipfile.ZipFile | None = None
+        if self.root.is_file() and zipfile.is_zipfile(self.root):
+            self._zip = zipfile.ZipFile(self.root)
+            self._names = self._zip.namelist()
+            has_people = self._zip_has_people
+        elif self.root.is_dir():
+            has_people = self._dir_has_people
+        else:
+            raise FileNotFoundError(f"LFW not found at {self.root}: expected a folder or a zip of person folders")
+        for layout in LFW_LAYOUTS:
+            if has_people(layout):
+                self.prefix = layout
+                return
+        raise FileNotFoundError(
+            f"no LFW person folders (<Person>/<Person>_0001.jpg) in {self.root} under any of "
+            f"{[layout or '.' for layout in LFW_LAYOUTS]}"
+        )
+
+    def _dir_has_people(self, layout: str) -> bool:
+        base = self.root / layout if layout else self.root
+        return base.is_dir() and any(p.is_dir() and any(p.glob(f"{p.name}_*.jpg")) for p in base.iterdir())
+
+    def _zip_has_people(self, layout: str) -> bool:
+        start = f"{layout}/" if layout else ""
+        depth = start.count("/") + 1  # <layout>/<Person>/<file>.jpg
+        return any(n.startswith(start) and n.endswith(".jpg") and n.count("/") == depth for n in self._names)
+
+    def where(self, person: str, number: int) -> str:
+        name = lfw_file_name(person, number)
+        name = f"{self.prefix}/{name}" if self.prefix else name
+        return f"{self.root}:{name}" if self._zip is not None else str(self.root / name)
+
+    def read(self, person: str, number: int) -> bytes:
+        name = lfw_file_name(person, number)
+        name = f"{self.prefix}/{name}" if self.prefix else name
+        try:
+            if self._zip is not None:
+                return self._zip.read(name)
+            return (self.root / name).read_bytes()
+        except (KeyError, FileNotFoundError):
+            raise FileNotFoundError(f"LFW image {self.where(person, number)} does not exist") from None
+
+    def people(self) -> Iterator[tuple[str, int]]:
+        """Every (person, image count) in the data set."""
+        if self._zip is not None:
+            start = f"{self.prefix}/" if self.prefix else ""
+            counts: dict[str, int] = {}
+            for n in self._zip.namelist():
+                if n.startswith(start) and n.endswith(".jpg"):
+                    person = n[len(start) :].split("/")[0]
+                    counts[person] = counts.get(person, 0) + 1
+            yield from sorted(counts.items())
+        else:
+            base = self.root / self.prefix if self.prefix else self.root
+            for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+                yield folder.name, len(list(folder.glob(f"{folder.name}_*.jpg")))
+
+
+def _center_crop(image: torch.Tensor, crop: int | None, where: str) -> torch.Tensor:
+    if crop is None:
+        return image
+    height, width = image.shape[-2:]
+    if crop > min(height, width):
+        raise ValueError(f"center crop {crop} is larger than image {where} ({width}x{height})")
+    top, left = (height - crop) // 2, (width - crop) // 2
+    return image[..., top : top + crop, left : left + crop]
+
+
+def load_lfw(
+    root: str | Path,
+    images: Iterable[tuple[str, int]],
+    image_size: int | None = 105,
+    channels: int = 1,
+    crop: int | None = None,
+) -> tuple[ImageCollection, dict[tuple[str, int], int]]:
+    """Decode the named LFW images (person, number) once.
+
+    Each image is centre-cropped to ``crop`` pixels first (LFW images are 250x250 with the
+    face in the middle; e.g. ``crop: 150``), then resized to ``image_size`` and converted to
+    ``channels`` (1: grayscale, 3: RGB) whatever its mode. Returns the collection (class =
+    person; each person is its own group) and each name's index into it.
+    """
+    files = LFWFiles(root)
+    decoded: list[torch.Tensor] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    classes: dict[str, int] = {}
+    index: dict[tuple[str, int], int] = {}
+    for person, number in images:
+        if (person, number) in index:
+            continue
+        where = files.where(person, number)
+        data = files.read(person, number)
+        image, _ = decode_image(data, where, None, channels)
+        image = _center_crop(image, crop, where)
+        if image_size is not None and image.shape[-1] != image_size:
+            image = torch.nn.functional.interpolate(
+                image[None].float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+            )[0].round().clamp(0, 255).to(torch.uint8)
+        index[(person, number)] = len(decoded)
+        decoded.append(image)
+        labels.append(classes.setdefault(person, len(classes)))
+        paths.append(where)
+    if not decoded:
+        raise ValueError(f"no LFW images requested from {root}")
+    names = list(classes)
+    return (
+        ImageCollection(
+            images=torch.stack(decoded),
+            labels=torch.tensor(labels, dtype=torch.long),
+            class_names=names,
+            class_groups=torch.arange(len(names)),
+            group_names=names,
+            instances=None,
+            paths=paths,
+        ),
+        index,
+    )
