@@ -173,14 +173,17 @@ class LFWFiles:
         depth = start.count("/") + 1  # <layout>/<Person>/<file>.jpg
         return any(n.startswith(start) and n.endswith(".jpg") and n.count("/") == depth for n in self._names)
 
-    def where(self, person: str, number: int) -> str:
+    def _member(self, person: str, number: int) -> str:
+        """The image's path relative to the root (or its name in the zip)."""
         name = lfw_file_name(person, number)
-        name = f"{self.prefix}/{name}" if self.prefix else name
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def where(self, person: str, number: int) -> str:
+        name = self._member(person, number)
         return f"{self.root}:{name}" if self._zip is not None else str(self.root / name)
 
     def read(self, person: str, number: int) -> bytes:
-        name = lfw_file_name(person, number)
-        name = f"{self.prefix}/{name}" if self.prefix else name
+        name = self._member(person, number)
         try:
             if self._zip is not None:
                 return self._zip.read(name)
@@ -251,16 +254,5 @@ def load_lfw(
         paths.append(where)
     if not decoded:
         raise ValueError(f"no LFW images requested from {root}")
-    names = list(classes)
-    return (
-        ImageCollection(
-            images=torch.stack(decoded),
-            labels=torch.tensor(labels, dtype=torch.long),
-            class_names=names,
-            class_groups=torch.arange(len(names)),
-            group_names=names,
-            instances=None,
-            paths=paths,
-        ),
-        index,
-    )
+    # A person's name has no "/", so each person is its own group.
+    return ImageCollection.from_class_names(torch.stack(decoded), labels, list(classes), paths), index

@@ -51,6 +51,29 @@ class ImageCollection:
     instances: torch.Tensor | None
     paths: list[str]
 
+    @classmethod
+    def from_class_names(
+        cls,
+        images: torch.Tensor,
+        labels: Sequence[int],
+        class_names: list[str],
+        paths: list[str],
+        instances: Sequence[int] | None = None,
+    ) -> ImageCollection:
+        """A collection whose classes are named ``<group>/<class>``: each class's group is the
+        first part of its name (a name without ``/`` is its own group); groups sorted by name."""
+        group_of = [name.split("/")[0] for name in class_names]
+        group_names = sorted(set(group_of))
+        return cls(
+            images=images,
+            labels=torch.tensor(labels, dtype=torch.long),
+            class_names=class_names,
+            class_groups=torch.tensor([group_names.index(g) for g in group_of], dtype=torch.long),
+            group_names=group_names,
+            instances=None if instances is None else torch.tensor(instances, dtype=torch.long),
+            paths=paths,
+        )
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -339,21 +362,8 @@ def load_omniglot(
         if count == 0:
             raise ValueError(f"Omniglot set {name!r} at {location} holds no images")
         log.info("loaded %d images from %s", count, location)
-    class_names = list(class_index)
-    group_names = sorted({c.split("/")[0] for c in class_names})
-    class_groups = torch.tensor([group_names.index(c.split("/")[0]) for c in class_names])
     stacked = torch.stack(images)
-    if invert:
-        stacked = 255 - stacked
-    return ImageCollection(
-        images=stacked,
-        labels=torch.tensor(labels, dtype=torch.long),
-        class_names=class_names,
-        class_groups=class_groups,
-        group_names=group_names,
-        instances=torch.tensor(instances, dtype=torch.long),
-        paths=paths,
-    )
+    return ImageCollection.from_class_names(255 - stacked if invert else stacked, labels, list(class_index), paths, instances)
 
 
 # --- any folder-per-class image set ---------------------------------------------------
@@ -426,7 +436,6 @@ def load_image_folder(
         raise ValueError(f"no class folders with images under {root}: expected root/<class>/<image>")
     if image_size is None and len({tuple(i.shape) for i in images}) > 1:
         raise ValueError(f"images under {root} differ in size: set image_size to resize them")
-    group_names = sorted({n.split("/")[0] for n in class_names})
     widths, heights = zip(*sizes)
     summary = {
         "classes": len(class_names),
@@ -435,16 +444,7 @@ def load_image_folder(
         "original_height": (min(heights), max(heights)),
         "skipped": skipped,
     }
-    collection = ImageCollection(
-        images=torch.stack(images),
-        labels=torch.tensor(labels, dtype=torch.long),
-        class_names=class_names,
-        class_groups=torch.tensor([group_names.index(n.split("/")[0]) for n in class_names], dtype=torch.long),
-        group_names=group_names,
-        instances=None,
-        paths=paths,
-    )
-    return collection, summary
+    return ImageCollection.from_class_names(torch.stack(images), labels, class_names, paths), summary
 
 
 # --- Lake et al.'s 20 one-shot runs ---------------------------------------------------
@@ -618,15 +618,7 @@ def load_lake_runs(
     if image_size is None and len({tuple(i.shape) for i in images}) > 1:
         raise ValueError(f"the images of {location} differ in size: set image_size to resize them")
     stacked = torch.stack(images)
-    collection = ImageCollection(
-        images=255 - stacked if invert else stacked,
-        labels=torch.tensor(labels, dtype=torch.long),
-        class_names=class_names,
-        class_groups=torch.tensor([runs.index(c.split("/")[0]) for c in class_names], dtype=torch.long),
-        group_names=runs,
-        instances=None,
-        paths=paths,
-    )
+    collection = ImageCollection.from_class_names(255 - stacked if invert else stacked, labels, class_names, paths)
     support_t = torch.tensor(support, dtype=torch.long)
     episodes = Episodes(
         support=support_t,
