@@ -10,15 +10,13 @@ import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image, ImageDraw
-from torchvision.utils import make_grid
 
 from lightning_siamese.data.transforms import to_float
+from lightning_siamese.evaluation.figures import NEUTRAL, RIGHT, WRONG, pair_tile, tile_grid
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
 from lightning_siamese.models.heads import KochHead
 
@@ -139,6 +137,8 @@ class OneShotReport(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.interrupted or trainer.fast_dev_run:
             return
+        if getattr(trainer.datamodule, "task", "oneshot") != "oneshot":
+            return  # a verification benchmark (LFW) has no episodes; its test stage reports it
         checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") if self.use_best else ""
         if checkpoint:
             state = torch.load(checkpoint, map_location=pl_module.device, weights_only=True)
@@ -160,19 +160,6 @@ class OneShotReport(pl.Callback):
         path = run_dir / f"oneshot_{self.split}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nFinal one-shot evaluation on the {self.split} split: {result}\n  checkpoint: {checkpoint}\n  written to {path}")
-
-
-def _pair_tile(first: torch.Tensor, second: torch.Tensor, caption: str, colour: tuple[int, int, int]) -> torch.Tensor:
-    """Two float images ``[C, H, W]`` side by side with a caption strip above, as RGB uint8."""
-    divider = torch.full((first.shape[0], first.shape[1], 2), 0.5)
-    pair = torch.cat([first, divider, second], dim=-1).clamp(0, 1).mul(255).byte()
-    if pair.shape[0] == 1:
-        pair = pair.expand(3, -1, -1)
-    height, width = pair.shape[1:]
-    canvas = Image.new("RGB", (width, height + 14), (0, 0, 0))
-    canvas.paste(Image.fromarray(pair.permute(1, 2, 0).numpy()), (0, 14))
-    ImageDraw.Draw(canvas).text((2, 1), caption, fill=colour)
-    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
 
 
 class PairGridLogger(pl.Callback):
@@ -213,11 +200,11 @@ class PairGridLogger(pl.Callback):
         for a, b, label, score in zip(x1, x2, same[picks], scores):
             caption = f"{'same' if label else 'diff'} {float(score):.2f}"
             if threshold is None:
-                colour = (255, 255, 255)
+                colour = NEUTRAL
             else:
-                colour = (0, 220, 0) if (float(score) >= threshold) == bool(label) else (255, 60, 60)
-            tiles.append(_pair_tile(a, b, caption, colour))
-        grid = make_grid(torch.stack(tiles), nrow=4, padding=4)
+                colour = RIGHT if (float(score) >= threshold) == bool(label) else WRONG
+            tiles.append(pair_tile(a, b, caption, colour))
+        grid = tile_grid(tiles)
         for logger in loggers:
             logger.experiment.add_image("val/pairs", grid, global_step=trainer.global_step)
 

@@ -10,6 +10,7 @@ number.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -20,6 +21,63 @@ import torch
 from lightning_siamese.data.sources import ImageCollection, decode_image
 
 LFW_LAYOUTS = ("lfw2/lfw2", "lfw2", "lfw", "lfw-deepfunneled", "lfw_funneled", "")
+
+# The LFW site's files and their checksums (as torchvision lists them). The site has been
+# unreliable: ``download_url`` in the data module points elsewhere (a mirror) if need be.
+LFW_URL = "http://vis-www.cs.umass.edu/lfw/"
+LFW_ARCHIVES = {
+    "original": ("lfw.tgz", "a17d05bd522c52d84eca14327a23d494"),
+    "funneled": ("lfw-funneled.tgz", "1b42dfed7d15c9b2dd63d5e5840c86ad"),
+    "deepfunneled": ("lfw-deepfunneled.tgz", "68331da3eb755a505a502b5aacb3c201"),
+}
+LFW_LISTS = {
+    "pairs.txt": "9f1ba174e4e1c508ff7cdf10ac338a7d",
+    "pairsDevTest.txt": "5132f7440eb68cf58910c8a45a2ac10b",
+    "pairsDevTrain.txt": "4f27cbf15b2da4a85c1907eb4181ad21",
+    "people.txt": "450f0863dd89e85e73936a6d71a3474b",
+    "peopleDevTest.txt": "e4bf5be0a43b5dcd9dc5ccfcb8fb19c5",
+    "peopleDevTrain.txt": "54eaac34beb6d042ed3a7d883e247a21",
+}
+
+
+def download_lfw_images(root: Path, image_set: str = "original", url: str = LFW_URL) -> None:
+    """Fetch and unpack an LFW image archive into ``root`` (checksum verified)."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    if image_set not in LFW_ARCHIVES:
+        raise ValueError(f"unknown LFW image set {image_set!r}; known: {sorted(LFW_ARCHIVES)}")
+    filename, md5 = LFW_ARCHIVES[image_set]
+    download_and_extract_archive(url.rstrip("/") + "/" + filename, str(root), filename=filename, md5=md5)
+
+
+def download_lfw_list(path: Path, url: str = LFW_URL) -> None:
+    """Fetch one of LFW's pair or people lists to ``path`` (checksum verified when official)."""
+    from torchvision.datasets.utils import download_url
+
+    md5 = LFW_LISTS.get(path.name)
+    if md5 is None:
+        warnings.warn(f"{path.name} is not one of LFW's published lists {sorted(LFW_LISTS)}; downloading it unverified")
+    download_url(url.rstrip("/") + "/" + path.name, str(path.parent), filename=path.name, md5=md5)
+
+
+def find_lfw_images(root: Path) -> Path:
+    """Where the images are: ``root`` itself (a folder in a known layout, or a zip), or a zip in it."""
+    try:
+        LFWFiles(root)
+        return root
+    except FileNotFoundError:
+        if root.is_dir():
+            for archive in sorted(root.glob("*.zip")):
+                try:
+                    LFWFiles(archive)
+                    return archive
+                except FileNotFoundError:
+                    continue
+        raise FileNotFoundError(
+            f"no LFW images at {root}: expected person folders <Person>/<Person>_0001.jpg under one of "
+            f"{[layout or '.' for layout in LFW_LAYOUTS]}, in the folder or in a zip in it "
+            f"(set download: true to fetch them)"
+        ) from None
 
 
 def lfw_file_name(person: str, number: int) -> str:
@@ -34,6 +92,7 @@ class PairList:
         same: int64 ``[P]``, 1 for a matched pair.
         folds: int64 ``[P]``, the fold of each pair (all 0 for View 1's lists).
         source: the file the list came from, for messages.
+        lines: the line of ``source`` each pair is on.
     """
 
     first: list[tuple[str, int]]
@@ -41,9 +100,25 @@ class PairList:
     same: torch.Tensor
     folds: torch.Tensor
     source: str
+    lines: list[int]
 
     def __len__(self) -> int:
         return len(self.same)
+
+    def select(self, keep: torch.Tensor) -> PairList:
+        """The pairs where the boolean mask ``keep`` is true."""
+        index = keep.nonzero().flatten().tolist()
+        return PairList(
+            [self.first[i] for i in index],
+            [self.second[i] for i in index],
+            self.same[index],
+            self.folds[index],
+            self.source,
+            [self.lines[i] for i in index],
+        )
+
+    def people(self) -> set[str]:
+        return {person for person, _ in self.first + self.second}
 
     def images(self) -> list[tuple[str, int]]:
         """Every image the list names, each once, in order of first mention."""
@@ -94,7 +169,7 @@ def read_pairs(path: str | Path) -> PairList:
             f"{path}: the header says {folds} fold(s) of {per_side} matched + {per_side} mismatched pairs "
             f"({expected} lines), but {len(body)} pair lines follow"
         )
-    first, second, same, fold_of = [], [], [], []
+    first, second, same, fold_of, line_of = [], [], [], [], []
     for k, (line, fields) in enumerate(body):
         fold, position = divmod(k, 2 * per_side)
         matched = position < per_side
@@ -110,7 +185,8 @@ def read_pairs(path: str | Path) -> PairList:
             raise ValueError(f"{path}, line {line}: expected a {kind} pair (fold {fold + 1}), got {' '.join(fields)!r}")
         same.append(int(matched))
         fold_of.append(fold)
-    return PairList(first, second, torch.tensor(same), torch.tensor(fold_of), str(path))
+        line_of.append(line)
+    return PairList(first, second, torch.tensor(same), torch.tensor(fold_of), str(path), line_of)
 
 
 def read_people(path: str | Path) -> list[tuple[str, int]]:
@@ -149,7 +225,7 @@ class LFWFiles:
         self._zip: zipfile.ZipFile | None = None
         if self.root.is_file() and zipfile.is_zipfile(self.root):
             self._zip = zipfile.ZipFile(self.root)
-            self._names = self._zip.namelist()
+            self._names = set(self._zip.namelist())
             has_people = self._zip_has_people
         elif self.root.is_dir():
             has_people = self._dir_has_people
@@ -181,6 +257,22 @@ class LFWFiles:
     def where(self, person: str, number: int) -> str:
         name = self._member(person, number)
         return f"{self.root}:{name}" if self._zip is not None else str(self.root / name)
+
+    def exists(self, person: str, number: int) -> bool:
+        name = self._member(person, number)
+        if self._zip is not None:
+            return name in self._names
+        return (self.root / name).is_file()
+
+    def check_pairs(self, pairs: PairList) -> None:
+        """Fail on the first pair whose image is missing, naming the list's line and the path."""
+        for first, second, line in zip(pairs.first, pairs.second, pairs.lines):
+            for person, number in (first, second):
+                if not self.exists(person, number):
+                    raise FileNotFoundError(
+                        f"{pairs.source}, line {line}: image {number} of {person} is not in LFW: "
+                        f"{self.where(person, number)} does not exist"
+                    )
 
     def read(self, person: str, number: int) -> bytes:
         name = self._member(person, number)
@@ -218,7 +310,7 @@ def _center_crop(image: torch.Tensor, crop: int | None, where: str) -> torch.Ten
 
 
 def load_lfw(
-    root: str | Path,
+    root: str | Path | LFWFiles,
     images: Iterable[tuple[str, int]],
     image_size: int | None = 105,
     channels: int = 1,
@@ -231,7 +323,7 @@ def load_lfw(
     ``channels`` (1: grayscale, 3: RGB) whatever its mode. Returns the collection (class =
     person; each person is its own group) and each name's index into it.
     """
-    files = LFWFiles(root)
+    files = root if isinstance(root, LFWFiles) else LFWFiles(root)
     decoded: list[torch.Tensor] = []
     labels: list[int] = []
     paths: list[str] = []

@@ -179,8 +179,9 @@ class TripletSampler:
 class ClassBalancedSampler:
     """P x K batches: ``classes_per_batch`` classes, ``images_per_class`` distinct images each.
 
-    The batch for online mining and prototypical episodes. Only classes with at least K
-    images take part. With probability ``same_group_prob`` a batch draws its classes from
+    The batch for online mining and prototypical episodes, and with K = 1 for heads that
+    classify (CosFace: every class, even one of a single image, takes part). Only classes
+    with at least K images take part. With probability ``same_group_prob`` a batch draws its classes from
     one group (alphabet), topped up from the others when the group has fewer than P: the
     hard negatives of within-alphabet one-shot tasks.
     """
@@ -193,8 +194,8 @@ class ClassBalancedSampler:
         class_groups: torch.Tensor | np.ndarray | None = None,
         same_group_prob: float = 0.0,
     ) -> None:
-        if images_per_class < 2:
-            raise ValueError(f"images_per_class must be >= 2 (a positive needs two images), got {images_per_class}")
+        if images_per_class < 1:
+            raise ValueError(f"images_per_class must be >= 1, got {images_per_class}")
         if classes_per_batch < 2:
             raise ValueError(f"classes_per_batch must be >= 2 (a negative needs two classes), got {classes_per_batch}")
         if not 0.0 <= same_group_prob <= 1.0:

@@ -24,6 +24,7 @@ class KochAffine(nn.Module):
         scale: range of the x and y scale factors (each drawn separately).
         translation: maximum translation in pixels (x and y).
         p: probability of including each component.
+        flip: probability of mirroring an image left to right (not in Koch's; for faces).
     """
 
     def __init__(
@@ -33,10 +34,13 @@ class KochAffine(nn.Module):
         scale: tuple[float, float] = (0.8, 1.2),
         translation: float = 2.0,
         p: float = 0.5,
+        flip: float = 0.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
+        if not 0.0 <= flip <= 1.0:
+            raise ValueError(f"flip must be in [0, 1], got {flip}")
         if scale[0] <= 0 or scale[0] > scale[1]:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
         self.rotation = rotation
@@ -44,6 +48,7 @@ class KochAffine(nn.Module):
         self.scale = scale
         self.translation = translation
         self.p = p
+        self.flip = flip
 
     def matrices(self, n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Forward transforms ``[n, 2, 3]`` in pixel units about the image centre."""
@@ -63,6 +68,8 @@ class KochAffine(nn.Module):
         rotate = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
         shear = torch.ones(n, 2, 2)
         shear[:, 0, 1], shear[:, 1, 0] = rho[:, 0], rho[:, 1]
+        if self.flip > 0:  # drawn only when asked, so flip-free streams stay as they were
+            s[:, 0] *= 1 - 2 * (torch.rand(n, generator=generator) < self.flip).float()
         linear = rotate @ shear @ torch.diag_embed(s)
         return torch.cat([linear, t.unsqueeze(-1)], dim=-1)
 
@@ -90,7 +97,7 @@ class KochAffine(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"rotation={self.rotation}, shear={self.shear}, scale={self.scale}, "
-            f"translation={self.translation}, p={self.p}"
+            f"translation={self.translation}, p={self.p}, flip={self.flip}"
         )
 
 

@@ -105,6 +105,34 @@ def _eer(far: torch.Tensor, tar: torch.Tensor, thresholds: torch.Tensor) -> tupl
     return eer, float(thresholds[nearest])
 
 
+def roc_curve(scores: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FAR, TAR and threshold of each ROC point (float64), thresholds decreasing from ``+inf``."""
+    scores, labels = _check_pairs(scores, labels, both_classes=True)
+    return _roc(scores, labels)
+
+
+def confident_pairs(
+    scores: torch.Tensor, labels: torch.Tensor, threshold: float, per_kind: int = 2
+) -> list[tuple[str, int]]:
+    """The most confidently right and wrong pairs of each class, like the LFW seed's report.
+
+    Returns up to ``per_kind`` pairs for each of right/wrong x same/different, as
+    ``(kind, index)`` with kinds such as ``"right same"``; confidence is the score's distance
+    from ``threshold``. Kinds with no pair (a perfect model makes no mistakes) are left out.
+    """
+    scores, labels = _check_pairs(scores, labels)
+    margin = (scores - threshold).abs()
+    right = (scores >= threshold).long() == labels
+    chosen = []
+    for correct in (True, False):
+        for same in (1, 0):
+            kind = f"{'right' if correct else 'wrong'} {'same' if same else 'different'}"
+            members = torch.nonzero((right == correct) & (labels == same)).flatten()
+            order = members[torch.argsort(margin[members], descending=True, stable=True)]
+            chosen += [(kind, int(i)) for i in order[:per_kind]]
+    return chosen
+
+
 def best_threshold(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """The threshold that maximises accuracy on these pairs.
 

@@ -1,6 +1,7 @@
 from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder
 from lightning_siamese.models.heads import (
     ContrastiveHead,
+    CosFaceHead,
     DistanceHead,
     KochHead,
     PairHead,
@@ -12,6 +13,7 @@ from lightning_siamese.models.module import SiameseModule
 __all__ = [
     "ContrastiveHead",
     "ConvNetEncoder",
+    "CosFaceHead",
     "DistanceHead",
     "KochEncoder",
     "KochHead",

@@ -7,6 +7,7 @@ The maths lives elsewhere (``models/encoders.py``, ``models/heads.py``,
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,26 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
+from lightning_siamese.data.transforms import to_float
+from lightning_siamese.evaluation.figures import RIGHT, WRONG, pair_tile, roc_figure, save_figure, save_image, tile_grid
 from lightning_siamese.evaluation.oneshot import (
     OneShotResult,
     episode_accuracies,
     format_named_tasks,
     named_task_record,
     summarize,
+)
+from lightning_siamese.evaluation.verification import (
+    VerificationResult,
+    best_threshold,
+    confident_pairs,
+    kfold_accuracy,
+    roc_curve,
+    verification_metrics,
 )
 from lightning_siamese.models.heads import KochHead, PairHead
 
@@ -116,6 +128,10 @@ class SiameseModule(pl.LightningModule):
         self.test_auroc = BinaryAUROC()
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.last_oneshot: dict[str, OneShotResult] = {}
+        self.last_verification: dict[str, VerificationResult] = {}
+        # The verification threshold chosen on the validation pairs; saved in checkpoints so
+        # that `lightning test --ckpt_path` applies the threshold of that checkpoint.
+        self.verification_threshold: float | None = None
 
     # --- the model ------------------------------------------------------------------
 
@@ -137,6 +153,12 @@ class SiameseModule(pl.LightningModule):
             raise ValueError(
                 f"{type(self.head).__name__} trains on {' or '.join(self.head.trains_on)}, but the data "
                 f"module's batch_kind is {kind!r}: set data batch_kind to one of {list(self.head.trains_on)}"
+            )
+        k = getattr(self.trainer.datamodule, "images_per_class", 2)
+        if kind == "classes" and k < 2 and self.head.needs_positives:
+            raise ValueError(
+                f"{type(self.head).__name__} needs two images of a class in a batch (a positive pair), "
+                f"but the data module's images_per_class is {k}: set it to 2 or more"
             )
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -202,6 +224,16 @@ class SiameseModule(pl.LightningModule):
             table[chunk] = self.embed(images)
         return table
 
+    def _pair_loss(self, table: torch.Tensor, dataset) -> torch.Tensor | None:  # noqa: ANN001
+        """The head's loss on the split's fixed pairs (or triplets, for triplet heads)."""
+        if "pairs" in self.head.trains_on:
+            first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
+            return self.head.loss(table[first], table[second], same)
+        if dataset.triplets:
+            anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
+            return self.head.triplet_loss(anchor, positive, negative)
+        return None  # e.g. a triplet head scored on a pair list: no loss to report
+
     def _evaluate(self, stage: str, auroc: BinaryAUROC) -> None:
         dataloaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
         dataset = dataloaders.dataset
@@ -209,22 +241,19 @@ class SiameseModule(pl.LightningModule):
             self._outputs.clear()
             return
         table = self._embedding_table(dataset)
+        loss = self._pair_loss(table, dataset)
+        metrics = {} if loss is None else {f"{stage}/loss": loss}
+        if dataset.episodes is None:  # a verification benchmark: scored pairs, no episodes
+            self._verify(stage, dataset, table, metrics)
+            return
         first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
-        if "pairs" in self.head.trains_on:
-            loss = self.head.loss(table[first], table[second], same)
-        else:
-            anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
-            loss = self.head.triplet_loss(anchor, positive, negative)
         auroc.update(self.head.similarity(table[first], table[second]), same)
         per_task = episode_accuracies(table, dataset.episodes, self.head.similarity, self.shot_reduction)
         result = summarize(per_task, dataset.episodes)
         self.last_oneshot[stage] = result
         name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
-        metrics = {
-            f"{stage}/loss": loss,
-            f"{stage}/pair_auroc": auroc.compute(),
-            f"{stage}/{name}_ci95": result.ci95,
-        }
+        metrics[f"{stage}/pair_auroc"] = auroc.compute()
+        metrics[f"{stage}/{name}_ci95"] = result.ci95
         if stage == "val":
             metrics["hp_metric"] = result.accuracy  # the HPARAMS tab's metric column
         auroc.reset()
@@ -235,13 +264,94 @@ class SiameseModule(pl.LightningModule):
         if dataset.task_names is not None and self.trainer.is_global_zero:
             self._report_named_tasks(f"{stage}/{name}_acc", dataset, per_task)
 
+    def _verify(self, stage: str, dataset, table: torch.Tensor, metrics: dict) -> None:  # noqa: ANN001
+        """Verification metrics of a pair list: accuracy, AUC, EER, TAR@FAR, ROC, example pairs.
+
+        Validation chooses the threshold (the most accurate on the validation pairs) and
+        keeps it; the test stage applies it, so the test accuracy is not tuned on test pairs.
+        """
+        first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
+        scores = self.head.similarity(table[first], table[second]).float().cpu()
+        same = same.cpu()
+        if stage == "val":
+            self.verification_threshold = best_threshold(scores, same)
+        threshold = self.verification_threshold
+        if threshold is None:
+            warnings.warn(
+                f"no validation threshold (the model was never validated): {stage} accuracy uses the threshold "
+                f"that is best on these {stage} pairs themselves, which flatters it"
+            )
+        result = verification_metrics(scores, same, threshold)
+        self.last_verification[stage] = result
+        metrics |= {
+            f"{stage}/acc": result.accuracy,
+            f"{stage}/threshold": result.threshold,
+            f"{stage}/auc": result.auc,
+            f"{stage}/eer": result.eer,
+            **{f"{stage}/tar_at_far_{far:g}": tar for far, tar in result.tar_at_far.items()},
+        }
+        if self.head.probability:
+            metrics[f"{stage}/acc_at_0.5"] = verification_metrics(scores, same, 0.5).accuracy
+        folds = dataset.pairs.get("folds")
+        if folds is not None and len(torch.unique(folds)) > 1:  # LFW View 2: the official 10-fold protocol
+            mean, se, _ = kfold_accuracy(scores, same, folds)
+            metrics |= {f"{stage}/kfold_acc": mean, f"{stage}/kfold_se": se}
+        if stage == "val":
+            metrics["hp_metric"] = result.accuracy
+        self.log_dict(metrics, sync_dist=self.trainer.world_size > 1)
+        if self.trainer.is_global_zero and not self.trainer.fast_dev_run:  # fast_dev_run writes nothing
+            self._verification_report(stage, dataset, scores, same, result, metrics)
+
+    def _run_dir(self) -> Path:
+        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return run_dir
+
+    def _verification_report(self, stage, dataset, scores, same, result, metrics) -> None:  # noqa: ANN001
+        """ROC curve and the most confident right and wrong pairs, to TensorBoard and the run folder.
+
+        ``roc_<stage>.png`` and ``pairs_<stage>.png`` are rewritten at each evaluation (for
+        ``val``: the latest epoch); the test stage also writes ``verification_test.json``.
+        """
+        far, tar, _ = roc_curve(scores, same)
+        title = f"{stage}: AUC {result.auc:.4f}, EER {result.eer:.2f}%, accuracy {result.accuracy:.2f}% ({result.n_pairs} pairs)"
+        figure = roc_figure(far, tar, title)
+        tiles = []
+        for kind, i in confident_pairs(scores, same, result.threshold, per_kind=4):
+            pair_first, pair_second = (to_float(dataset.collection.images[int(dataset.pairs[k][i])]) for k in ("first", "second"))
+            colour = RIGHT if kind.startswith("right") else WRONG
+            tiles.append(pair_tile(pair_first, pair_second, f"{kind} {float(scores[i]):.3f}", colour))
+        grid = tile_grid(tiles)
+        step = self.trainer.global_step
+        for logger in (lg for lg in self.trainer.loggers if isinstance(lg, TensorBoardLogger)):
+            logger.experiment.add_figure(f"{stage}/roc", figure, global_step=step, close=False)
+            logger.experiment.add_image(f"{stage}/confident_pairs", grid, global_step=step)
+        run_dir = self._run_dir()
+        save_figure(figure, str(run_dir / f"roc_{stage}.png"))
+        save_image(grid, str(run_dir / f"pairs_{stage}.png"))
+        if stage == "test":
+            record = {
+                **result.as_dict(),
+                "threshold_from": "validation" if self.verification_threshold is not None else "these test pairs",
+                "metrics": {k: float(v) for k, v in metrics.items()},
+                "pairs_file": getattr(dataset, "source", None),
+                "checkpoint": str(self.trainer.ckpt_path),
+            }
+            path = run_dir / "verification_test.json"
+            path.write_text(json.dumps(record, indent=2) + "\n")
+            print(f"\nTest verification: {result}\n  written to {path}")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["verification_threshold"] = self.verification_threshold
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.verification_threshold = checkpoint.get("verification_threshold")
+
     def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
         """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""
         record = named_task_record(per_task, dataset.task_names, dataset.episodes)
         record["checkpoint"] = str(self.trainer.ckpt_path)
-        run_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        path = run_dir / f"{dataset.name}.json"
+        path = self._run_dir() / f"{dataset.name}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\n{format_named_tasks(metric, record)}\n  written to {path}")
 

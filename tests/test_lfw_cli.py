@@ -1,0 +1,75 @@
+"""LFW end to end through the real ``lightning`` command: fit, test, the report files, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import REPO
+from tests.data.test_lfw_datamodule import write_lfw
+from tests.test_cli import run_cli, scalars
+
+pytestmark = pytest.mark.slow
+
+# The shipped configs, shrunk to the tiny synthetic LFW (28 px, 2 epochs).
+SMALL_KOCH = [
+    "--model.encoder.init_args.input_size", "28", "--model.encoder.init_args.kernel_sizes", "[3, 3, 2, 2]",
+    "--model.encoder.init_args.channels", "[4, 8, 8, 16]", "--model.encoder.init_args.embedding_dim", "32",
+    "--data.image_size", "28", "--data.batch_size", "4",
+]
+
+
+def fit_args(root: Path, config: str, *extra: str) -> list[str]:
+    return [
+        "fit", "--config", str(REPO / "experiments" / config), "--data.root", str(root),
+        "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
+        "--trainer.logger.init_args.save_dir", "logs", *extra,
+    ]
+
+
+def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
+    root = write_lfw(tmp_path / "lfw")
+    run_cli(tmp_path, *fit_args(root, "lfw.yaml", *SMALL_KOCH))
+    run = tmp_path / "logs" / "lfw" / "version_0"
+    logged = scalars(run)
+    for tag in ("val/loss", "val/acc", "val/acc_at_0.5", "val/auc", "val/eer", "val/tar_at_far_0.01", "val/threshold"):
+        assert len(logged[tag]) == 2, f"{tag}: {logged.get(tag)}"
+    assert all(0 <= v <= 100 for _, v in logged["val/acc"]) and all(0 <= v <= 1 for _, v in logged["val/auc"])
+    events = EventAccumulator(str(run), size_guidance={"images": 0})
+    events.Reload()
+    assert {"val/roc", "val/confident_pairs"} <= set(events.Tags()["images"])
+    assert (run / "roc_val.png").stat().st_size > 0 and (run / "pairs_val.png").stat().st_size > 0
+
+    # The checkpoint keeps the threshold chosen on validation; the test stage applies it.
+    last = run / "checkpoints" / "last.ckpt"
+    saved = torch.load(last, map_location="cpu", weights_only=True)
+    assert saved["verification_threshold"] == pytest.approx(logged["val/threshold"][-1][1])
+    tested = run_cli(tmp_path, "test", "--config", str(REPO / "experiments" / "lfw.yaml"), "--data.root", str(root),
+                     "--trainer.logger.init_args.save_dir", "logs", "--ckpt_path", str(last), *SMALL_KOCH)
+    assert "test/auc" in tested.stdout and "test/acc_at_0.5" in tested.stdout
+    reports = sorted((tmp_path / "logs" / "lfw").glob("version_*/verification_test.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["n_pairs"] == 8 and report["threshold_from"] == "validation"
+    assert report["threshold"] == pytest.approx(saved["verification_threshold"])
+    assert report["pairs_file"].endswith("pairsDevTest.txt")
+    assert (reports[0].parent / "roc_test.png").exists() and (reports[0].parent / "pairs_test.png").exists()
+
+
+def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> None:
+    root = write_lfw(tmp_path / "lfw")
+    small = ["--model.encoder.init_args.input_size", "32", "--model.encoder.init_args.channels", "[4, 8]",
+             "--model.encoder.init_args.embedding_dim", "16", "--data.image_size", "32", "--data.crop", "200",
+             "--data.batch_size", "4", "--data.pairs_per_epoch", "16", "--data.eval_batch_size", "8"]
+    too_few = run_cli(tmp_path, *fit_args(root, "lfw_best.yaml", *small, "--model.head.init_args.num_classes", "2"), check=False)
+    assert too_few.returncode != 0 and "beyond CosFaceHead's num_classes=2" in too_few.stderr
+    result = run_cli(tmp_path, *fit_args(root, "lfw_best.yaml", *small, "--model.head.init_args.num_classes", "12"))
+    assert "training on" in result.stdout and "validation people" in result.stdout
+    runs = sorted((tmp_path / "logs" / "lfw_best").glob("version_*"))
+    logged = scalars(runs[-1])
+    assert len(logged["val/auc"]) == 2 and "val/acc_at_0.5" not in logged  # cosine scores: no 0.5 threshold
+    assert list((runs[-1] / "checkpoints").glob("epoch=*auc=*.ckpt"))
