@@ -229,10 +229,10 @@ class SiameseModule(pl.LightningModule):
         if "pairs" in self.head.trains_on:
             first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
             return self.head.loss(table[first], table[second], same)
-        if dataset.triplets:
+        if "triplets" in self.head.trains_on and dataset.triplets:
             anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
             return self.head.triplet_loss(anchor, positive, negative)
-        return None  # e.g. a triplet head scored on a pair list: no loss to report
+        return None  # e.g. a triplet head scored on a pair list, or a classifying head: no loss to report
 
     def _evaluate(self, stage: str, auroc: BinaryAUROC) -> None:
         dataloaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders

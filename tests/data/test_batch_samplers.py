@@ -48,13 +48,21 @@ def test_class_balanced_batches_can_come_from_one_group() -> None:
         ClassBalancedSampler(LABELS, 3, 2, same_group_prob=0.5)
 
 
+def test_one_image_per_class_batches_reach_every_class() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 3, 3])  # classes 1 and 2 have a single image
+    sampler = ClassBalancedSampler(labels, classes_per_batch=4, images_per_class=1)
+    batch = sampler.sample(4, np.random.default_rng(0))
+    assert sorted(batch["labels"]) == [0, 1, 2, 3]
+    assert list(labels[batch["images"]]) == list(batch["labels"])
+
+
 def test_class_balanced_sampler_rejects_what_the_data_cannot_supply() -> None:
     with pytest.raises(ValueError, match=r"3 x 6"):
         ClassBalancedSampler(LABELS, classes_per_batch=3, images_per_class=6)
     with pytest.raises(ValueError, match=r"8 classes"):
         ClassBalancedSampler(LABELS, classes_per_batch=8, images_per_class=2)
     with pytest.raises(ValueError, match="images_per_class"):
-        ClassBalancedSampler(LABELS, classes_per_batch=2, images_per_class=1)
+        ClassBalancedSampler(LABELS, classes_per_batch=2, images_per_class=0)
     with pytest.raises(ValueError, match="batch_size"):
         ClassBalancedSampler(LABELS, 2, 2).sample(5, np.random.default_rng(0))
 

@@ -50,3 +50,13 @@ def test_bad_arguments() -> None:
         KochAffine()(torch.rand(1, 1, 10, 12))
     with pytest.raises(ValueError, match="scale"):
         KochAffine(scale=(1.2, 0.8))
+
+
+def test_flip_mirrors_left_to_right_and_off_keeps_the_stream() -> None:
+    image = torch.arange(16.0).view(1, 1, 4, 4)
+    mirror = KochAffine(rotation=0, shear=0, scale=(1, 1), translation=0, flip=1.0)
+    assert torch.equal(mirror(image), image.flip(-1))
+    mirrored = lambda flip: (torch.linalg.det(KochAffine(flip=flip).matrices(2000, 28)[:, :, :2]) < 0).float().mean()
+    assert mirrored(0.0) == 0 and 0.45 < mirrored(0.5) < 0.55
+    with pytest.raises(ValueError, match="flip"):
+        KochAffine(flip=2.0)

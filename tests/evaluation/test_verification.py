@@ -202,3 +202,22 @@ def test_invalid_fars_and_folds_raise() -> None:
         kfold_accuracy(scores, labels, torch.tensor([0, 1, 0]))
     with pytest.raises(ValueError, match="at least 2 folds, got 1"):
         kfold_accuracy(scores, labels, torch.zeros(4, dtype=torch.long))
+
+
+def test_confident_pairs_pick_the_most_confident_right_and_wrong_of_each_class() -> None:
+    from lightning_siamese.evaluation.verification import confident_pairs
+
+    scores = torch.tensor([0.9, 0.6, 0.2, 0.45, 0.1, 0.7, 0.95])
+    labels = torch.tensor([1, 1, 1, 0, 0, 0, 0])
+    chosen = confident_pairs(scores, labels, threshold=0.5, per_kind=1)
+    assert chosen == [("right same", 0), ("right different", 4), ("wrong same", 2), ("wrong different", 6)]
+    perfect = confident_pairs(torch.tensor([0.9, 0.1]), torch.tensor([1, 0]), 0.5, per_kind=3)
+    assert [kind for kind, _ in perfect] == ["right same", "right different"]
+
+
+def test_roc_curve_runs_from_accept_nobody_to_accept_everybody() -> None:
+    from lightning_siamese.evaluation.verification import roc_curve
+
+    far, tar, thresholds = roc_curve(torch.tensor([0.9, 0.8, 0.3, 0.1]), torch.tensor([1, 0, 1, 0]))
+    assert far.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0] and tar.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert math.isinf(thresholds[0]) and thresholds[1:].tolist() == pytest.approx([0.9, 0.8, 0.3, 0.1])

@@ -1,3 +1,4 @@
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -76,3 +77,29 @@ def test_heads_name_the_batches_they_cannot_train_on() -> None:
         KochHead(4).batch_loss(torch.rand(4, 4), torch.tensor([0, 0, 1, 1]))
     with pytest.raises(TypeError, match="TripletHead does not train on pairs"):
         TripletHead(4).loss(torch.rand(2, 4), torch.rand(2, 4), torch.tensor([1, 0]))
+
+
+def test_cosface_head_matches_the_formula_and_scores_by_cosine() -> None:
+    from lightning_siamese.models import CosFaceHead
+
+    torch.manual_seed(0)
+    head = CosFaceHead(4, num_classes=3, scale=10.0, margin=0.3)
+    embeddings, labels = torch.randn(5, 4), torch.tensor([0, 1, 2, 1, 0])
+    cosine = F.normalize(embeddings, dim=-1) @ F.normalize(head.proxies, dim=-1).T
+    logits = 10.0 * (cosine - 0.3 * F.one_hot(labels, 3))
+    assert torch.allclose(head.batch_loss(embeddings, labels), F.cross_entropy(logits, labels))
+    assert torch.allclose(head.similarity(embeddings, 3 * embeddings), torch.ones(5))
+    assert head.similarity(embeddings[:, None], embeddings[None]).shape == (5, 5)
+    with pytest.raises(ValueError, match="label 2 is beyond CosFaceHead's num_classes=2"):
+        CosFaceHead(4, num_classes=2).batch_loss(embeddings, labels)
+
+
+def test_koch_head_dropout_acts_only_in_training() -> None:
+    head = KochHead(64, dropout=0.5)
+    first, second = torch.rand(8, 64), torch.rand(8, 64)
+    head.eval()
+    assert torch.equal(head.logits(first, second), head.logits(first, second))
+    head.train()
+    assert not torch.equal(head.logits(first, second), head.logits(first, second))
+    with pytest.raises(ValueError, match="dropout"):
+        KochHead(4, dropout=1.0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import ContrastiveHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
+from lightning_siamese.models import ContrastiveHead, CosFaceHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
 
 
 @pytest.mark.parametrize(
@@ -59,3 +59,34 @@ def test_a_head_and_a_batch_kind_that_do_not_fit_fail_before_training(tiny_omnig
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="KochHead trains on pairs, but the data module's batch_kind is 'triplets'"):
         trainer.fit(SiameseModule(encoder, head=KochHead), datamodule=data)
+
+
+def test_cosface_learns_from_one_image_per_class_batches(tiny_omniglot: Path, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_kind="classes", batch_size=8, images_per_class=1, pairs_per_epoch=8 * 16,
+        n_way=5, val_tasks=40, val_pairs=32, seed=0,
+    )
+    num_classes = data.split("train").num_classes
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(8, 16, 16, 32), embedding_dim=32, init="default", output="linear")
+    module = SiameseModule(encoder, head=lambda d: CosFaceHead(d, num_classes, scale=16, margin=0.2),
+                           optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    before = trainer.validate(module, datamodule=data, verbose=False)[0]
+    trainer.fit(module, datamodule=data)
+    after = trainer.callback_metrics
+    assert "val/loss" not in after  # a classifying head has no loss on pairs of unseen classes
+    assert after["val/oneshot_acc"] > before["val/oneshot_acc"] + 5
+
+
+def test_mining_heads_refuse_one_image_per_class(tiny_omniglot: Path, tmp_path: Path) -> None:
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_kind="classes", batch_size=8, images_per_class=1, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8,
+    )
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError, match="TripletHead needs two images of a class in a batch.*images_per_class is 1"):
+        trainer.fit(SiameseModule(encoder, head=TripletHead), datamodule=data)
