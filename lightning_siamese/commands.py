@@ -3,7 +3,9 @@
 ``lightning-siamese baseline mhd --runs_dir data/omniglot`` scores a baseline on Lake's 20
 runs; ``lightning-siamese baseline pixel --config experiments/omniglot.yaml`` scores it on
 the episodes that config's end-of-run report scores a network on (same split, task, number
-of tasks and seed), through the same evaluation code.
+of tasks and seed), through the same evaluation code. ``lightning-siamese view2 --config
+experiments/lfw.yaml`` runs LFW's View 2 protocol: a fit and a test per fold, then the mean
+accuracy and its standard error.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -75,6 +80,49 @@ def run_baseline(args: argparse.Namespace) -> dict:
     return record
 
 
+def run_view2(args: argparse.Namespace, extra: list[str]) -> dict:
+    """LFW View 2: for each fold, ``lightning fit`` with ``view2_fold`` then ``lightning test`` of its best checkpoint.
+
+    Each fold is its own run under ``<save_dir>/<name>/fold<k>`` (TensorBoard, checkpoints)
+    and ``fold<k>_test``; a fold whose ``verification_test.json`` exists is not run again,
+    so an interrupted protocol resumes. A fold that fails is recorded and the others go on.
+    """
+    base = Path(args.save_dir) / args.name
+    folds = [int(k) for k in args.folds.split(",")]
+    records = []
+    for fold in folds:
+        test_dir = base / f"fold{fold}_test"
+        report = test_dir / "verification_test.json"
+        common = ["--config", args.config, "--data.view2_fold", str(fold), "--trainer.logger.init_args.save_dir", args.save_dir,
+                  "--trainer.logger.init_args.name", args.name, *extra]
+        if not report.exists():
+            fit = [sys.executable, "-m", "lightning_siamese", "fit", *common, "--trainer.logger.init_args.version", f"fold{fold}"]
+            if subprocess.call(fit) != 0:
+                records.append({"fold": fold, "error": f"fit failed: {' '.join(fit)}"})
+                continue
+            best = sorted(p for p in (base / f"fold{fold}" / "checkpoints").glob("*.ckpt") if not p.name.startswith("last"))
+            ckpt = best[-1] if best else base / f"fold{fold}" / "checkpoints" / "last.ckpt"
+            test = [sys.executable, "-m", "lightning_siamese", "test", *common,
+                    "--trainer.logger.init_args.version", f"fold{fold}_test", "--ckpt_path", str(ckpt)]
+            if subprocess.call(test) != 0 or not report.exists():
+                records.append({"fold": fold, "error": f"test failed: {' '.join(test)}"})
+                continue
+        result = json.loads(report.read_text())
+        records.append({"fold": fold, "accuracy": result["accuracy"], "auc": result["auc"], "eer": result["eer"],
+                        "threshold": result["threshold"], "checkpoint": result["checkpoint"]})
+    done = [r["accuracy"] for r in records if "accuracy" in r]
+    mean = sum(done) / len(done) if done else math.nan
+    se = math.sqrt(sum((a - mean) ** 2 for a in done) / (len(done) - 1) / len(done)) if len(done) > 1 else math.nan
+    summary = {"config": args.config, "folds": records, "accuracy": mean, "standard_error": se, "completed": len(done)}
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "view2.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for r in records:
+        print(f"  fold {r['fold']}: " + (f"{r['accuracy']:.2f}% (AUC {r['auc']:.4f})" if "accuracy" in r else r["error"]))
+    print(f"LFW View 2, {len(done)} of {len(folds)} folds: accuracy {mean:.2f}% +- {se:.2f} (standard error); "
+          f"written to {base / 'view2.json'}")
+    return summary
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightning-siamese", description="Tools beside the `lightning` command.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -109,12 +157,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     baseline.add_argument("--download", action="store_true", help="fetch Lake's all_runs.zip into --runs_dir when it is not there")
     baseline.add_argument("--output", help="write the result as JSON to this file")
+    view2 = commands.add_parser(
+        "view2",
+        help="LFW View 2: train and test once per fold of pairs.txt, report mean accuracy +- standard error",
+        description=(
+            "LFW's official protocol: for each fold k, `lightning fit --config CONFIG --data.view2_fold k` "
+            "(training on the other folds' pairs, validating on a share of them), then `lightning test` of "
+            "that run's best checkpoint on fold k with the threshold chosen on validation. Arguments it does "
+            "not know are passed to both commands (e.g. --trainer.max_epochs 5). Finished folds are skipped "
+            "when run again."
+        ),
+    )
+    view2.add_argument("--config", required=True, help="an LFW `lightning` config, e.g. experiments/lfw.yaml")
+    view2.add_argument("--folds", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated folds to run (default: all 10)")
+    view2.add_argument("--save_dir", default="logs", help="where the runs go (default: logs)")
+    view2.add_argument("--name", default="lfw_view2", help="experiment folder under save_dir (default: lfw_view2)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "view2":
+        run_view2(args, extra)
+        return
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.runs_dir is None and args.config is None:
         parser.error("baseline needs --runs_dir (Lake's runs) or --config (a config's episodes)")
     run_baseline(args)

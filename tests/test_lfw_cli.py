@@ -73,3 +73,29 @@ def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> No
     logged = scalars(runs[-1])
     assert len(logged["val/auc"]) == 2 and "val/acc_at_0.5" not in logged  # cosine scores: no 0.5 threshold
     assert list((runs[-1] / "checkpoints").glob("epoch=*auc=*.ckpt"))
+
+
+def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = write_lfw(tmp_path / "lfw")
+    command = [sys.executable, "-m", "lightning_siamese.commands", "view2", "--config", str(REPO / "experiments" / "lfw.yaml"),
+               "--folds", "1,2", "--save_dir", "logs", "--data.root", str(root), "--trainer.max_epochs", "1",
+               "--trainer.enable_progress_bar", "false", "--data.val_fraction", "0.34", *SMALL_KOCH]
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())
+    accuracies = [f["accuracy"] for f in summary["folds"]]
+    assert summary["completed"] == 2 and summary["accuracy"] == pytest.approx(sum(accuracies) / 2)
+    assert summary["standard_error"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2)
+    for fold in (1, 2):
+        report = json.loads((tmp_path / "logs" / "lfw_view2" / f"fold{fold}_test" / "verification_test.json").read_text())
+        assert report["n_pairs"] == 6 and report["threshold_from"] == "validation"
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
+    assert after == written  # finished folds are neither trained nor tested again
+    assert json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())["accuracy"] == summary["accuracy"]
