@@ -53,6 +53,28 @@ class RunCheckpoint(ModelCheckpoint):
             super().on_train_end(trainer, pl_module)
 
 
+class StopOnNonFiniteLoss(pl.Callback):
+    """Stops training at the first NaN or infinite training loss, with a message that says why.
+
+    The check runs after the optimizer step, so the weights of that step may be damaged, but
+    the run ends there and no checkpoint is written after it: ``last.ckpt`` and the best
+    checkpoint stay the last good ones. The usual causes are a learning rate far too high, or mixed precision
+    overflowing.
+    """
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or torch.isfinite(loss).all():
+            return
+        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or "none written yet"
+        raise FloatingPointError(
+            f"the training loss is {float(loss)} at epoch {trainer.current_epoch}, batch {batch_idx} "
+            f"(global step {trainer.global_step}): training stopped. Last good checkpoint: {checkpoint}. "
+            f"Usual causes: a learning rate far too high (try 10x lower), mixed precision overflowing "
+            f"(try trainer.precision: 32), or images with NaN values."
+        )
+
+
 class MomentumRamp(pl.Callback):
     """Koch et al.'s momentum schedule: every parameter group starts at ``start`` and moves
     linearly, epoch by epoch, to its own final momentum, which it keeps from epoch ``epochs`` on.

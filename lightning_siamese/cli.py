@@ -23,7 +23,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_siamese.callbacks import EmbeddingWriter, OneShotReport, PairGridLogger, RunCheckpoint
+from lightning_siamese.callbacks import EmbeddingWriter, OneShotReport, PairGridLogger, RunCheckpoint, StopOnNonFiniteLoss
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -36,10 +36,13 @@ class KeepingSaveConfigCallback(SaveConfigCallback):
     """
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if self.already_saved or trainer.log_dir is None:
+        if self.already_saved:
+            return
+        log_dir = trainer.log_dir  # a collective under DDP: every rank reads it exactly once
+        if log_dir is None:
             return
         if trainer.is_global_zero:
-            log_dir = Path(trainer.log_dir)
+            log_dir = Path(log_dir)
             log_dir.mkdir(parents=True, exist_ok=True)
             text = self.parser.dump(self.config, skip_none=False)
             target = log_dir / self.config_filename
@@ -197,6 +200,7 @@ class SiameseCLI(LightningCLI):
         parser.add_lightning_class_args(OneShotReport, "oneshot_report")
         parser.add_lightning_class_args(PairGridLogger, "pair_grid")
         parser.add_lightning_class_args(EmbeddingWriter, "embedding_writer")
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "finite_loss")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)

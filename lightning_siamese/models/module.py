@@ -96,6 +96,9 @@ class SiameseModule(pl.LightningModule):
         shot_reduction: how K > 1 shots of a way are combined in N-way evaluation:
             ``"mean"`` of the scores, ``"max"`` (nearest shot), or ``"prototype"`` (score
             against the mean shot embedding).
+        eval_flip: outside training, embed each image as the mean of its embedding and its
+            mirror image's (test-time augmentation for faces; not for writing, where a
+            mirrored character is another character).
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class SiameseModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         shot_reduction: str = "mean",
+        eval_flip: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -124,6 +128,7 @@ class SiameseModule(pl.LightningModule):
         if param_groups is not None:  # a misnamed module fails here, before any data loads
             resolve_param_groups(self.named_parameters(), param_groups)
         self.shot_reduction = shot_reduction
+        self.eval_flip = eval_flip
         self.val_auroc = BinaryAUROC()
         self.test_auroc = BinaryAUROC()
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -136,6 +141,8 @@ class SiameseModule(pl.LightningModule):
     # --- the model ------------------------------------------------------------------
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
+        if self.eval_flip and not self.training:
+            return (self.encoder(images) + self.encoder(images.flip(-1))) / 2
         return self.encoder(images)
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -206,8 +213,9 @@ class SiameseModule(pl.LightningModule):
         return {"embedding": self.embed(images), "index": index}
 
     def _embedding_table(self, dataset) -> torch.Tensor:  # noqa: ANN001 - an EvaluationSet
-        """Embeddings of every image of ``dataset``, in dataset order, from all ranks."""
-        embeddings = torch.cat([e for e, _ in self._outputs])
+        """Embeddings of every image of ``dataset``, in dataset order, from all ranks, in float32
+        (under mixed precision the steps embed in bf16/fp16; scoring runs in full precision)."""
+        embeddings = torch.cat([e for e, _ in self._outputs]).float()
         index = torch.cat([i for _, i in self._outputs])
         self._outputs.clear()
         if self.trainer.world_size > 1:

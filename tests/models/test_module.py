@@ -90,3 +90,14 @@ def test_mining_heads_refuse_one_image_per_class(tiny_omniglot: Path, tmp_path: 
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="TripletHead needs two images of a class in a batch.*images_per_class is 1"):
         trainer.fit(SiameseModule(encoder, head=TripletHead), datamodule=data)
+
+
+def test_eval_flip_averages_an_image_and_its_mirror_outside_training() -> None:
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    module = SiameseModule(encoder, eval_flip=True).eval()
+    images = torch.rand(3, 1, 28, 28)
+    expected = (encoder(images) + encoder(images.flip(-1))) / 2
+    assert torch.allclose(module.embed(images), expected)
+    assert torch.allclose(module.embed(images.flip(-1)), module.embed(images), atol=1e-6)  # mirror-invariant
+    module.train()
+    assert torch.allclose(module.embed(images), encoder(images))

@@ -1,0 +1,87 @@
+"""Reliability: a NaN loss stops the run, bf16 mixed precision trains, seeded runs repeat, DDP agrees."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import yaml
+
+from lightning_siamese.callbacks import RunCheckpoint, StopOnNonFiniteLoss
+from lightning_siamese.data import OmniglotDataModule
+from lightning_siamese.models import KochEncoder, SiameseModule
+from tests.test_cli import run_cli, scalars, tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(tmp_path: Path, tiny_omniglot: Path, **trainer) -> Path:
+    config = tiny_config(tiny_omniglot)
+    config["trainer"] |= trainer
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class PoisonedModule(SiameseModule):
+    """Its loss turns NaN at the second batch of the second epoch."""
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if (self.current_epoch, batch_idx) == (1, 1) else loss
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path, tiny_omniglot: Path) -> None:
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_size=8, pairs_per_epoch=32, n_way=5, val_tasks=4, val_pairs=8, seed=0,
+    )
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    checkpoint = RunCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/oneshot_acc", mode="max", save_last=True)
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         callbacks=[checkpoint, StopOnNonFiniteLoss()], default_root_dir=tmp_path)
+    with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 1, batch 1.*Last good checkpoint: .*last.ckpt.*learning rate far too high"):
+        trainer.fit(PoisonedModule(encoder), datamodule=data)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)  # holds the encoder object
+    assert saved["epoch"] == 0 and saved["global_step"] == 4  # the end of the last good epoch
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
+
+
+def test_bf16_mixed_precision_trains_and_evaluates_in_float32(tmp_path: Path, tiny_omniglot: Path) -> None:
+    config = write_config(tmp_path, tiny_omniglot, precision="bf16-mixed", accelerator="cpu")
+    run_cli(tmp_path, "fit", "--config", str(config))
+    logged = scalars(tmp_path / "logs" / "tiny" / "version_0")
+    assert all(torch.isfinite(torch.tensor(v)) for _, v in logged["train/loss_epoch"] + logged["val/loss"])
+    assert all(0 <= v <= 100 for _, v in logged["val/oneshot_acc"])
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(tmp_path: Path, tiny_omniglot: Path) -> None:
+    results = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        config = write_config(folder, tiny_omniglot, deterministic=True)
+        run_cli(folder, "fit", "--config", str(config))
+        logged = scalars(folder / "logs" / "tiny" / "version_0")
+        results.append({tag: [v for _, v in logged[tag]] for tag in ("train/loss_epoch", "val/loss", "val/oneshot_acc")})
+        results[-1]["report"] = json.loads((folder / "logs" / "tiny" / "version_0" / "oneshot_val.json").read_text())["accuracy"]
+    assert results[0] == results[1]
+
+
+def test_ddp_on_two_cpu_processes_gives_the_single_process_evaluation(tmp_path: Path, tiny_omniglot: Path) -> None:
+    config = write_config(tmp_path, tiny_omniglot, accelerator="cpu")
+    run_cli(tmp_path, "fit", "--config", str(config), "--trainer.max_epochs", "1")
+    last = tmp_path / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    metrics = {}
+    for devices in ("1", "2"):
+        strategy = ["--trainer.strategy", "ddp_spawn"] if devices == "2" else []
+        result = run_cli(tmp_path, "validate", "--config", str(config), "--ckpt_path", str(last),
+                         "--trainer.devices", devices, *strategy)
+        rows = [line.replace("│", " ").split() for line in result.stdout.splitlines() if "val/" in line]
+        metrics[devices] = {row[0]: float(row[1]) for row in rows if len(row) == 2}
+    assert {"val/loss", "val/oneshot_acc", "val/pair_auroc"} <= set(metrics["1"])
+    # Each rank embeds its share of the images; the gathered table, and so every metric, is the same.
+    assert metrics["2"] == pytest.approx(metrics["1"])
