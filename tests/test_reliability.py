@@ -85,3 +85,61 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_evaluation(tmp_path: 
     assert {"val/loss", "val/oneshot_acc", "val/pair_auroc"} <= set(metrics["1"])
     # Each rank embeds its share of the images; the gathered table, and so every metric, is the same.
     assert metrics["2"] == pytest.approx(metrics["1"])
+
+
+def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint(tmp_path: Path, tiny_omniglot: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    config = tiny_config(tiny_omniglot)
+    config["trainer"] |= {"max_epochs": 2, "accelerator": "cpu"}
+    config["data"]["init_args"] |= {"pairs_per_epoch": 16 * 60}  # 60 steps per epoch
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = ["fit", "--config", str(path), "--checkpoint.every_n_train_steps", "10"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "lightning_siamese", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists(), "no step checkpoint appeared before the kill"
+    killed = torch.load(last, map_location="cpu", weights_only=True)  # complete, not torn
+    assert killed["epoch"] == 0 and 10 <= killed["global_step"] < 60  # killed in the middle of epoch 0
+    assert not list(last.parent.glob("*.partial"))
+
+    resumed = run_cli(tmp_path, *args, "--ckpt_path", "last")
+    assert "Resuming from" in resumed.stdout
+    final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["epoch"] == 1 and final["global_step"] == 120  # the run ends where an unbroken one would
+    assert sorted(p.name for p in (tmp_path / "logs" / "tiny").iterdir()) == ["version_0"]
+    assert json.loads((last.parent.parent / "oneshot_val.json").read_text())["accuracy"] >= 0
+
+
+def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    target = tmp_path / "last.ckpt"
+    target.write_bytes(b"the good checkpoint")
+
+    def torn_save(path: str, weights_only: bool) -> None:
+        Path(path).write_bytes(b"half a checkp")
+        raise KeyboardInterrupt  # the process dies in the middle of writing
+
+    trainer = SimpleNamespace(save_checkpoint=torn_save, is_global_zero=True, global_step=5, loggers=[],
+                              strategy=SimpleNamespace(barrier=lambda: None))
+    with pytest.raises(KeyboardInterrupt):
+        RunCheckpoint(dirpath=tmp_path)._save_checkpoint(trainer, str(target))
+    assert target.read_bytes() == b"the good checkpoint"
+
+    trainer.save_checkpoint = lambda path, weights_only: Path(path).write_bytes(b"a new checkpoint")
+    RunCheckpoint(dirpath=tmp_path)._save_checkpoint(trainer, str(target))
+    assert target.read_bytes() == b"a new checkpoint" and not (tmp_path / "last.ckpt.partial").exists()
