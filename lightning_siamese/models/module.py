@@ -99,6 +99,10 @@ class SiameseModule(pl.LightningModule):
         eval_flip: outside training, embed each image as the mean of its embedding and its
             mirror image's (test-time augmentation for faces; not for writing, where a
             mirrored character is another character).
+        channels_last: keep the encoder's weights and inputs in channels-last memory order
+            (faster convolutions on some GPUs and CPUs; see benchmarks/scale.py).
+        compile: run the encoder through ``torch.compile`` (checkpoints keep the plain
+            module's parameter names, so they load with or without it).
     """
 
     def __init__(
@@ -110,6 +114,8 @@ class SiameseModule(pl.LightningModule):
         param_groups: list[dict[str, Any]] | None = None,
         shot_reduction: str = "mean",
         eval_flip: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -129,6 +135,11 @@ class SiameseModule(pl.LightningModule):
             resolve_param_groups(self.named_parameters(), param_groups)
         self.shot_reduction = shot_reduction
         self.eval_flip = eval_flip
+        self.channels_last = channels_last
+        if channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+        # Kept out of the module tree (not a submodule), so state_dict names stay the encoder's.
+        self.__dict__["_encode"] = torch.compile(self.encoder) if compile else self.encoder
         self.val_auroc = BinaryAUROC()
         self.test_auroc = BinaryAUROC()
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -141,9 +152,11 @@ class SiameseModule(pl.LightningModule):
     # --- the model ------------------------------------------------------------------
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         if self.eval_flip and not self.training:
-            return (self.encoder(images) + self.encoder(images.flip(-1))) / 2
-        return self.encoder(images)
+            return (self._encode(images) + self._encode(images.flip(-1))) / 2
+        return self._encode(images)
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """Similarity of two image batches (higher = more alike)."""

@@ -101,3 +101,16 @@ def test_eval_flip_averages_an_image_and_its_mirror_outside_training() -> None:
     assert torch.allclose(module.embed(images.flip(-1)), module.embed(images), atol=1e-6)  # mirror-invariant
     module.train()
     assert torch.allclose(module.embed(images), encoder(images))
+
+
+def test_channels_last_and_compile_switches_keep_embeddings_and_checkpoint_names() -> None:
+    torch.manual_seed(0)
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    plain = SiameseModule(encoder).eval()
+    images = torch.rand(3, 1, 28, 28)
+    expected = plain.embed(images)
+    fast = SiameseModule(encoder, channels_last=True).eval()
+    assert torch.allclose(fast.embed(images), expected, atol=1e-5)
+    assert encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    compiled = SiameseModule(encoder, compile=True)
+    assert set(compiled.state_dict()) == set(plain.state_dict())  # no _orig_mod. prefixes
