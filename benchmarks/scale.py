@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -157,14 +158,19 @@ def main() -> None:
     torch.set_num_threads(torch.get_num_threads())
     lines = [f"# Scale benchmarks ({args.config}, {torch.get_num_threads()} CPU threads, torch {torch.__version__})", ""]
 
-    model, data = build(args.config)
-    loop = plain_loop(model, data, args.steps, args.warmup)
-    model, data = build(args.config)
-    fit = lightning_fit(model, data, args.steps, args.warmup)
+    # Alternate the two, three times each, and take medians: single timings on a shared
+    # machine drift by more than the difference being measured.
+    loops, fits = [], []
+    for _ in range(3):
+        model, data = build(args.config)
+        loops.append(plain_loop(model, data, args.steps, args.warmup))
+        model, data = build(args.config)
+        fits.append(lightning_fit(model, data, args.steps, args.warmup))
+    loop, fit = statistics.median(loops), statistics.median(fits)
     loader = loader_only(data, args.steps)
     lines += ["| measurement | seconds per step | ratio |", "| --- | --- | --- |",
-              f"| plain PyTorch loop | {loop:.4f} | 1.00 |",
-              f"| `lightning fit` | {fit:.4f} | {fit / loop:.3f} x the loop (goal <= 1.05) |",
+              f"| plain PyTorch loop (median of 3) | {loop:.4f} | 1.00 |",
+              f"| `lightning fit` (median of 3, alternating with the loop) | {fit:.4f} | {fit / loop:.3f} x the loop (goal <= 1.05) |",
               f"| data loader alone | {loader:.4f} | training step is {loop / loader:.1f} x the loader (goal >= 5) |", ""]
 
     for name, overrides in (("channels_last", ["--model.init_args.channels_last", "true"]),
