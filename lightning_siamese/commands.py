@@ -19,12 +19,15 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 import yaml
 from jsonargparse import ArgumentParser
 
 from lightning_siamese.callbacks import OneShotReport
 from lightning_siamese.data.datamodules import SiameseDataModule
-from lightning_siamese.data.sources import load_lake_runs
+from lightning_siamese.data.lfw import fit_image
+from lightning_siamese.data.sources import decode_image, load_lake_runs
+from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import format_named_tasks, named_task_record, summarize
 
@@ -123,6 +126,46 @@ def run_view2(args: argparse.Namespace, extra: list[str]) -> dict:
     return summary
 
 
+def read_image(path: str, data: dict) -> torch.Tensor:
+    """One image file, prepared as the checkpoint's data module prepared its images: float ``[1, C, H, W]``."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    channels = data.get("channels", 1)
+    image = fit_image(decode_image(file.read_bytes(), path, None, channels)[0], data.get("crop"), data.get("image_size"), path)
+    if data.get("invert", False):  # Omniglot's modules make strokes bright on black
+        image = 255 - image
+    return to_float(image[None])
+
+
+def run_verify(args: argparse.Namespace) -> dict:
+    """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
+    from lightning_siamese.cli import check_checkpoint_file
+    from lightning_siamese.models import SiameseModule
+
+    check_checkpoint_file(args.ckpt)
+    saved = torch.load(args.ckpt, map_location="cpu", weights_only=True, mmap=True)
+    data = saved.get("datamodule_hyper_parameters") or {}
+    if "image_size" not in data:
+        raise ValueError(f"{args.ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
+    model = SiameseModule.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+    first, second = read_image(args.first, data), read_image(args.second, data)
+    with torch.no_grad():
+        score = float(model.similarity(first, second))
+    threshold, source = args.threshold, "--threshold"
+    if threshold is None and model.verification_threshold is not None:
+        threshold, source = model.verification_threshold, "validation (stored in the checkpoint)"
+    if threshold is None and model.head.probability:
+        threshold, source = 0.5, "0.5 (the head's probability; no validation threshold stored)"
+    if threshold is None:
+        raise ValueError(f"{args.ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
+    record = {"first": args.first, "second": args.second, "score": score, "threshold": threshold,
+              "threshold_from": source, "same": score >= threshold, "checkpoint": args.ckpt}
+    print(f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
+          f"{'SAME' if record['same'] else 'DIFFERENT'}")
+    return record
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lightning-siamese", description="Tools beside the `lightning` command.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -172,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     view2.add_argument("--folds", default="1,2,3,4,5,6,7,8,9,10", help="comma-separated folds to run (default: all 10)")
     view2.add_argument("--save_dir", default="logs", help="where the runs go (default: logs)")
     view2.add_argument("--name", default="lfw_view2", help="experiment folder under save_dir (default: lfw_view2)")
+    verify = commands.add_parser(
+        "verify",
+        help="score two images with a checkpoint: same or different",
+        description=(
+            "Prepare both images as the checkpoint's data module did (channels, centre crop, size, inversion), "
+            "score them with its head, and compare with the threshold chosen on validation that the checkpoint "
+            "keeps (or --threshold; 0.5 for a probability head without one)."
+        ),
+    )
+    verify.add_argument("first", help="an image file")
+    verify.add_argument("second", help="an image file")
+    verify.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
+    verify.add_argument("--threshold", type=float, help="override the stored threshold")
     return parser
 
 
@@ -180,6 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     if args.command == "view2":
         run_view2(args, extra)
+        return
+    if args.command == "verify":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        run_verify(args)
         return
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -59,6 +59,23 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
     assert report["pairs_file"].endswith("pairsDevTest.txt")
     assert (reports[0].parent / "roc_test.png").exists() and (reports[0].parent / "pairs_test.png").exists()
 
+    # verify: two image files, prepared like the data module's, at the stored threshold.
+    import subprocess
+    import sys
+
+    first, second = (root / "lfw2" / "PA_Q" / "PA_Q_0001.jpg"), (root / "lfw2" / "PB_Q" / "PB_Q_0001.jpg")
+    verify = [sys.executable, "-m", "lightning_siamese.commands", "verify", str(first), str(second), "--ckpt", str(last)]
+    result = subprocess.run(verify, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    line = result.stdout.strip().splitlines()[-1]
+    score = float(line.split("score ")[1].split(",")[0])
+    assert f"threshold {saved['verification_threshold']:.4f} from validation" in line
+    assert line.endswith("SAME" if score >= saved["verification_threshold"] else "DIFFERENT")
+    forced = subprocess.run([*verify, "--threshold", "-1"], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert forced.stdout.strip().endswith("SAME") and "from --threshold" in forced.stdout
+    missing = subprocess.run([*verify[:4], str(root / "nobody.jpg"), *verify[5:]], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert missing.returncode != 0 and "nobody.jpg does not exist" in missing.stderr
+
 
 def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> None:
     root = write_lfw(tmp_path / "lfw")

@@ -299,14 +299,20 @@ class LFWFiles:
                 yield folder.name, len(list(folder.glob(f"{folder.name}_*.jpg")))
 
 
-def _center_crop(image: torch.Tensor, crop: int | None, where: str) -> torch.Tensor:
-    if crop is None:
-        return image
-    height, width = image.shape[-2:]
-    if crop > min(height, width):
-        raise ValueError(f"center crop {crop} is larger than image {where} ({width}x{height})")
-    top, left = (height - crop) // 2, (width - crop) // 2
-    return image[..., top : top + crop, left : left + crop]
+def fit_image(image: torch.Tensor, crop: int | None, image_size: int | None, where: str) -> torch.Tensor:
+    """Centre-crop a uint8 image ``[C, H, W]`` to ``crop`` pixels, then resize it (antialiased)
+    to ``image_size``; ``None`` skips either step."""
+    if crop is not None:
+        height, width = image.shape[-2:]
+        if crop > min(height, width):
+            raise ValueError(f"center crop {crop} is larger than image {where} ({width}x{height})")
+        top, left = (height - crop) // 2, (width - crop) // 2
+        image = image[..., top : top + crop, left : left + crop]
+    if image_size is not None and tuple(image.shape[-2:]) != (image_size, image_size):
+        image = torch.nn.functional.interpolate(
+            image[None].float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        )[0].round().clamp(0, 255).to(torch.uint8)
+    return image
 
 
 def load_lfw(
@@ -334,12 +340,7 @@ def load_lfw(
             continue
         where = files.where(person, number)
         data = files.read(person, number)
-        image, _ = decode_image(data, where, None, channels)
-        image = _center_crop(image, crop, where)
-        if image_size is not None and image.shape[-1] != image_size:
-            image = torch.nn.functional.interpolate(
-                image[None].float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
-            )[0].round().clamp(0, 255).to(torch.uint8)
+        image = fit_image(decode_image(data, where, None, channels)[0], crop, image_size, where)
         index[(person, number)] = len(decoded)
         decoded.append(image)
         labels.append(classes.setdefault(person, len(classes)))
