@@ -138,17 +138,101 @@ def read_image(path: str, data: dict) -> torch.Tensor:
     return to_float(image[None])
 
 
-def run_verify(args: argparse.Namespace) -> dict:
-    """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
+def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
+    """A checkpoint's model in eval mode and its data module's settings (image size, crop, channels)."""
     from lightning_siamese.cli import check_checkpoint_file
     from lightning_siamese.models import SiameseModule
 
-    check_checkpoint_file(args.ckpt)
-    saved = torch.load(args.ckpt, map_location="cpu", weights_only=True, mmap=True)
+    check_checkpoint_file(ckpt)
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
     data = saved.get("datamodule_hyper_parameters") or {}
     if "image_size" not in data:
-        raise ValueError(f"{args.ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
-    model = SiameseModule.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
+        raise ValueError(f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
+    return SiameseModule.load_from_checkpoint(ckpt, map_location="cpu").eval(), data
+
+
+class Embedder(torch.nn.Module):
+    """The part of a trained model that turns float images into embeddings, for export."""
+
+    def __init__(self, model) -> None:  # noqa: ANN001 - a SiameseModule
+        super().__init__()
+        self.encoder, self.eval_flip = model.encoder, model.eval_flip
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.eval_flip:
+            return (self.encoder(images) + self.encoder(images.flip(-1))) / 2
+        return self.encoder(images)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def image_paths(inputs: list[str]) -> list[str]:
+    """Image files named directly, or found (recursively, sorted) in the folders named."""
+    paths = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ValueError(f"folder {name} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif path.is_file():
+            paths.append(name)
+        else:
+            raise FileNotFoundError(f"image {name} does not exist")
+    return paths
+
+
+def run_embed(args: argparse.Namespace) -> None:
+    """Embed image files with a checkpoint; write ``.npz`` (embeddings, paths) or ``.csv`` (path, e0, e1, ...)."""
+    import numpy as np
+
+    model, data = load_trained(args.ckpt)
+    paths = image_paths(args.inputs)
+    with torch.no_grad():
+        embeddings = torch.cat([
+            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + 256]])) for i in range(0, len(paths), 256)
+        ]).numpy()
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".csv":
+        rows = [",".join(["path", *(f"e{j}" for j in range(embeddings.shape[1]))])]
+        rows += [",".join([json.dumps(p), *(f"{v:.7g}" for v in row)]) for p, row in zip(paths, embeddings)]
+        output.write_text("\n".join(rows) + "\n")
+    elif output.suffix == ".npz":
+        np.savez(output, embeddings=embeddings, paths=np.array(paths))
+    else:
+        raise ValueError(f"--output {output}: expected a .npz or .csv file name")
+    print(f"Wrote {len(paths)} embeddings of dimension {embeddings.shape[1]} to {output}")
+
+
+def run_export(args: argparse.Namespace) -> None:
+    """Export the embedding network to TorchScript (``.pt``) or ONNX (``.onnx``), batch size free."""
+    model, data = load_trained(args.ckpt)
+    embedder = Embedder(model).eval()
+    example = torch.rand(2, data.get("channels", 1), data["image_size"], data["image_size"])
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix == ".pt":
+        torch.jit.trace(embedder, example).save(str(output))
+    elif output.suffix == ".onnx":
+        try:
+            import onnx  # noqa: F401 - torch.onnx needs it
+        except ImportError:
+            raise SystemExit("ONNX export needs the onnx and onnxscript packages: pip install 'lightning-siamese[export]'") from None
+        batch = torch.export.Dim("batch", min=1)
+        torch.onnx.export(embedder, (example,), str(output), input_names=["images"], output_names=["embeddings"],
+                          dynamic_shapes=({0: batch},), dynamo=True)
+    else:
+        raise ValueError(f"--output {output}: expected .pt (TorchScript) or .onnx")
+    print(f"Exported the embedding network of {args.ckpt} to {output}: input float images "
+          f"[batch, {example.shape[1]}, {example.shape[2]}, {example.shape[3]}] in [0, 1], output [batch, embedding]")
+
+
+def run_verify(args: argparse.Namespace) -> dict:
+    """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
+    model, data = load_trained(args.ckpt)
     first, second = read_image(args.first, data), read_image(args.second, data)
     with torch.no_grad():
         score = float(model.similarity(first, second))
@@ -228,6 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("second", help="an image file")
     verify.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     verify.add_argument("--threshold", type=float, help="override the stored threshold")
+    embed = commands.add_parser("embed", help="embed image files or folders with a checkpoint",
+                                description="Embed images (files, or folders searched recursively) as the checkpoint's "
+                                "data module prepares them; write .npz (embeddings, paths) or .csv (path, e0, e1, ...).")
+    embed.add_argument("inputs", nargs="+", help="image files or folders")
+    embed.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
+    embed.add_argument("--output", required=True, help="embeddings.npz or embeddings.csv")
+    export = commands.add_parser("export", help="export the embedding network to TorchScript or ONNX",
+                                 description="Export a checkpoint's encoder (with eval_flip if it was on) as TorchScript "
+                                 "(.pt) or ONNX (.onnx); input float images in [0, 1], any batch size.")
+    export.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
+    export.add_argument("--output", required=True, help="encoder.pt (TorchScript) or encoder.onnx")
     return parser
 
 
@@ -237,10 +332,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "view2":
         run_view2(args, extra)
         return
-    if args.command == "verify":
+    if args.command in ("verify", "embed", "export"):
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        run_verify(args)
+        {"verify": run_verify, "embed": run_embed, "export": run_export}[args.command](args)
         return
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

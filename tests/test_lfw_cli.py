@@ -73,6 +73,41 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
     assert line.endswith("SAME" if score >= saved["verification_threshold"] else "DIFFERENT")
     forced = subprocess.run([*verify, "--threshold", "-1"], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert forced.stdout.strip().endswith("SAME") and "from --threshold" in forced.stdout
+    # embed and export: the files give the checkpoint's own embeddings.
+    import numpy as np
+
+    from lightning_siamese.commands import load_trained, read_image
+
+    model, data = load_trained(str(last))
+    expected = model.embed(torch.cat([read_image(str(p), data) for p in (first, second)])).detach()
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    tool = [sys.executable, "-m", "lightning_siamese.commands"]
+    for output in ("e.npz", "e.csv"):
+        done = subprocess.run([*tool, "embed", str(first), str(second), "--ckpt", str(last), "--output", str(tmp_path / output)],
+                              capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    saved_npz = np.load(tmp_path / "e.npz")
+    assert list(saved_npz["paths"]) == [str(first), str(second)]
+    assert np.allclose(saved_npz["embeddings"], expected.numpy(), atol=1e-5)
+    csv_rows = (tmp_path / "e.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("path,e0,e1") and len(csv_rows) == 3
+    assert np.allclose([float(v) for v in csv_rows[1].split(",")[1:]], expected[0].numpy(), atol=1e-4)
+    batch = torch.rand(5, 1, 28, 28)
+    for output in ("encoder.pt", "encoder.onnx"):
+        done = subprocess.run([*tool, "export", "--ckpt", str(last), "--output", str(tmp_path / output)],
+                              capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    scripted = torch.jit.load(str(tmp_path / "encoder.pt"))
+    assert torch.allclose(scripted(batch), model.embed(batch).detach(), atol=1e-5)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"))
+    (onnx_out,) = session.run(None, {"images": batch.numpy()})
+    assert np.allclose(onnx_out, model.embed(batch).detach().numpy(), atol=1e-4)
+    missing_folder = subprocess.run([*tool, "embed", str(tmp_path / "nowhere"), "--ckpt", str(last), "--output", str(tmp_path / "x.npz")],
+                                    capture_output=True, text=True, timeout=120, env=env)
+    assert missing_folder.returncode != 0 and "nowhere does not exist" in missing_folder.stderr
+
     missing = subprocess.run([*verify[:4], str(root / "nobody.jpg"), *verify[5:]], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert missing.returncode != 0 and "nobody.jpg does not exist" in missing.stderr
 
