@@ -260,8 +260,38 @@ class SiameseCLI(LightningCLI):
             location[0].version = int(match.group(1))
 
 
+def expand_resume(args: list[str]) -> list[str]:
+    """``fit --resume RUN_DIR`` becomes ``fit --config RUN_DIR/config.yaml --ckpt_path RUN_DIR/checkpoints/last.ckpt``.
+
+    The run's own saved config rebuilds the same model, data and logger, and a checkpoint
+    inside the run folder continues that folder (see :meth:`SiameseCLI._continue_in_run_folder`);
+    epoch, step, optimizer, scheduler and callback states come from the checkpoint. Further
+    arguments after it still apply (e.g. ``--trainer.max_epochs 50``).
+    """
+    if "--resume" not in args:
+        return args
+    i = args.index("--resume")
+    if i + 1 >= len(args):
+        raise SystemExit("--resume needs a run folder, e.g. --resume logs/omniglot/version_3")
+    run = Path(args[i + 1])
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise SystemExit(f"--resume {run}: not a run folder (no config.yaml in it); expected logs/<experiment>/version_N")
+    last = find_last_checkpoint(run / "checkpoints")
+    if last is None:
+        raise SystemExit(f"--resume {run}: no last checkpoint in {run / 'checkpoints'}; nothing to resume")
+    print(f"Resuming {run} from {last}")
+    return [*args[:i], "--config", str(config), *args[i + 2 :], "--ckpt_path", str(last)]
+
+
 def main(args: list[str] | None = None) -> None:
-    SiameseCLI(args=args)
+    given = sys.argv[1:] if args is None else list(args)
+    expanded = expand_resume(given)
+    if args is None and expanded == given:
+        expanded = None  # let LightningCLI read sys.argv itself (passing both makes it warn)
+    elif args is None:
+        sys.argv = sys.argv[:1]  # the expanded arguments replace the command line
+    SiameseCLI(args=expanded)
 
 
 if __name__ == "__main__":

@@ -273,3 +273,18 @@ def test_a_checkpoint_of_another_model_class_encoder_or_head_is_described(tmp_pa
         check_checkpoint_model(path, {**model, "init_args": {"encoder": wider, "head": head}})
     with pytest.raises(ValueError, match=r"model SiameseModule \(checkpoint\) vs PrototypicalModule \(config\)"):
         check_checkpoint_model(path, {"class_path": "x.PrototypicalModule", "init_args": {"encoder": encoder, "head": head}})
+
+
+def test_resume_from_a_run_folder_alone_continues_its_schedule(experiment: Path) -> None:
+    cwd = experiment.parent
+    run_cli(cwd, "fit", "--config", str(experiment))
+    run = cwd / "logs" / "tiny" / "version_0"
+    resumed = run_cli(cwd, "fit", "--resume", str(run), "--trainer.max_epochs", "3")
+    assert f"Resuming {run}" in resumed.stdout
+    assert sorted(p.name for p in (cwd / "logs" / "tiny").iterdir()) == ["version_0"]
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 12
+    lrs = [v for _, v in scalars(run)["lr-Adam"]]
+    assert lrs == pytest.approx([0.001, 0.0009, 0.00081])  # ExponentialLR carries on, not restarted
+    not_a_run = run_cli(cwd, "fit", "--resume", str(cwd), check=False)
+    assert not_a_run.returncode != 0 and "not a run folder (no config.yaml in it)" in not_a_run.stderr
