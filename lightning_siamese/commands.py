@@ -26,7 +26,7 @@ from jsonargparse import ArgumentParser
 from lightning_siamese.callbacks import OneShotReport
 from lightning_siamese.data.datamodules import SiameseDataModule
 from lightning_siamese.data.lfw import fit_image
-from lightning_siamese.data.sources import decode_image, load_lake_runs
+from lightning_siamese.data.sources import IMAGE_SUFFIXES, decode_image, load_lake_runs
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import format_named_tasks, named_task_record, summarize
@@ -152,7 +152,11 @@ def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
 
 
 class Embedder(torch.nn.Module):
-    """The part of a trained model that turns float images into embeddings, for export."""
+    """A trained model's evaluation-mode ``embed`` (encoder, and its ``eval_flip``), for export.
+
+    It holds the encoder alone: the LightningModule around it (metrics, trainer hooks) cannot
+    be traced.
+    """
 
     def __init__(self, model) -> None:  # noqa: ANN001 - a SiameseModule
         super().__init__()
@@ -162,9 +166,6 @@ class Embedder(torch.nn.Module):
         if self.eval_flip:
             return (self.encoder(images) + self.encoder(images.flip(-1))) / 2
         return self.encoder(images)
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def image_paths(inputs: list[str]) -> list[str]:

@@ -448,6 +448,14 @@ class SiameseDataModule(pl.LightningDataModule):
             self._eval_sets[split] = self.test_set() if split == "test" else self.evaluation_set(split)
         return self._eval_sets[split]
 
+    def _publish_summary(self, text: str, to_tensorboard: bool) -> None:
+        """Print a data summary (once, on rank 0) and optionally log it to TensorBoard as text."""
+        if self.trainer is None or self.trainer.is_global_zero:
+            print(text)
+        logger = None if self.trainer is None else self.trainer.logger
+        if to_tensorboard and logger is not None and hasattr(logger.experiment, "add_text"):
+            logger.experiment.add_text("data/summary", text.replace("\n", "  \n"))
+
     def setup(self, stage: str) -> None:
         # Build what the stage needs now, so impossible tasks fail before training starts.
         if stage == "fit":
@@ -751,11 +759,7 @@ class FolderDataModule(SiameseDataModule):
 
     def setup(self, stage: str) -> None:
         self._assign()
-        if self.trainer is None or self.trainer.is_global_zero:
-            print(self.summary)
-        logger = None if self.trainer is None else self.trainer.logger
-        if stage == "fit" and logger is not None and hasattr(logger.experiment, "add_text"):
-            logger.experiment.add_text("data/summary", self.summary.replace("\n", "  \n"))
+        self._publish_summary(self.summary, to_tensorboard=stage == "fit")
         super().setup(stage)
 
 
@@ -863,17 +867,21 @@ class LFWDataModule(SiameseDataModule):
             return
         self.root.mkdir(parents=True, exist_ok=True)
         try:
-            find_lfw_images(Path(self.images) if self.images else self.root)
+            self.files  # opens the images if they are there
         except FileNotFoundError:
-            download_lfw_images(Path(self.images) if self.images else self.root, self.image_set, self.download_url)
+            download_lfw_images(self._image_root, self.image_set, self.download_url)
         for name in self._list_names():
             if not self._path(name).is_file():
                 download_lfw_list(self._path(name), self.download_url)
 
     @property
+    def _image_root(self) -> Path:
+        return Path(self.images) if self.images else self.root
+
+    @property
     def files(self) -> LFWFiles:
         if self._files is None:
-            self._files = LFWFiles(find_lfw_images(Path(self.images) if self.images else self.root))
+            self._files = find_lfw_images(self._image_root)
         return self._files
 
     def pair_list(self, name: str) -> PairList:
@@ -960,17 +968,21 @@ class LFWDataModule(SiameseDataModule):
         collection, self._index[name] = load_lfw(self.files, names, self.image_size, self.channels, self.crop)
         return collection
 
-    def evaluation_set(self, split: str, **_: Any) -> EvaluationSet:
-        """The split's pairs, scored as a verification benchmark (no episodes)."""
-        collection, pairs = self.split(split), self.pair_list(split)
-        index = self._index[split]
-        indices = {
+    def pair_indices(self, split: str) -> dict[str, torch.Tensor]:
+        """The split's pairs as indices into its collection: ``first``, ``second``, ``same``, ``folds``."""
+        self.split(split)  # loads the split's images and fills _index[split]
+        pairs, index = self.pair_list(split), self._index[split]
+        return {
             "first": torch.tensor([index[p] for p in pairs.first]),
             "second": torch.tensor([index[p] for p in pairs.second]),
             "same": pairs.same.clone(),
             "folds": pairs.folds.clone(),
         }
-        return EvaluationSet(collection, pairs=indices, name="verification", source=pairs.source)
+
+    def evaluation_set(self, split: str, **_: Any) -> EvaluationSet:
+        """The split's pairs, scored as a verification benchmark (no episodes)."""
+        pairs = self.pair_list(split)
+        return EvaluationSet(self.split(split), pairs=self.pair_indices(split), name="verification", source=pairs.source)
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler | None:
         return None if self.train_on == "pairs" else super()._batch_sampler(train)
@@ -978,13 +990,8 @@ class LFWDataModule(SiameseDataModule):
     def train_batches(self, seed: int) -> Dataset:
         if self.train_on == "people":
             return super().train_batches(seed)
-        train, pairs, index = self.split("train"), self.pair_list("train"), self._index["train"]
-        indices = {
-            "first": np.array([index[p] for p in pairs.first]),
-            "second": np.array([index[p] for p in pairs.second]),
-            "same": pairs.same.numpy(),
-        }
-        return KochPairBatches(train.images, indices, self.batch_size, seed, self.koch_distortions, self.augment)
+        pairs = {k: v.numpy() for k, v in self.pair_indices("train").items() if k != "folds"}
+        return KochPairBatches(self.split("train").images, pairs, self.batch_size, seed, self.koch_distortions, self.augment)
 
     def describe(self) -> str:
         """People, images and pairs of each split, for the log and TensorBoard."""
@@ -1012,9 +1019,5 @@ class LFWDataModule(SiameseDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self.summary = self.describe()
-            if self.trainer is None or self.trainer.is_global_zero:
-                print(self.summary)
-            logger = None if self.trainer is None else self.trainer.logger
-            if logger is not None and hasattr(logger.experiment, "add_text"):
-                logger.experiment.add_text("data/summary", self.summary.replace("\n", "  \n"))
+            self._publish_summary(self.summary, to_tensorboard=True)
         super().setup(stage)

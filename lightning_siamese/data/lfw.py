@@ -60,17 +60,15 @@ def download_lfw_list(path: Path, url: str = LFW_URL) -> None:
     download_url(url.rstrip("/") + "/" + path.name, str(path.parent), filename=path.name, md5=md5)
 
 
-def find_lfw_images(root: Path) -> Path:
-    """Where the images are: ``root`` itself (a folder in a known layout, or a zip), or a zip in it."""
+def find_lfw_images(root: Path) -> LFWFiles:
+    """The images at ``root`` itself (a folder in a known layout, or a zip), or in a zip in it."""
     try:
-        LFWFiles(root)
-        return root
+        return LFWFiles(root)
     except FileNotFoundError:
         if root.is_dir():
             for archive in sorted(root.glob("*.zip")):
                 try:
-                    LFWFiles(archive)
-                    return archive
+                    return LFWFiles(archive)
                 except FileNotFoundError:
                     continue
         raise FileNotFoundError(
