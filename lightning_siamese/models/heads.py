@@ -148,6 +148,9 @@ class TripletHead(DistanceHead):
         squared: use squared Euclidean distances.
         normalize: L2-normalise embeddings first (FaceNet).
         mining: for class-balanced batches: ``"all"``, ``"hard"`` or ``"semihard"``.
+        max_triplets: cap on the mined triplets of a batch, a seeded random subset (see
+            :class:`~lightning_siamese.models.losses.MinedTripletLoss`); ``None``: no cap.
+        mining_seed: seed of that subset; ``None`` takes one from the run's seed.
     """
 
     trains_on = ("triplets", "classes")
@@ -159,10 +162,12 @@ class TripletHead(DistanceHead):
         squared: bool = False,
         normalize: bool = False,
         mining: str = "hard",
+        max_triplets: int | None = None,
+        mining_seed: int | None = None,
     ) -> None:
         super().__init__(embedding_dim, normalize, squared)
         self.triplet = TripletLoss(margin, squared)
-        self.mined_loss = MinedTripletLoss(margin, mining, squared)
+        self.mined_loss = MinedTripletLoss(margin, mining, squared, max_triplets, mining_seed)
 
     def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         return self.triplet(self.prepare(anchor), self.prepare(positive), self.prepare(negative))

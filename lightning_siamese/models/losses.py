@@ -98,53 +98,148 @@ class MinedTripletLoss(nn.Module):
             when there is none, the farthest negative (FaceNet's rule, as TensorFlow
             Addons implements it); mean over positive pairs.
 
-    ``last_active_fraction`` holds the fraction of mined terms that were non-zero. A batch
-    with no valid triplet gives a zero loss that still carries a gradient graph.
+    Memory grows with the square of the batch, never its cube: the triplets are chosen
+    without gradients, a few anchors (or positive pairs) at a time, and the loss is then
+    built from the ``[B, B]`` distances alone.
+
+    Args:
+        margin: m >= 0.
+        mining: ``"all"``, ``"hard"`` or ``"semihard"``.
+        squared: use squared Euclidean distances.
+        max_triplets: keep at most this many of the triplets the mean runs over (for
+            ``"all"`` the active ones, otherwise the mined ones), a uniform random subset
+            drawn without replacement; ``None`` keeps them all.
+        seed: seeds the generator of that subset; ``None`` seeds it from torch's global RNG
+            at first use (so ``seed_everything`` makes it repeatable).
+
+    ``last_active_fraction`` holds the fraction of mined terms that were non-zero (before
+    any cap). A batch with no valid triplet gives a zero loss that still carries a gradient graph.
     """
 
-    def __init__(self, margin: float = 0.2, mining: str = "hard", squared: bool = False) -> None:
+    # Elements of the largest temporary ``[anchors, B, B]`` block; at least one anchor's ``B x B``.
+    chunk_elements = 1 << 22
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        mining: str = "hard",
+        squared: bool = False,
+        max_triplets: int | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
         _check_margin(margin)
         if mining not in MINING:
             raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
+        if max_triplets is not None and max_triplets < 1:
+            raise ValueError(f"max_triplets must be >= 1 (or None for no cap), got {max_triplets}")
         self.margin = margin
         self.mining = mining
         self.squared = squared
+        self.max_triplets = max_triplets
+        self.seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
         self.last_active_fraction = float("nan")
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self.seed is None:
+            self.seed = int(torch.randint(2**62, ()))
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def _chunk(self, size: int) -> int:
+        return max(1, self.chunk_elements // max(size, 1))
+
+    def _subsample(self, count: int, device: torch.device) -> torch.Tensor | None:
+        """Positions of a uniform random subset of ``max_triplets`` of ``count`` terms, or ``None``."""
+        if self.max_triplets is None or count <= self.max_triplets:
+            return None
+        keys = torch.rand(count, generator=self._generator(device), device=device)
+        return keys.topk(self.max_triplets, largest=False).indices
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         d = pairwise_distances(embeddings, self.squared)
         positive, negative = _masks(labels)
         if self.mining == "all":
-            # [a, p, n] terms; valid where (a, p) positive and (a, n) negative.
-            terms = F.relu(d[:, :, None] - d[:, None, :] + self.margin)
-            valid = positive[:, :, None] & negative[:, None, :]
-            terms = terms[valid]
-            active = terms > 1e-16
-            self.last_active_fraction = float(active.float().mean()) if terms.numel() else float("nan")
-            return terms[active].mean() if active.any() else d.sum() * 0.0
+            return self._batch_all(d, positive, negative)
         if self.mining == "hard":
             anchors = positive.any(1) & negative.any(1)
             hardest_positive = d.masked_fill(~positive, float("-inf")).amax(1)
             hardest_negative = d.masked_fill(~negative, float("inf")).amin(1)
             terms = F.relu(hardest_positive - hardest_negative + self.margin)[anchors]
         else:
-            a, p = positive.nonzero(as_tuple=True)
-            keep = negative[a].any(1)
-            a, p = a[keep], p[keep]
-            ap = d[a, p]
-            an = d[a]  # [pairs, B]
-            neg = negative[a]
-            farther = neg & (an > ap[:, None])
-            semi = an.masked_fill(~farther, float("inf")).amin(1)
-            fallback = an.masked_fill(~neg, float("-inf")).amax(1)
-            chosen = torch.where(farther.any(1), semi, fallback)
-            terms = F.relu(ap - chosen + self.margin)
+            terms = self._semihard(d, positive, negative)
         if terms.numel() == 0:
             self.last_active_fraction = float("nan")
             return d.sum() * 0.0
         self.last_active_fraction = float((terms > 0).float().mean())
-        return terms.mean()
+        keep = self._subsample(len(terms), terms.device)
+        return (terms if keep is None else terms[keep]).mean()
+
+    def _semihard(self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """One term per positive pair with a negative; negatives chosen ``[pairs, B]`` rows at a time."""
+        a, p = positive.nonzero(as_tuple=True)
+        keep = negative[a].any(1)
+        a, p = a[keep], p[keep]
+        chosen = torch.empty_like(a)
+        step = self._chunk(d.shape[1])
+        with torch.no_grad():
+            for start in range(0, len(a), step):
+                rows = a[start : start + step]
+                an, neg = d[rows], negative[rows]
+                farther = neg & (an > d[rows, p[start : start + step]][:, None])
+                semi = an.masked_fill(~farther, float("inf")).argmin(1)
+                fallback = an.masked_fill(~neg, float("-inf")).argmax(1)
+                chosen[start : start + step] = torch.where(farther.any(1), semi, fallback)
+        return F.relu(d[a, p] - d[a, chosen] + self.margin)
+
+    def _batch_all(self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """Mean of the active terms ``d(a, p) - d(a, n) + m`` over all valid triplets.
+
+        Which triplets are active is found without gradients, a few anchors at a time. The
+        mean of the active terms is then ``(sum_ap w_ap d_ap - sum_an w_an d_an) / count + m``
+        with ``w_ap`` the number of active triplets through (a, p) and ``w_an`` through (a, n):
+        the same value and gradient as the per-triplet sum, from ``[B, B]`` tensors. Under a
+        cap the chosen triplets are kept by index instead (at most ``max_triplets``).
+        """
+        size = len(d)
+        valid = int((positive.sum(1) * negative.sum(1)).sum())
+        if valid == 0:
+            self.last_active_fraction = float("nan")
+            return d.sum() * 0.0
+        w_ap = torch.zeros_like(d, dtype=torch.long)
+        w_an = torch.zeros_like(d, dtype=torch.long)
+        cap = self.max_triplets
+        kept_keys = torch.empty(0, device=d.device)
+        kept = torch.empty(0, 3, dtype=torch.long, device=d.device)
+        step = self._chunk(size * size)
+        with torch.no_grad():
+            for start in range(0, size, step):
+                rows = slice(start, start + step)
+                terms = d[rows, :, None] - d[rows, None, :] + self.margin  # [anchors, B, B]
+                active = positive[rows, :, None] & negative[rows, None, :] & (terms > 1e-16)
+                if cap is None:
+                    w_ap[rows] = active.sum(2)
+                    w_an[rows] = active.sum(1)
+                    continue
+                # A uniform subset of all active triplets: each gets a random key, the smallest keys stay.
+                found = active.nonzero()
+                found[:, 0] += start
+                keys = torch.rand(len(found), generator=self._generator(d.device), device=d.device)
+                kept_keys, kept = torch.cat([kept_keys, keys]), torch.cat([kept, found])
+                w_ap[rows] += active.sum(2)  # counts only, for the active fraction
+                if len(kept) > cap:
+                    kept_keys, order = kept_keys.topk(cap, largest=False)
+                    kept = kept[order]
+        count = int(w_ap.sum())
+        self.last_active_fraction = count / valid
+        if count == 0:
+            return d.sum() * 0.0
+        if cap is not None:
+            a, p, n = kept.unbind(1)
+            return (d[a, p] - d[a, n] + self.margin).mean()
+        return ((w_ap * d).sum() - (w_an * d).sum()) / count + self.margin
 
 
 class MinedContrastiveLoss(nn.Module):
