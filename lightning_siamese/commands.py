@@ -231,19 +231,24 @@ def run_export(args: argparse.Namespace) -> None:
           f"[batch, {example.shape[1]}, {example.shape[2]}, {example.shape[3]}] in [0, 1], output [batch, embedding]")
 
 
+def decision_threshold(model, ckpt: str, threshold: float | None) -> tuple[float, str]:  # noqa: ANN001 - a SiameseModule
+    """The threshold on scores for "same": ``threshold`` if given, else the checkpoint's validation one, and where it came from."""
+    if threshold is not None:
+        return threshold, "--threshold"
+    if model.verification_threshold is not None:
+        return model.verification_threshold, "validation (stored in the checkpoint)"
+    if model.head.probability:
+        return 0.5, "0.5 (the head's probability; no validation threshold stored)"
+    raise ValueError(f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
+
+
 def run_verify(args: argparse.Namespace) -> dict:
     """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
     model, data = load_trained(args.ckpt)
     first, second = read_image(args.first, data), read_image(args.second, data)
     with torch.no_grad():
         score = float(model.similarity(first, second))
-    threshold, source = args.threshold, "--threshold"
-    if threshold is None and model.verification_threshold is not None:
-        threshold, source = model.verification_threshold, "validation (stored in the checkpoint)"
-    if threshold is None and model.head.probability:
-        threshold, source = 0.5, "0.5 (the head's probability; no validation threshold stored)"
-    if threshold is None:
-        raise ValueError(f"{args.ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
+    threshold, source = decision_threshold(model, args.ckpt, args.threshold)
     record = {"first": args.first, "second": args.second, "score": score, "threshold": threshold,
               "threshold_from": source, "same": score >= threshold, "checkpoint": args.ckpt}
     print(f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
@@ -324,6 +329,35 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(.pt) or ONNX (.onnx); input float images in [0, 1], any batch size.")
     export.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     export.add_argument("--output", required=True, help="encoder.pt (TorchScript) or encoder.onnx")
+    enroll = commands.add_parser(
+        "enroll", help="add labelled images to a gallery of embeddings (new classes without retraining)",
+        description="Embed labelled images with a checkpoint and add them to GALLERY (created if absent; written "
+        "atomically, so a failed enrollment leaves it as it was). In each folder named, every folder holding images is a "
+        "class named by its path under it (images directly in the folder form a class named after it); --list adds "
+        "'path,class' lines. Images already enrolled are skipped. File format: see lightning_siamese/gallery.py.")
+    enroll.add_argument("gallery", help="the gallery file, e.g. gallery.pt")
+    enroll.add_argument("folders", nargs="*", help="folders of class folders, or of one class's images")
+    enroll.add_argument("--list", dest="list_file", help="a CSV file of 'path,class' lines (paths relative to it)")
+    enroll.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`; the gallery is tied to its model")
+    enroll.add_argument("--skip_bad_images", action="store_true",
+                        help="skip (and name) images that cannot be decoded instead of stopping with nothing enrolled")
+    identify = commands.add_parser(
+        "identify", help="name the gallery class of query images, or 'unknown'",
+        description="Score each query image against the gallery with the model's own similarity (class prototypes = "
+        "mean member embedding, or the nearest member) and print the best class, or 'unknown' when its score is below "
+        "the threshold: --threshold, else the checkpoint's validation threshold (0.5 for a probability head without one).")
+    identify.add_argument("gallery", help="a gallery file written by `lightning-siamese enroll`")
+    identify.add_argument("inputs", nargs="+", help="query image files or folders")
+    identify.add_argument("--ckpt", required=True, help="the checkpoint that built the gallery")
+    identify.add_argument("--threshold", type=float, help="scores below it answer 'unknown' (default: the checkpoint's)")
+    identify.add_argument("--scoring", choices=("prototype", "nearest"), default="prototype",
+                          help="score against each class's mean embedding (default) or its nearest member")
+    identify.add_argument("--chunk_size", type=int, default=1024,
+                          help="gallery rows scored at a time; bounds the search's memory (default 1024)")
+    identify.add_argument("--output", help="write the answers as JSON to this file")
+    remove = commands.add_parser("remove", help="drop classes from a gallery", description="Drop whole classes from GALLERY.")
+    remove.add_argument("gallery", help="a gallery file")
+    remove.add_argument("classes", nargs="+", help="class names, as `identify` prints them")
     return parser
 
 
@@ -337,6 +371,18 @@ def main(argv: list[str] | None = None) -> None:
         if extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         {"verify": run_verify, "embed": run_embed, "export": run_export}[args.command](args)
+        return
+    if args.command in ("enroll", "identify", "remove"):
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        from lightning_siamese import gallery  # it builds on this module's helpers
+
+        if args.command == "enroll":
+            gallery.run_enroll(args.gallery, args.ckpt, args.folders, args.list_file, args.skip_bad_images)
+        elif args.command == "identify":
+            gallery.run_identify(args.gallery, args.ckpt, args.inputs, args.threshold, args.scoring, args.chunk_size, args.output)
+        else:
+            gallery.run_remove(args.gallery, args.classes)
         return
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -226,3 +226,46 @@ def kfold_accuracy(
         per_fold.append(_accuracy(scores[test], labels[test], threshold))
     accuracies = torch.tensor(per_fold, dtype=torch.float64)
     return float(accuracies.mean()), float(accuracies.std(unbiased=True)) / math.sqrt(len(per_fold)), per_fold
+
+
+THRESHOLD_RULES = ("accuracy", "eer", "far")
+
+
+def check_far(target_far: float, name: str = "target_far") -> float:
+    """``target_far`` as a float, or a ValueError when it is not strictly between 0 and 1."""
+    if isinstance(target_far, bool) or not isinstance(target_far, (int, float)) or not 0.0 < target_far < 1.0:
+        raise ValueError(f"{name} must be a false-accept rate strictly between 0 and 1 (e.g. 0.01), got {target_far!r}")
+    return float(target_far)
+
+
+def threshold_at_far(scores: torch.Tensor, labels: torch.Tensor, target_far: float) -> float:
+    """The lowest threshold whose false-accept rate on these pairs is at most ``target_far``.
+
+    Of the ROC points with FAR <= target it takes the one that accepts the most (highest
+    TAR); the threshold is the midpoint between the lowest accepted score and the next
+    lower one (``-inf`` when everyone is accepted, ``+inf`` when even the top score must be
+    rejected), a margin on both sides for unseen pairs, as :func:`best_threshold` does.
+    """
+    target_far = check_far(target_far)
+    scores, labels = _check_pairs(scores, labels, both_classes=True)
+    far, _, thresholds = _roc(scores, labels)
+    i = int(torch.nonzero(far <= target_far).max())  # far is non-decreasing; far[0] = 0
+    if i == 0:
+        return math.inf
+    if i == len(thresholds) - 1:
+        return -math.inf
+    return float(thresholds[i] + (thresholds[i + 1] - thresholds[i]) / 2)
+
+
+def fit_threshold(scores: torch.Tensor, labels: torch.Tensor, rule: str = "accuracy", target_far: float | None = None) -> float:
+    """The decision threshold by ``rule``: ``"accuracy"`` (:func:`best_threshold`), ``"eer"``
+    (the threshold of :func:`equal_error_rate`) or ``"far"`` (:func:`threshold_at_far` at ``target_far``)."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+    if rule == "accuracy":
+        return best_threshold(scores, labels)
+    if rule == "eer":
+        return equal_error_rate(scores, labels)[1]
+    if target_far is None:
+        raise ValueError("the 'far' threshold rule needs target_far, a false-accept rate in (0, 1)")
+    return threshold_at_far(scores, labels, target_far)

@@ -29,9 +29,11 @@ from lightning_siamese.evaluation.oneshot import (
     summarize,
 )
 from lightning_siamese.evaluation.verification import (
+    THRESHOLD_RULES,
     VerificationResult,
-    best_threshold,
+    check_far,
     confident_pairs,
+    fit_threshold,
     kfold_accuracy,
     roc_curve,
     verification_metrics,
@@ -103,6 +105,12 @@ class SiameseModule(pl.LightningModule):
             (faster convolutions on some GPUs and CPUs; see benchmarks/scale.py).
         compile: run the encoder through ``torch.compile`` (checkpoints keep the plain
             module's parameter names, so they load with or without it).
+        threshold_rule: how validation fits the verification threshold (kept in checkpoints,
+            applied at test and by ``lightning-siamese verify``): ``"accuracy"`` (the most
+            accurate on the validation pairs), ``"eer"`` (the equal-error point) or ``"far"``
+            (the lowest threshold whose false-accept rate is at most ``target_far``).
+            ``val/acc`` and ``test/acc`` are the accuracy at that threshold.
+        target_far: the false-accept rate of ``threshold_rule: far``, in (0, 1).
     """
 
     def __init__(
@@ -116,6 +124,8 @@ class SiameseModule(pl.LightningModule):
         eval_flip: bool = False,
         channels_last: bool = False,
         compile: bool = False,
+        threshold_rule: str = "accuracy",
+        target_far: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -135,6 +145,12 @@ class SiameseModule(pl.LightningModule):
             resolve_param_groups(self.named_parameters(), param_groups)
         self.shot_reduction = shot_reduction
         self.eval_flip = eval_flip
+        if threshold_rule not in THRESHOLD_RULES:
+            raise ValueError(f"threshold_rule must be one of {THRESHOLD_RULES}, got {threshold_rule!r}")
+        if threshold_rule == "far" and target_far is None:
+            raise ValueError("threshold_rule 'far' needs target_far, a false-accept rate in (0, 1), e.g. 0.01")
+        self.threshold_rule = threshold_rule
+        self.target_far = None if target_far is None else check_far(target_far)
         self.channels_last = channels_last
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
@@ -148,6 +164,7 @@ class SiameseModule(pl.LightningModule):
         # The verification threshold chosen on the validation pairs; saved in checkpoints so
         # that `lightning test --ckpt_path` applies the threshold of that checkpoint.
         self.verification_threshold: float | None = None
+        self.verification_threshold_rule: str | None = None  # how it was fitted, e.g. "far 0.01"
 
     # --- the model ------------------------------------------------------------------
 
@@ -288,14 +305,16 @@ class SiameseModule(pl.LightningModule):
     def _verify(self, stage: str, dataset, table: torch.Tensor, metrics: dict) -> None:  # noqa: ANN001
         """Verification metrics of a pair list: accuracy, AUC, EER, TAR@FAR, ROC, example pairs.
 
-        Validation chooses the threshold (the most accurate on the validation pairs) and
-        keeps it; the test stage applies it, so the test accuracy is not tuned on test pairs.
+        Validation fits the threshold by ``threshold_rule`` and keeps it; the test stage
+        applies it, so the test accuracy is not tuned on test pairs. ``<stage>/acc`` is the
+        accuracy at that threshold.
         """
         first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
         scores = self.head.similarity(table[first], table[second]).float().cpu()
         same = same.cpu()
         if stage == "val":
-            self.verification_threshold = best_threshold(scores, same)
+            self.verification_threshold = fit_threshold(scores, same, self.threshold_rule, self.target_far)
+            self.verification_threshold_rule = self.threshold_rule + (f" {self.target_far:g}" if self.threshold_rule == "far" else "")
         threshold = self.verification_threshold
         if threshold is None:
             warnings.warn(
@@ -354,6 +373,7 @@ class SiameseModule(pl.LightningModule):
             record = {
                 **result.as_dict(),
                 "threshold_from": "validation" if self.verification_threshold is not None else "these test pairs",
+                "threshold_rule": self.verification_threshold_rule,
                 "metrics": {k: float(v) for k, v in metrics.items()},
                 "pairs_file": getattr(dataset, "source", None),
                 "checkpoint": str(self.trainer.ckpt_path),
@@ -364,9 +384,11 @@ class SiameseModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["verification_threshold"] = self.verification_threshold
+        checkpoint["verification_threshold_rule"] = self.verification_threshold_rule
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.verification_threshold = checkpoint.get("verification_threshold")
+        self.verification_threshold_rule = checkpoint.get("verification_threshold_rule")
 
     def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
         """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""
