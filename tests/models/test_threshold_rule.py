@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lightning_siamese.callbacks import embed_all
+from lightning_siamese.commands import decision_threshold
 from lightning_siamese.data import LFWDataModule
 from lightning_siamese.evaluation.verification import fit_threshold, verification_metrics
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
@@ -42,6 +43,12 @@ def test_validation_fits_the_rule_and_the_checkpoint_keeps_it(tmp_path: Path, ru
     loaded.on_load_checkpoint(saved)
     assert loaded.verification_threshold == module.verification_threshold
     assert loaded.verification_threshold_rule == saved["verification_threshold_rule"]
+    # verify (and identify) say how the stored threshold was fitted; --threshold overrides it.
+    threshold, source = decision_threshold(loaded, str(path), None)
+    assert threshold == module.verification_threshold
+    fitted = {"accuracy": "most accurate", "eer": "equal-error point", "far": "false-accept rate 0.25"}[rule]
+    assert source == f"validation, {fitted} (stored in the checkpoint)"
+    assert decision_threshold(loaded, str(path), 0.3) == (0.3, "--threshold")
 
 
 @pytest.mark.parametrize(
