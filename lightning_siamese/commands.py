@@ -26,12 +26,10 @@ from jsonargparse import ArgumentParser
 from lightning_siamese.callbacks import OneShotReport
 from lightning_siamese.data.datamodules import SiameseDataModule
 from lightning_siamese.data.lfw import fit_image
-from lightning_siamese.data.signatures import read_signature
 from lightning_siamese.data.sources import IMAGE_SUFFIXES, decode_image, load_lake_runs
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import format_named_tasks, named_task_record, summarize
-from lightning_siamese.evaluation.writers import reference_statistics
 
 REPORT_DEFAULTS = {
     name: p.default for name, p in inspect.signature(OneShotReport).parameters.items() if name != "use_best"
@@ -53,22 +51,11 @@ def data_module_from_config(path: str | Path, image_size: int | None = None) -> 
     return module, config.get("oneshot_report") or {}
 
 
-def report_settings(args: argparse.Namespace, report: dict) -> dict:
-    """Split, task, number of tasks and seed: from ``args`` where given, else the config's
-    ``oneshot_report``, else :class:`OneShotReport`'s defaults (so numbers compare with oneshot_<split>.json)."""
-    return {k: getattr(args, k, None) if getattr(args, k, None) is not None else report.get(k, d) for k, d in REPORT_DEFAULTS.items()}
-
-
-def baseline_images(data: SiameseDataModule, images: torch.Tensor) -> torch.Tensor:
-    """A data module's uint8 images as baselines take them: strokes bright, as Omniglot loads by default."""
-    return images if getattr(data, "invert", True) else 255 - images
-
-
 def run_baseline(args: argparse.Namespace) -> dict:
     """Score one baseline as ``args`` say; print the result and return its JSON record."""
     start = time.time()
     data, report = (None, {}) if args.config is None else data_module_from_config(args.config, args.image_size)
-    settings = report_settings(args, report)
+    settings = {k: getattr(args, k) if getattr(args, k) is not None else report.get(k, d) for k, d in REPORT_DEFAULTS.items()}
     baseline = make_baseline(args.name, settings["seed"])
     if args.runs_dir is not None:
         image_size = args.image_size or (data.image_size if data is not None else 105)
@@ -81,7 +68,9 @@ def run_baseline(args: argparse.Namespace) -> dict:
         evaluation = data.evaluation_set(
             settings["split"], n_way=settings["n_way"], k_shot=settings["k_shot"], tasks=settings["tasks"], seed=settings["seed"]
         )
-        images = baseline_images(data, evaluation.collection.images)
+        images = evaluation.collection.images
+        if not getattr(data, "invert", True):  # baselines take strokes bright, as Omniglot loads by default
+            images = 255 - images
         result = summarize(baseline.accuracies(images, evaluation.episodes), evaluation.episodes)
         record = {"baseline": args.name, "config": str(args.config), "split": settings["split"], **result.as_dict()}
         record["image_size"] = data.image_size
@@ -142,8 +131,6 @@ def read_image(path: str, data: dict) -> torch.Tensor:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
-    if data.get("kind") == "signatures":  # SigNet's preparation, with the training set's pixel std
-        return read_signature(file.read_bytes(), path, data["image_size"], data["pixel_std"])
     channels = data.get("channels", 1)
     image = fit_image(decode_image(file.read_bytes(), path, None, channels)[0], data.get("crop"), data.get("image_size"), path)
     if data.get("invert", False):  # Omniglot's modules make strokes bright on black
@@ -161,9 +148,6 @@ def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
     data = saved.get("datamodule_hyper_parameters") or {}
     if "image_size" not in data:
         raise ValueError(f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
-    # A data module's saved state (the signature module's training pixel std) completes its settings.
-    state = saved.get(str(data.get("_class_path", "")).rsplit(".", 1)[-1])
-    data = {**data, **(state if isinstance(state, dict) else {})}
     return SiameseModule.load_from_checkpoint(ckpt, map_location="cpu").eval(), data
 
 
@@ -201,22 +185,16 @@ def image_paths(inputs: list[str]) -> list[str]:
     return paths
 
 
-def embed_paths(model, data: dict, paths: list[str], batch_size: int = 256) -> torch.Tensor:  # noqa: ANN001 - a SiameseModule
-    """``model.embed`` of image files read as the checkpoint's data module prepared its images, ``[N, D]``."""
-    with torch.no_grad():
-        return torch.cat([
-            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + batch_size]]))
-            for i in range(0, len(paths), batch_size)
-        ])
-
-
 def run_embed(args: argparse.Namespace) -> None:
     """Embed image files with a checkpoint; write ``.npz`` (embeddings, paths) or ``.csv`` (path, e0, e1, ...)."""
     import numpy as np
 
     model, data = load_trained(args.ckpt)
     paths = image_paths(args.inputs)
-    embeddings = embed_paths(model, data, paths).numpy()
+    with torch.no_grad():
+        embeddings = torch.cat([
+            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + 256]])) for i in range(0, len(paths), 256)
+        ]).numpy()
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".csv":
@@ -234,9 +212,7 @@ def run_export(args: argparse.Namespace) -> None:
     """Export the embedding network to TorchScript (``.pt``) or ONNX (``.onnx``), batch size free."""
     model, data = load_trained(args.ckpt)
     embedder = Embedder(model).eval()
-    size = data["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size  # signatures: [height, width]
-    example = torch.rand(2, data.get("channels", 1), height, width)
+    example = torch.rand(2, data.get("channels", 1), data["image_size"], data["image_size"])
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".pt":
@@ -268,35 +244,17 @@ def decision_threshold(model, ckpt: str, threshold: float | None) -> tuple[float
     raise ValueError(f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
 
 
-def writer_threshold(model, data: dict, ckpt: str, references: list[str]) -> tuple[float, str]:  # noqa: ANN001
-    """A writer's own threshold, mean - k std of the similarities among their reference signatures,
-    with the k fitted on the validation writers (see evaluation/writers.py)."""
-    if model.writer_threshold_k is None:
-        raise ValueError(f"{ckpt} stores no per-writer k (it was not validated on signature writers): drop --references")
-    if len(references) < 2:
-        raise ValueError(f"--references needs at least two reference signatures, got {len(references)}: {references}")
-    with torch.no_grad():
-        table = model.embed(torch.cat([read_image(p, data) for p in references]))
-        mean, std = reference_statistics(table, torch.arange(len(references)), model.head.similarity)
-    threshold = float(mean) - model.writer_threshold_k * max(float(std), 1e-6)
-    return threshold, f"the writer's {len(references)} references, mean - {model.writer_threshold_k:.3g} std"
-
-
 def run_verify(args: argparse.Namespace) -> dict:
     """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
     model, data = load_trained(args.ckpt)
     first, second = read_image(args.first, data), read_image(args.second, data)
     with torch.no_grad():
         score = float(model.similarity(first, second))
-    if args.references:
-        threshold, source = writer_threshold(model, data, args.ckpt, image_paths(args.references))
-    else:
-        threshold, source = decision_threshold(model, args.ckpt, args.threshold)
+    threshold, source = decision_threshold(model, args.ckpt, args.threshold)
     record = {"first": args.first, "second": args.second, "score": score, "threshold": threshold,
               "threshold_from": source, "same": score >= threshold, "checkpoint": args.ckpt}
-    words = ("GENUINE", "FORGED") if data.get("kind") == "signatures" else ("SAME", "DIFFERENT")
     print(f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
-          f"{words[0] if record['same'] else words[1]}")
+          f"{'SAME' if record['same'] else 'DIFFERENT'}")
     return record
 
 
@@ -362,8 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("second", help="an image file")
     verify.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     verify.add_argument("--threshold", type=float, help="override the stored threshold")
-    verify.add_argument("--references", nargs="+", help="signatures: the writer's genuine references (files or folders); "
-                        "decide at the writer's own threshold, mean - k std of their mutual scores (k from validation)")
     embed = commands.add_parser("embed", help="embed image files or folders with a checkpoint",
                                 description="Embed images (files, or folders searched recursively) as the checkpoint's "
                                 "data module prepares them; write .npz (embeddings, paths) or .csv (path, e0, e1, ...).")
@@ -404,17 +360,6 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="drop classes from a gallery", description="Drop whole classes from GALLERY.")
     remove.add_argument("gallery", help="a gallery file")
     remove.add_argument("classes", nargs="+", help="class names, as `identify` prints them")
-    from lightning_siamese import comparison, projector  # they build on this module's helpers
-
-    comparison.add_compare_parser(commands)
-    projector.add_tsne_parser(commands)
-    from lightning_siamese import report, sweep
-
-    sweep.add_sweep_parser(commands)
-    report.add_report_parser(commands)
-    from lightning_siamese import analysis  # it builds on this module's helpers
-
-    analysis.add_parsers(commands)
     return parser
 
 
@@ -423,25 +368,6 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     if args.command == "view2":
         run_view2(args, extra)
-        return
-    if args.command in ("sweep", "report"):
-        from lightning_siamese import report, sweep
-
-        {"sweep": sweep.main, "report": report.main}[args.command](parser, args, extra)
-        return
-    if args.command in ("compare", "tsne"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        from lightning_siamese import comparison, projector
-
-        comparison.run_compare(args) if args.command == "compare" else projector.run_tsne(args)
-        return
-    if args.command in ("retrieve", "probe"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        from lightning_siamese import analysis
-
-        {"retrieve": analysis.run_retrieve, "probe": analysis.run_probe}[args.command](args)
         return
     if args.command in ("verify", "embed", "export"):
         if extra:
