@@ -185,16 +185,22 @@ def image_paths(inputs: list[str]) -> list[str]:
     return paths
 
 
+def embed_paths(model, data: dict, paths: list[str], batch_size: int = 256) -> torch.Tensor:  # noqa: ANN001 - a SiameseModule
+    """``model.embed`` of image files read as the checkpoint's data module prepared its images, ``[N, D]``."""
+    with torch.no_grad():
+        return torch.cat([
+            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + batch_size]]))
+            for i in range(0, len(paths), batch_size)
+        ])
+
+
 def run_embed(args: argparse.Namespace) -> None:
     """Embed image files with a checkpoint; write ``.npz`` (embeddings, paths) or ``.csv`` (path, e0, e1, ...)."""
     import numpy as np
 
     model, data = load_trained(args.ckpt)
     paths = image_paths(args.inputs)
-    with torch.no_grad():
-        embeddings = torch.cat([
-            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + 256]])) for i in range(0, len(paths), 256)
-        ]).numpy()
+    embeddings = embed_paths(model, data, paths).numpy()
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".csv":
@@ -360,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="drop classes from a gallery", description="Drop whole classes from GALLERY.")
     remove.add_argument("gallery", help="a gallery file")
     remove.add_argument("classes", nargs="+", help="class names, as `identify` prints them")
+    from lightning_siamese import analysis  # it builds on this module's helpers
+
+    analysis.add_parsers(commands)
     return parser
 
 
@@ -368,6 +377,13 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     if args.command == "view2":
         run_view2(args, extra)
+        return
+    if args.command in ("retrieve", "probe"):
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        from lightning_siamese import analysis
+
+        {"retrieve": analysis.run_retrieve, "probe": analysis.run_probe}[args.command](args)
         return
     if args.command in ("verify", "embed", "export"):
         if extra:

@@ -1,4 +1,4 @@
-from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder
+from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder, SmallConvEmbedding
 from lightning_siamese.models.heads import (
     ContrastiveHead,
     CosFaceHead,
@@ -20,5 +20,6 @@ __all__ = [
     "PairHead",
     "PrototypicalHead",
     "SiameseModule",
+    "SmallConvEmbedding",
     "TripletHead",
 ]

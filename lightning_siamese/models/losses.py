@@ -36,9 +36,11 @@ def pairwise_distances(embeddings: torch.Tensor, squared: bool = False) -> torch
     return euclidean(embeddings[:, None, :], embeddings[None, :, :], squared)
 
 
-def _check_margin(margin: float) -> None:
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0, got {margin}")
+def _check_margin(margin: float, allow_zero: bool = False) -> None:
+    # A triplet margin may be 0 (the loss still orders d(a, p) below d(a, n)): the trivial-solution
+    # end of the MNIST seed's margin sweep. A contrastive margin of 0 never pushes negatives apart.
+    if margin < 0 or (margin == 0 and not allow_zero):
+        raise ValueError(f"margin must be {'>= 0' if allow_zero else '> 0'}, got {margin}")
 
 
 class ContrastiveLoss(nn.Module):
@@ -65,13 +67,13 @@ class TripletLoss(nn.Module):
     """Schroff et al. (2015): ``max(0, d(a, p) - d(a, n) + m)``, averaged.
 
     Args:
-        margin: m > 0.
+        margin: m >= 0.
         squared: use squared Euclidean distances (FaceNet, the MNIST seed).
     """
 
     def __init__(self, margin: float = 0.2, squared: bool = False) -> None:
         super().__init__()
-        _check_margin(margin)
+        _check_margin(margin, allow_zero=True)
         self.margin = margin
         self.squared = squared
 
@@ -128,7 +130,7 @@ class MinedTripletLoss(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        _check_margin(margin)
+        _check_margin(margin, allow_zero=True)
         if mining not in MINING:
             raise ValueError(f"mining must be one of {MINING}, got {mining!r}")
         if max_triplets is not None and max_triplets < 1:

@@ -61,3 +61,17 @@ def test_convnet_is_the_four_block_few_shot_backbone() -> None:
 def test_convnet_rejects_inputs_its_blocks_would_pool_away() -> None:
     with pytest.raises(ValueError, match="input_size=8 is too small for 4 blocks"):
         ConvNetEncoder(input_size=8)
+
+def test_small_conv_embedding_is_the_mnist_seeds_net() -> None:
+    from lightning_siamese.models import SmallConvEmbedding
+
+    net = SmallConvEmbedding()
+    assert sum(p.numel() for p in net.parameters()) == 600_810  # the seed's Keras summary
+    images = torch.rand(4, 1, 28, 28)
+    assert net(images).shape == (4, 10)
+    net.eval()
+    assert torch.equal(net(images), net(images))  # dropout off outside training
+    net.train()
+    assert not torch.equal(net(images), net(images))
+    with pytest.raises(ValueError, match="input_size=5 is too small"):
+        SmallConvEmbedding(input_size=5)

@@ -146,9 +146,12 @@ def test_batches_without_valid_triplets_give_zero_with_a_graph() -> None:
 
 
 def test_bad_margins_and_mining_are_rejected() -> None:
-    for make in (lambda: ContrastiveLoss(0.0), lambda: TripletLoss(-1.0), lambda: MinedTripletLoss(0.0)):
+    for make in (lambda: ContrastiveLoss(0.0), lambda: TripletLoss(-1.0), lambda: MinedTripletLoss(-0.1)):
         with pytest.raises(ValueError, match="margin"):
             make()
+    # A triplet margin of 0 is a loss (the MNIST seed's sweep starts there): only the order of distances counts.
+    a, p, n = torch.zeros(2, 3), torch.tensor([[1.0, 0, 0], [2.0, 0, 0]]), torch.tensor([[2.0, 0, 0], [1.0, 0, 0]])
+    assert TripletLoss(0.0)(a, p, n).item() == pytest.approx(0.5) and MinedTripletLoss(0.0).margin == 0.0
     with pytest.raises(ValueError, match="mining"):
         MinedTripletLoss(0.2, "random")
     with pytest.raises(ValueError, match="mining"):
