@@ -26,10 +26,12 @@ from jsonargparse import ArgumentParser
 from lightning_siamese.callbacks import OneShotReport
 from lightning_siamese.data.datamodules import SiameseDataModule
 from lightning_siamese.data.lfw import fit_image
+from lightning_siamese.data.signatures import read_signature
 from lightning_siamese.data.sources import IMAGE_SUFFIXES, decode_image, load_lake_runs
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import format_named_tasks, named_task_record, summarize
+from lightning_siamese.evaluation.writers import reference_statistics
 
 REPORT_DEFAULTS = {
     name: p.default for name, p in inspect.signature(OneShotReport).parameters.items() if name != "use_best"
@@ -131,6 +133,8 @@ def read_image(path: str, data: dict) -> torch.Tensor:
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
+    if data.get("kind") == "signatures":  # SigNet's preparation, with the training set's pixel std
+        return read_signature(file.read_bytes(), path, data["image_size"], data["pixel_std"])
     channels = data.get("channels", 1)
     image = fit_image(decode_image(file.read_bytes(), path, None, channels)[0], data.get("crop"), data.get("image_size"), path)
     if data.get("invert", False):  # Omniglot's modules make strokes bright on black
@@ -148,6 +152,9 @@ def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
     data = saved.get("datamodule_hyper_parameters") or {}
     if "image_size" not in data:
         raise ValueError(f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
+    # A data module's saved state (the signature module's training pixel std) completes its settings.
+    state = saved.get(str(data.get("_class_path", "")).rsplit(".", 1)[-1])
+    data = {**data, **(state if isinstance(state, dict) else {})}
     return SiameseModule.load_from_checkpoint(ckpt, map_location="cpu").eval(), data
 
 
@@ -218,7 +225,9 @@ def run_export(args: argparse.Namespace) -> None:
     """Export the embedding network to TorchScript (``.pt``) or ONNX (``.onnx``), batch size free."""
     model, data = load_trained(args.ckpt)
     embedder = Embedder(model).eval()
-    example = torch.rand(2, data.get("channels", 1), data["image_size"], data["image_size"])
+    size = data["image_size"]
+    height, width = (size, size) if isinstance(size, int) else size  # signatures: [height, width]
+    example = torch.rand(2, data.get("channels", 1), height, width)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".pt":
@@ -250,17 +259,35 @@ def decision_threshold(model, ckpt: str, threshold: float | None) -> tuple[float
     raise ValueError(f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
 
 
+def writer_threshold(model, data: dict, ckpt: str, references: list[str]) -> tuple[float, str]:  # noqa: ANN001
+    """A writer's own threshold, mean - k std of the similarities among their reference signatures,
+    with the k fitted on the validation writers (see evaluation/writers.py)."""
+    if model.writer_threshold_k is None:
+        raise ValueError(f"{ckpt} stores no per-writer k (it was not validated on signature writers): drop --references")
+    if len(references) < 2:
+        raise ValueError(f"--references needs at least two reference signatures, got {len(references)}: {references}")
+    with torch.no_grad():
+        table = model.embed(torch.cat([read_image(p, data) for p in references]))
+        mean, std = reference_statistics(table, torch.arange(len(references)), model.head.similarity)
+    threshold = float(mean) - model.writer_threshold_k * max(float(std), 1e-6)
+    return threshold, f"the writer's {len(references)} references, mean - {model.writer_threshold_k:.3g} std"
+
+
 def run_verify(args: argparse.Namespace) -> dict:
     """Score two images with a checkpoint; same or different at the threshold it keeps (or --threshold)."""
     model, data = load_trained(args.ckpt)
     first, second = read_image(args.first, data), read_image(args.second, data)
     with torch.no_grad():
         score = float(model.similarity(first, second))
-    threshold, source = decision_threshold(model, args.ckpt, args.threshold)
+    if args.references:
+        threshold, source = writer_threshold(model, data, args.ckpt, image_paths(args.references))
+    else:
+        threshold, source = decision_threshold(model, args.ckpt, args.threshold)
     record = {"first": args.first, "second": args.second, "score": score, "threshold": threshold,
               "threshold_from": source, "same": score >= threshold, "checkpoint": args.ckpt}
+    words = ("GENUINE", "FORGED") if data.get("kind") == "signatures" else ("SAME", "DIFFERENT")
     print(f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
-          f"{'SAME' if record['same'] else 'DIFFERENT'}")
+          f"{words[0] if record['same'] else words[1]}")
     return record
 
 
@@ -326,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("second", help="an image file")
     verify.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     verify.add_argument("--threshold", type=float, help="override the stored threshold")
+    verify.add_argument("--references", nargs="+", help="signatures: the writer's genuine references (files or folders); "
+                        "decide at the writer's own threshold, mean - k std of their mutual scores (k from validation)")
     embed = commands.add_parser("embed", help="embed image files or folders with a checkpoint",
                                 description="Embed images (files, or folders searched recursively) as the checkpoint's "
                                 "data module prepares them; write .npz (embeddings, paths) or .csv (path, e0, e1, ...).")

@@ -16,6 +16,7 @@ from lightning_siamese.data.samplers import (
     TripletSampler,
     sample_episodes,
 )
+from lightning_siamese.data.signature_datamodule import SignatureDataModule
 from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_lake_runs, load_omniglot
 from lightning_siamese.data.transforms import DarkShotAugment, KochAffine
 
@@ -36,6 +37,7 @@ __all__ = [
     "TripletSampler",
     "SampledBatches",
     "SiameseDataModule",
+    "SignatureDataModule",
     "load_image_folder",
     "load_lake_runs",
     "load_omniglot",

@@ -1,4 +1,4 @@
-from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder, SmallConvEmbedding
+from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder, SigNet, SmallConvEmbedding
 from lightning_siamese.models.heads import (
     ContrastiveHead,
     CosFaceHead,
@@ -21,5 +21,6 @@ __all__ = [
     "PrototypicalHead",
     "SiameseModule",
     "SmallConvEmbedding",
+    "SigNet",
     "TripletHead",
 ]

@@ -142,6 +142,76 @@ class ConvNetEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(images))
 
+
+class SigNet(nn.Module):
+    """SigNet (Dey et al. 2017) as Reni's blog builds it, for offline signature verification.
+
+    conv 96@11x11, ReLU, LRN(5, 1e-4, 0.75, 2), max-pool 3/2; conv 256@5x5 pad 2, ReLU, LRN,
+    max-pool 3/2, Dropout2d 0.3; conv 384@3x3 pad 1, ReLU; conv 256@3x3 pad 1, ReLU, max-pool
+    3/2, Dropout2d 0.3; FC 1024, ReLU, dropout 0.5; FC 128, ReLU; FC to the embedding (the
+    blog ends at 2 units). The flattened size follows from ``input_size``: 30,976 for the
+    blog's 105x105, 108,800 for the paper's 155x220.
+
+    Args:
+        input_size: ``(height, width)`` of the input, or one side of a square one.
+        in_channels: image channels.
+        embedding_dim: width of the last fully connected layer.
+        conv_dropout, fc_dropout: the blog's 0.3 (after the second and fourth convolution
+            blocks) and 0.5 (after FC 1024).
+    """
+
+    def __init__(
+        self,
+        input_size: int | Sequence[int] = (155, 220),
+        in_channels: int = 1,
+        embedding_dim: int = 128,
+        conv_dropout: float = 0.3,
+        fc_dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        height, width = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 96, 11),
+            nn.ReLU(inplace=True),
+            nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
+            nn.MaxPool2d(3, stride=2),
+            nn.Conv2d(96, 256, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0),
+            nn.MaxPool2d(3, stride=2),
+            nn.Dropout2d(conv_dropout),
+            nn.Conv2d(256, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2),
+            nn.Dropout2d(conv_dropout),
+            nn.Flatten(),
+        )
+        # conv 11 (no padding) then three 3/2 pools; the padded convolutions keep the size.
+        size = [height - 10, width - 10]
+        for _ in range(3):
+            size = [(s - 3) // 2 + 1 for s in size]
+        if min(size) < 1:
+            raise ValueError(
+                f"input_size {height}x{width} is too small for SigNet: conv 11x11 and three 3/2 max-pools "
+                f"need at least 25 px on each side"
+            )
+        self.flat_dim = 256 * size[0] * size[1]
+        self.fc = nn.Sequential(
+            nn.Linear(self.flat_dim, 1024),
+            nn.ReLU(inplace=True),
+            nn.Dropout(fc_dropout),
+            nn.Linear(1024, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, embedding_dim),
+        )
+        self.embedding_dim = embedding_dim
+        self.input_size = (height, width)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(images))
+
 class SmallConvEmbedding(nn.Module):
     """The ekeany seed's MNIST embedding net (Keras), layer for layer.
 

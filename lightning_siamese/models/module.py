@@ -38,6 +38,7 @@ from lightning_siamese.evaluation.verification import (
     roc_curve,
     verification_metrics,
 )
+from lightning_siamese.evaluation.writers import fit_writer_k, writer_metrics
 from lightning_siamese.models.heads import KochHead, PairHead
 
 
@@ -165,6 +166,8 @@ class SiameseModule(pl.LightningModule):
         # that `lightning test --ckpt_path` applies the threshold of that checkpoint.
         self.verification_threshold: float | None = None
         self.verification_threshold_rule: str | None = None  # how it was fitted, e.g. "far 0.01"
+        # Signatures: the k of each writer's threshold mean - k std over its references (evaluation/writers.py).
+        self.writer_threshold_k: float | None = None
 
     # --- the model ------------------------------------------------------------------
 
@@ -323,6 +326,11 @@ class SiameseModule(pl.LightningModule):
             )
         result = verification_metrics(scores, same, threshold)
         self.last_verification[stage] = result
+        if hasattr(dataset, "writer_scores"):  # signatures: also one threshold per writer, from its references
+            normalized = dataset.writer_scores(table, self.head.similarity).cpu()
+            if stage == "val":
+                self.writer_threshold_k = fit_writer_k(normalized, same)
+            metrics |= writer_metrics(stage, normalized, same, self.writer_threshold_k)
         metrics |= {
             f"{stage}/acc": result.accuracy,
             f"{stage}/threshold": result.threshold,
@@ -385,10 +393,12 @@ class SiameseModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["verification_threshold"] = self.verification_threshold
         checkpoint["verification_threshold_rule"] = self.verification_threshold_rule
+        checkpoint["writer_threshold_k"] = self.writer_threshold_k
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.verification_threshold = checkpoint.get("verification_threshold")
         self.verification_threshold_rule = checkpoint.get("verification_threshold_rule")
+        self.writer_threshold_k = checkpoint.get("writer_threshold_k")
 
     def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
         """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""
