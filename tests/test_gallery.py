@@ -78,6 +78,8 @@ def test_chunked_search_equals_scoring_everything_at_once(head: str, chunk_size:
     score, index = chunked_search(queries, keys, similarity, chunk_size, query_block)
     assert torch.equal(index, full.argmax(1))
     assert torch.allclose(score, full.amax(1), atol=1e-6)
+    with pytest.raises(ValueError, match="chunk_size and query_block must be at least 1, got 0 and 64"):
+        chunked_search(queries, keys, similarity, 0)
 
 
 def test_identify_by_prototype_or_nearest_member_with_a_threshold() -> None:
