@@ -6,6 +6,7 @@ evaluation episodes are fixed by their own seed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -365,3 +366,59 @@ def sample_episodes(
         classes=torch.from_numpy(classes),
         seed=seed,
     )
+
+
+def check_unknown_fraction(fraction: float) -> float:
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction < 1.0:
+        raise ValueError(f"the unknown fraction of open-set queries must be strictly between 0 and 1, got {fraction!r}")
+    return float(fraction)
+
+
+def unknown_count(known_queries: int, fraction: float) -> int:
+    """How many unknown queries make ``fraction`` of a task's queries, beside ``known_queries`` known ones (at least 1)."""
+    fraction = check_unknown_fraction(fraction)
+    return max(1, math.floor(known_queries * fraction / (1.0 - fraction) + 0.5))  # half up, not to even
+
+
+def sample_unknown_queries(
+    labels: torch.Tensor | np.ndarray,
+    class_groups: torch.Tensor | np.ndarray,
+    episodes: Episodes,
+    fraction: float = 0.2,
+    seed: int | None = None,
+    within_group: bool = True,
+) -> torch.Tensor:
+    """Open-set queries for fixed episodes: ``[T, U]`` images of classes outside each task's ways.
+
+    ``U`` unknown queries join the ``N * Q`` known ones so that they make ``fraction`` of the
+    task's queries (:func:`unknown_count`). Each is an image of a class of the same split that
+    is not one of the task's ways, drawn uniformly among those classes (distinct classes while
+    there are enough). With ``within_group`` the classes come from the task's own group
+    (alphabet), the harder "none of these"; a group with no class to spare lends from the
+    whole split. The draw is fixed by ``seed`` (the episodes' own seed by default).
+
+    Raises:
+        ValueError: when ``fraction`` is not in (0, 1), or the split has no class outside a task.
+    """
+    labels = np.asarray(labels)
+    class_groups = np.asarray(class_groups)
+    classes = episodes.classes.numpy()
+    n_tasks, n_way = classes.shape
+    count = unknown_count(n_way * episodes.query.shape[2], fraction)
+    members = _class_members(labels, len(class_groups))
+    nonempty = np.array([c for c, m in enumerate(members) if len(m)])
+    rng = np.random.default_rng(episodes.seed if seed is None else seed)
+    unknown = np.empty((n_tasks, count), dtype=np.int64)
+    for t in range(n_tasks):
+        outside = np.setdiff1d(nonempty, classes[t])
+        pool = outside[class_groups[outside] == class_groups[classes[t, 0]]] if within_group else outside
+        if len(pool) == 0:
+            pool = outside
+        if len(pool) == 0:
+            raise ValueError(
+                f"open-set episodes need a class outside each task's {n_way} ways, but task {t} uses every "
+                f"one of the split's {len(nonempty)} classes: evaluate fewer ways or on more classes"
+            )
+        chosen = rng.choice(pool, size=count, replace=len(pool) < count)
+        unknown[t] = [members[c][rng.integers(len(members[c]))] for c in chosen]
+    return torch.from_numpy(unknown)

@@ -56,10 +56,12 @@ def episode_scores(
     similarity: Similarity,
     shot_reduction: str = "mean",
     max_elements: int = 1 << 25,
+    queries: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Similarity of every query to every way: ``[T, N * Q, N]``.
 
-    Queries are ordered way by way (``N`` blocks of ``Q``). With K > 1 shots the scores
+    Queries are ordered way by way (``N`` blocks of ``Q``); ``queries`` (image indices
+    ``[T, M]``, e.g. open-set unknowns) are scored against the ways instead, ``[T, M, N]``. With K > 1 shots the scores
     of a query against the K shots of a way are averaged (``"mean"``), the best one is
     kept (``"max"``, nearest shot), or the K shot embeddings are averaged into one
     prototype first (``"prototype"``, Snell et al. 2017).
@@ -67,19 +69,20 @@ def episode_scores(
     if shot_reduction not in SHOT_REDUCTIONS:
         raise ValueError(f"shot_reduction must be one of {SHOT_REDUCTIONS}, got {shot_reduction!r}")
     t_all, n, k = episodes.support.shape
-    q = episodes.query.shape[2]
+    queries = episodes.query.flatten(1) if queries is None else queries
+    m = queries.shape[1]
     dim = embeddings.shape[-1]
-    chunk = max(1, max_elements // (n * q * n * k * dim))
+    chunk = max(1, max_elements // (m * n * k * dim))
     out = []
     for start in range(0, t_all, chunk):
         support = embeddings[episodes.support[start : start + chunk].to(embeddings.device)]
-        query = embeddings[episodes.query[start : start + chunk].to(embeddings.device)]
+        query = embeddings[queries[start : start + chunk].to(embeddings.device)]
         t = support.shape[0]
-        query = query.reshape(t, n * q, 1, dim)
+        query = query.reshape(t, m, 1, dim)
         if shot_reduction == "prototype":
             out.append(similarity(query, support.mean(2).reshape(t, 1, n, dim)).float())
             continue
-        scores = similarity(query, support.reshape(t, 1, n * k, dim)).reshape(t, n * q, n, k).float()
+        scores = similarity(query, support.reshape(t, 1, n * k, dim)).reshape(t, m, n, k).float()
         out.append(scores.mean(-1) if shot_reduction == "mean" else scores.amax(-1))
     return torch.cat(out)
 

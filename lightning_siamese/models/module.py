@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
+from lightning_siamese.data.samplers import check_unknown_fraction, sample_unknown_queries
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.figures import RIGHT, WRONG, pair_tile, roc_figure, save_figure, save_image, tile_grid
 from lightning_siamese.evaluation.oneshot import (
@@ -28,6 +29,7 @@ from lightning_siamese.evaluation.oneshot import (
     named_task_record,
     summarize,
 )
+from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, openset_scores, rejection_threshold
 from lightning_siamese.evaluation.verification import (
     THRESHOLD_RULES,
     VerificationResult,
@@ -112,6 +114,13 @@ class SiameseModule(pl.LightningModule):
             (the lowest threshold whose false-accept rate is at most ``target_far``).
             ``val/acc`` and ``test/acc`` are the accuracy at that threshold.
         target_far: the false-accept rate of ``threshold_rule: far``, in (0, 1).
+        openset: also score open-set N-way episodes (``<stage>/openset_*``): the same
+            episodes plus unknown queries from classes outside each task's ways (its own
+            alphabet in within-group tasks); a query whose best similarity is below a
+            rejection threshold is answered "unknown" (see ``evaluation/openset.py``).
+        openset_fraction: the share of unknown queries in an open-set episode, in (0, 1).
+        openset_far: the false-accept rate (unknown queries accepted) at which validation
+            fits the rejection threshold, kept in checkpoints and applied at test.
     """
 
     def __init__(
@@ -127,6 +136,9 @@ class SiameseModule(pl.LightningModule):
         compile: bool = False,
         threshold_rule: str = "accuracy",
         target_far: float | None = None,
+        openset: bool = False,
+        openset_fraction: float = 0.2,
+        openset_far: float = 0.05,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -152,6 +164,11 @@ class SiameseModule(pl.LightningModule):
             raise ValueError("threshold_rule 'far' needs target_far, a false-accept rate in (0, 1), e.g. 0.01")
         self.threshold_rule = threshold_rule
         self.target_far = None if target_far is None else check_far(target_far)
+        self.openset = openset
+        self.openset_fraction = check_unknown_fraction(openset_fraction)
+        self.openset_far = check_far(openset_far, "openset_far")
+        self.openset_threshold: float | None = None  # fitted on validation, kept in checkpoints
+        self.last_openset: dict[str, OpenSetResult] = {}
         self.channels_last = channels_last
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
@@ -295,6 +312,8 @@ class SiameseModule(pl.LightningModule):
         name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
         metrics[f"{stage}/pair_auroc"] = auroc.compute()
         metrics[f"{stage}/{name}_ci95"] = result.ci95
+        if self.openset and dataset.task_names is None:  # not Lake's runs: a run holds only its 20 ways
+            metrics |= self._openset(stage, dataset, table)
         if stage == "val":
             metrics["hp_metric"] = result.accuracy  # the HPARAMS tab's metric column
         auroc.reset()
@@ -304,6 +323,35 @@ class SiameseModule(pl.LightningModule):
         self.log(f"{stage}/{name}_acc", result.accuracy, prog_bar=True, sync_dist=sync)
         if dataset.task_names is not None and self.trainer.is_global_zero:
             self._report_named_tasks(f"{stage}/{name}_acc", dataset, per_task)
+
+    def _openset(self, stage: str, dataset, table: torch.Tensor) -> dict[str, float]:  # noqa: ANN001
+        """Open-set metrics of the stage's episodes; validation fits the rejection threshold, test applies it."""
+        collection, episodes = dataset.collection, dataset.episodes
+        within_group = getattr(self.trainer.datamodule, "within_group", True)
+        unknown = sample_unknown_queries(collection.labels, collection.class_groups, episodes, self.openset_fraction,
+                                         within_group=within_group)
+        scores = openset_scores(table, episodes, unknown, self.head.similarity, self.shot_reduction)
+        if stage == "val":
+            self.openset_threshold = rejection_threshold(scores, self.openset_far)
+        threshold = self.openset_threshold
+        if threshold is None:
+            warnings.warn(
+                f"no open-set rejection threshold (the model was never validated): {stage} fits one on its own "
+                f"episodes at false-accept rate {self.openset_far:g}, which flatters the open-set accuracy"
+            )
+            threshold = rejection_threshold(scores, self.openset_far)
+        result = evaluate_openset(scores, threshold, episodes)
+        self.last_openset[stage] = result
+        return {
+            f"{stage}/openset_acc": result.open_acc,
+            f"{stage}/openset_acc_ci95": result.open_ci95,
+            f"{stage}/openset_auc": result.auc,
+            f"{stage}/openset_auc_ci95": result.auc_ci95,
+            f"{stage}/openset_closed_acc": result.closed_acc,
+            f"{stage}/openset_threshold": result.threshold,
+            f"{stage}/openset_false_accept": result.false_accept,
+            f"{stage}/openset_false_reject": result.false_reject,
+        }
 
     def _verify(self, stage: str, dataset, table: torch.Tensor, metrics: dict) -> None:  # noqa: ANN001
         """Verification metrics of a pair list: accuracy, AUC, EER, TAR@FAR, ROC, example pairs.
@@ -393,11 +441,13 @@ class SiameseModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["verification_threshold"] = self.verification_threshold
         checkpoint["verification_threshold_rule"] = self.verification_threshold_rule
+        checkpoint["openset_threshold"] = self.openset_threshold
         checkpoint["writer_threshold_k"] = self.writer_threshold_k
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.verification_threshold = checkpoint.get("verification_threshold")
         self.verification_threshold_rule = checkpoint.get("verification_threshold_rule")
+        self.openset_threshold = checkpoint.get("openset_threshold")
         self.writer_threshold_k = checkpoint.get("writer_threshold_k")
 
     def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001

@@ -40,15 +40,19 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def sign_data_files(writers: dict[int, tuple[int, int]], top: str = "") -> dict[str, bytes]:
-    """``<top>/<writer>/<writer>_NN.png`` genuine and ``<top>/<writer>_forg/<forger><writer>_NN.png``."""
+def signature_files(writers: dict[int, tuple[int, int]], genuine_name, forged_name) -> dict[str, bytes]:  # noqa: ANN001
+    """Each writer's genuine and forged PNGs under the names the two callables give (writer, number)."""
     files = {}
     for w, (genuine, forged) in writers.items():
-        for n in range(1, genuine + 1):
-            files[f"{top}{w:03d}/{w:03d}_{n:02d}.png"] = png(signature_image(w, n, False))
-        for n in range(1, forged + 1):
-            files[f"{top}{w:03d}_forg/{100 + w:04d}{w:03d}_{n:02d}.png"] = png(signature_image(w, n, True))
+        files |= {genuine_name(w, n): png(signature_image(w, n, False)) for n in range(1, genuine + 1)}
+        files |= {forged_name(w, n): png(signature_image(w, n, True)) for n in range(1, forged + 1)}
     return files
+
+
+def sign_data_files(writers: dict[int, tuple[int, int]], top: str = "") -> dict[str, bytes]:
+    """``<top>/<writer>/<writer>_NN.png`` genuine and ``<top>/<writer>_forg/<forger><writer>_NN.png``."""
+    return signature_files(writers, lambda w, n: f"{top}{w:03d}/{w:03d}_{n:02d}.png",
+                           lambda w, n: f"{top}{w:03d}_forg/{100 + w:04d}{w:03d}_{n:02d}.png")
 
 
 def write_files(root: Path, files: dict[str, bytes], as_zip: str | None = None) -> Path:
@@ -69,13 +73,8 @@ def write_sign_data(root: Path, writers: dict[int, tuple[int, int]], as_zip: str
 
 
 def write_cedar(root: Path, writers: dict[int, tuple[int, int]]) -> Path:
-    files = {}
-    for w, (genuine, forged) in writers.items():
-        for n in range(1, genuine + 1):
-            files[f"full_org/original_{w}_{n}.png"] = png(signature_image(w, n, False))
-        for n in range(1, forged + 1):
-            files[f"full_forg/forgeries_{w}_{n}.png"] = png(signature_image(w, n, True))
-    return write_files(root, files)
+    return write_files(root, signature_files(writers, lambda w, n: f"full_org/original_{w}_{n}.png",
+                                             lambda w, n: f"full_forg/forgeries_{w}_{n}.png"))
 
 
 WRITERS = {w: (8, 5) for w in range(1, 9)}
@@ -214,6 +213,10 @@ def test_evaluation_pairs_score_questioned_signatures_against_references(collect
     assert genuine[pairs["second"].numpy()[same]].all() and not genuine[pairs["second"].numpy()[~same]].any()
     again, _ = evaluation_pairs(collection, 3, 10, 0.0, seed=0)
     assert all(torch.equal(again[k], pairs[k]) for k in pairs)
+    mixed, _ = evaluation_pairs(collection, 3, 10, random_forgeries=0.4, seed=0)  # 2 of each writer's 5 forged pairs
+    neg = (mixed["same"] == 0).numpy()
+    random = neg & (writer[mixed["first"].numpy()] != writer[mixed["second"].numpy()])
+    assert random.sum() == 2 * len(WRITERS) and genuine[mixed["second"].numpy()[random]].all()
     with pytest.raises(ValueError, match="writer 001 has 8 genuine signatures: 8 references"):
         evaluation_pairs(collection, 8, 10, 0.0, seed=0)
 

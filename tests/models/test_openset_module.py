@@ -1,0 +1,73 @@
+"""Open-set evaluation through SiameseModule: logged, threshold fitted on validation and kept for test."""
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
+
+
+def small_module(**kwargs) -> SiameseModule:
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 8, 8, 8), embedding_dim=8, init="default", output="linear")
+    return SiameseModule(encoder, head=lambda d: TripletHead(d, mining="hard"), optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), **kwargs)
+
+
+def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_threshold(tiny_omniglot: Path, tmp_path: Path) -> None:
+    pl.seed_everything(0)
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_kind="classes", batch_size=16, images_per_class=4, pairs_per_epoch=32,
+        n_way=3, val_tasks=20, test_tasks=20, val_pairs=16, seed=0,
+    )
+    module = small_module(openset=True, openset_fraction=0.25, openset_far=0.2)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    val = trainer.callback_metrics
+    for name in ("acc", "acc_ci95", "auc", "auc_ci95", "closed_acc", "threshold", "false_accept", "false_reject"):
+        assert f"val/openset_{name}" in val, name
+    assert float(val["val/openset_false_accept"]) <= 20.0  # fitted at this false-accept rate
+    assert float(val["val/openset_closed_acc"]) == pytest.approx(float(val["val/oneshot_acc"]))  # same known queries
+    assert 0.0 <= float(val["val/openset_auc"]) <= 1.0
+    threshold = module.openset_threshold
+    assert float(val["val/openset_threshold"]) == pytest.approx(threshold)
+
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    restored = small_module(openset=True, openset_fraction=0.25, openset_far=0.2)
+    restored.on_load_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+    assert restored.openset_threshold == threshold
+
+    tested = trainer.test(module, datamodule=data, verbose=False)[0]
+    assert {"test/openset_acc", "test/openset_auc"} <= set(tested)
+    assert tested["test/openset_threshold"] == pytest.approx(threshold)  # not refitted on test
+    result = module.last_openset["test"]
+    assert result.unknown_fraction == pytest.approx(1 / 4) and result.tasks == 20
+
+
+def test_without_openset_nothing_is_logged(tiny_omniglot: Path, tmp_path: Path) -> None:
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_kind="classes", batch_size=16, images_per_class=4, n_way=3, val_tasks=5, val_pairs=8,
+    )
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    metrics = trainer.validate(small_module(), datamodule=data, verbose=False)[0]
+    assert "val/oneshot_acc" in metrics and not any("openset" in k for k in metrics)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"openset_fraction": 0.0}, "unknown fraction of open-set queries must be strictly between 0 and 1, got 0.0"),
+        ({"openset_fraction": 1.2}, "got 1.2"),
+        ({"openset_far": 1.0}, "openset_far must be a false-accept rate strictly between 0 and 1.*got 1.0"),
+        ({"openset_far": -0.05}, "openset_far .* got -0.05"),
+    ],
+)
+def test_bad_openset_options_are_refused(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        small_module(openset=True, **kwargs)
