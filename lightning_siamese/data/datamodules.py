@@ -43,6 +43,7 @@ from lightning_siamese.data.sources import (
     OMNIGLOT_TEST_ALPHABETS,
     OMNIGLOT_VAL_ALPHABETS,
     ImageCollection,
+    depth_counts,
     load_image_folder,
     load_lake_runs,
     load_omniglot,
@@ -654,6 +655,10 @@ class FolderDataModule(SiameseDataModule):
         split_by: ``"class"`` or ``"group"`` (top-level folder).
         split_seed: the seed of that split.
         skip_bad_images: warn about and skip unreadable or non-image files instead of failing.
+        class_depth: which folder level names a class: ``"leaf"`` (the folder holding the
+            images), or ``k`` (the first k levels under ``root``: 1 = top-level folder), so
+            one nested tree gives several label granularities; the summary prints the class
+            count at every depth the tree allows.
         same_group_prob, within_group, n_way: as in :class:`SiameseDataModule`, with
             defaults for ungrouped folders (0, False, 5-way).
         **kwargs: the other options of :class:`SiameseDataModule`.
@@ -670,6 +675,7 @@ class FolderDataModule(SiameseDataModule):
         split_by: str = "class",
         split_seed: int = 0,
         skip_bad_images: bool = False,
+        class_depth: int | str = "leaf",
         same_group_prob: float = 0.0,
         within_group: bool = False,
         n_way: int = 5,
@@ -695,12 +701,13 @@ class FolderDataModule(SiameseDataModule):
         self.split_by = split_by
         self.split_seed = split_seed
         self.skip_bad_images = skip_bad_images
+        self.class_depth = class_depth
         self._assignment: dict[str, list[int]] | None = None
         self.summary = ""
 
     def load_collection(self) -> ImageCollection:
         collection, self._load_summary = load_image_folder(
-            self.root, self.image_size, self.channels, self.skip_bad_images
+            self.root, self.image_size, self.channels, self.skip_bad_images, self.class_depth
         )
         return collection
 
@@ -735,7 +742,8 @@ class FolderDataModule(SiameseDataModule):
             f"{int(counts.min())}-{int(counts.max())} images per class (median {int(counts.median())}); "
             f"sizes before resizing {info['original_width'][0]}-{info['original_width'][1]} x "
             f"{info['original_height'][0]}-{info['original_height'][1]} px, resized to {self.image_size}x{self.image_size}, "
-            f"{self.channels} channel(s)."
+            f"{self.channels} channel(s).",
+            f"  classes by class_depth: {depth_counts(info)}; using class_depth {self.class_depth}.",
         ]
         for name in ("train", "val", "test"):
             classes = assignment[name]
