@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.figures import NEUTRAL, RIGHT, WRONG, pair_tile, tile_grid
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
+from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, score_with_unknowns
 from lightning_siamese.models.heads import KochHead
 
 log = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class OneShotReport(pl.Callback):
     The episodes are drawn with this callback's own seed (not the validation seed used
     for model selection), so the number is not inflated by selection. The result
     (mean, 95% CI, N, K, tasks, seed, checkpoint) is printed and written to
-    ``oneshot_<split>.json`` in the run folder.
+    ``oneshot_<split>.json`` in the run folder; with the module's ``openset`` on, so are the
+    open-set metrics of the same episodes at the checkpoint's rejection threshold (``openset``).
 
     Args:
         split: ``"val"`` or ``"test"``.
@@ -181,6 +183,7 @@ class OneShotReport(pl.Callback):
         self.tasks = tasks
         self.seed = seed
         self.use_best = use_best
+        self.openset: OpenSetResult | None = None  # the last open-set result, when the module scores one
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.interrupted or trainer.fast_dev_run:
@@ -191,6 +194,8 @@ class OneShotReport(pl.Callback):
         if checkpoint:
             state = torch.load(checkpoint, map_location=pl_module.device, weights_only=True)
             pl_module.load_state_dict(state["state_dict"])
+            if "openset_threshold" in state:  # the threshold fitted with those weights
+                pl_module.openset_threshold = state["openset_threshold"]
         result = self.evaluate(trainer, pl_module)
         self.report(trainer, result, checkpoint or "final weights")
 
@@ -198,11 +203,19 @@ class OneShotReport(pl.Callback):
         data = trainer.datamodule
         evaluation = data.evaluation_set(self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed)
         embeddings = embed_all(pl_module, evaluation.collection.images)
+        self.openset = None
+        if getattr(pl_module, "openset", False) and pl_module.openset_threshold is not None:
+            scores = score_with_unknowns(evaluation.collection, evaluation.episodes, embeddings, pl_module.head.similarity,
+                                         pl_module.shot_reduction, pl_module.openset_fraction, getattr(data, "within_group", True))
+            self.openset = evaluate_openset(scores, pl_module.openset_threshold, evaluation.episodes)
         return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.shot_reduction)
 
     @rank_zero_only
     def report(self, trainer: pl.Trainer, result, checkpoint: str) -> None:  # noqa: ANN001
         record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
+        if self.openset is not None:
+            record["openset"] = self.openset.as_dict()
+            print(f"\nFinal open-set evaluation on the {self.split} split: {self.openset}")
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / f"oneshot_{self.split}.json"

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torchmetrics.functional.classification import binary_auroc, multilabel_auroc
 
-from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.samplers import Episodes, sample_unknown_queries
 from lightning_siamese.evaluation.oneshot import Similarity, episode_scores, mean_ci95
 from lightning_siamese.evaluation.verification import threshold_at_far
 
@@ -58,6 +58,20 @@ def openset_scores(
     target = torch.arange(episodes.n_way).repeat_interleave(episodes.query.shape[2])
     known_best, known_way = known.max(-1)
     return OpenSetScores(known_best.double(), known_way == target, other.amax(-1).double())
+
+
+def score_with_unknowns(
+    collection,  # noqa: ANN001 - an ImageCollection: labels and class_groups
+    episodes: Episodes,
+    embeddings: torch.Tensor,
+    similarity: Similarity,
+    shot_reduction: str = "mean",
+    fraction: float = 0.2,
+    within_group: bool = True,
+) -> OpenSetScores:
+    """Add unknown queries (a ``fraction`` of all, seeded by the episodes) to ``episodes`` of ``collection`` and score them."""
+    unknown = sample_unknown_queries(collection.labels, collection.class_groups, episodes, fraction, within_group=within_group)
+    return openset_scores(embeddings, episodes, unknown, similarity, shot_reduction)
 
 
 def rejection_threshold(scores: OpenSetScores, target_far: float) -> float:

@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
-from lightning_siamese.data.samplers import check_unknown_fraction, sample_unknown_queries
+from lightning_siamese.data.samplers import check_unknown_fraction
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.figures import RIGHT, WRONG, pair_tile, roc_figure, save_figure, save_image, tile_grid
 from lightning_siamese.evaluation.oneshot import (
@@ -29,7 +29,7 @@ from lightning_siamese.evaluation.oneshot import (
     named_task_record,
     summarize,
 )
-from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, openset_scores, rejection_threshold
+from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, rejection_threshold, score_with_unknowns
 from lightning_siamese.evaluation.verification import (
     THRESHOLD_RULES,
     VerificationResult,
@@ -326,11 +326,10 @@ class SiameseModule(pl.LightningModule):
 
     def _openset(self, stage: str, dataset, table: torch.Tensor) -> dict[str, float]:  # noqa: ANN001
         """Open-set metrics of the stage's episodes; validation fits the rejection threshold, test applies it."""
-        collection, episodes = dataset.collection, dataset.episodes
+        episodes = dataset.episodes
         within_group = getattr(self.trainer.datamodule, "within_group", True)
-        unknown = sample_unknown_queries(collection.labels, collection.class_groups, episodes, self.openset_fraction,
-                                         within_group=within_group)
-        scores = openset_scores(table, episodes, unknown, self.head.similarity, self.shot_reduction)
+        scores = score_with_unknowns(dataset.collection, episodes, table, self.head.similarity, self.shot_reduction,
+                                     self.openset_fraction, within_group)
         if stage == "val":
             self.openset_threshold = rejection_threshold(scores, self.openset_far)
         threshold = self.openset_threshold

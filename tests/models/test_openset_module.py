@@ -1,11 +1,13 @@
 """Open-set evaluation through SiameseModule: logged, threshold fitted on validation and kept for test."""
 
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 
+from lightning_siamese.callbacks import OneShotReport
 from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
 
@@ -23,8 +25,9 @@ def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_thresho
         n_way=3, val_tasks=20, test_tasks=20, val_pairs=16, seed=0,
     )
     module = small_module(openset=True, openset_fraction=0.25, openset_far=0.2)
+    report = OneShotReport(tasks=15, seed=5, use_best=False)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[report])
     trainer.fit(module, datamodule=data)
     val = trainer.callback_metrics
     for name in ("acc", "acc_ci95", "auc", "auc_ci95", "closed_acc", "threshold", "false_accept", "false_reject"):
@@ -34,6 +37,11 @@ def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_thresho
     assert 0.0 <= float(val["val/openset_auc"]) <= 1.0
     threshold = module.openset_threshold
     assert float(val["val/openset_threshold"]) == pytest.approx(threshold)
+
+    # The end-of-run report scores its own episodes, open set included, at the validation threshold.
+    record = json.loads((tmp_path / "oneshot_val.json").read_text())
+    assert record["tasks"] == 15 and record["openset"]["threshold"] == pytest.approx(threshold)
+    assert record["openset"]["closed_acc"] == pytest.approx(record["accuracy"]) and record["openset"]["seed"] == 5
 
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
