@@ -1,10 +1,12 @@
-"""Baselines scored by the same N-way K-shot code as the networks: MHD, pixel distance, chance.
+"""Baselines scored by the same N-way K-shot code as the networks: MHD, pixel distance, kNN, chance.
 
 A baseline is an ``embed`` that turns uint8 images ``[N, C, H, W]`` (strokes bright, as the
 Omniglot loaders give them) into one row per image, and a ``similarity`` over such rows
 that broadcasts like a head's, so
 :func:`~lightning_siamese.evaluation.oneshot.episode_accuracies` scores a baseline on the
-very episodes, and by the very rule, that it scores a network.
+very episodes, and by the very rule, that it scores a network. The kNN baseline instead
+fits scikit-learn's ``KNeighborsClassifier`` on each episode's support set, so with K shots
+a query takes the way of its nearest shot (or the vote of its ``n_neighbors`` nearest).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from lightning_siamese.data.samplers import Episodes
 from lightning_siamese.evaluation.oneshot import Similarity, episode_accuracies
 
-BASELINES = ("mhd", "pixel", "chance")
+BASELINES = ("mhd", "pixel", "knn", "chance")
 # Padding points sit this far away, so no real point ever takes one as its nearest neighbour.
 _FAR = 1e4
 
@@ -136,13 +139,57 @@ class Baseline:
         return episode_accuracies(self.embed(images), episodes, self.similarity)
 
 
-def make_baseline(name: str, seed: int = 0) -> Baseline:
+def knn_accuracies(features: torch.Tensor, episodes: Episodes, n_neighbors: int = 1, metric: str = "euclidean") -> torch.Tensor:
+    """Accuracy of each episode in percent, ``[T]``, of a k-nearest-neighbour classifier.
+
+    For each episode scikit-learn's ``KNeighborsClassifier`` is fitted on the N x K support
+    rows of ``features`` (one row per image), labelled by way, and predicts every query's way.
+    Only the episode's own support set is seen, so K-shot tasks get K shots and no more.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+    from threadpoolctl import threadpool_limits
+
+    t, n, k = episodes.support.shape
+    q = episodes.query.shape[2]
+    rows = features.detach().cpu().double().numpy()
+    support, query = episodes.support.reshape(t, n * k).numpy(), episodes.query.reshape(t, n * q).numpy()
+    ways, target = np.repeat(np.arange(n), k), np.repeat(np.arange(n), q)  # way-major, as the indices are
+    classifier = KNeighborsClassifier(n_neighbors=min(n_neighbors, n * k), metric=metric, algorithm="brute")
+    with threadpool_limits(1):  # tiny problems: thread start-up would cost more than the distances
+        accuracy = [(classifier.fit(rows[support[i]], ways).predict(rows[query[i]]) == target).mean() for i in range(t)]
+    return torch.tensor(accuracy, dtype=torch.float64) * 100.0
+
+
+@dataclass
+class KNNBaseline:
+    """A kNN classifier over ``embed``'s rows, fitted anew on each episode's support set."""
+
+    name: str
+    embed: Callable[[torch.Tensor], torch.Tensor]
+    n_neighbors: int = 1
+    metric: str = "euclidean"
+
+    def accuracies(self, images: torch.Tensor, episodes: Episodes) -> torch.Tensor:
+        """Accuracy of each episode, in percent (see :func:`knn_accuracies`)."""
+        return knn_accuracies(self.embed(images), episodes, self.n_neighbors, self.metric)
+
+
+def pixels(images: torch.Tensor) -> torch.Tensor:
+    """Raw pixels in [0, 1], one row per image."""
+    return images.float().div(255.0).flatten(1)
+
+
+def make_baseline(name: str, seed: int = 0) -> Baseline | KNNBaseline:
     """``"mhd"`` (Lake's modified Hausdorff distance), ``"pixel"`` (nearest neighbour in pixel
-    space) or ``"chance"`` (random scores drawn from ``seed``)."""
+    space, K shots scored by their mean distance), ``"knn"`` (scikit-learn's 1-nearest-neighbour
+    classifier on raw pixels, fitted on each episode's support set) or ``"chance"`` (random
+    scores drawn from ``seed``)."""
     if name == "mhd":
         return Baseline(name, lambda images: ink_points(images).flatten(1), mhd_similarity)
     if name == "pixel":
-        return Baseline(name, lambda images: images.float().div(255.0).flatten(1), pixel_similarity)
+        return Baseline(name, pixels, pixel_similarity)
+    if name == "knn":
+        return KNNBaseline(name, pixels)
     if name == "chance":
         return Baseline(name, lambda images: torch.zeros(len(images), 1), ChanceSimilarity(seed))
     raise ValueError(f"unknown baseline {name!r}; expected one of {BASELINES}")

@@ -1,5 +1,6 @@
 from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder, SigNet, SmallConvEmbedding
 from lightning_siamese.models.heads import (
+    ClassifierHead,
     ContrastiveHead,
     CosFaceHead,
     DistanceHead,
@@ -11,6 +12,7 @@ from lightning_siamese.models.heads import (
 from lightning_siamese.models.module import SiameseModule
 
 __all__ = [
+    "ClassifierHead",
     "ContrastiveHead",
     "ConvNetEncoder",
     "CosFaceHead",

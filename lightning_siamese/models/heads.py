@@ -205,6 +205,15 @@ class PrototypicalHead(DistanceHead):
         return F.cross_entropy(logits, anchor.new_zeros(len(anchor), dtype=torch.long))
 
 
+def check_class_labels(head: PairHead, labels: torch.Tensor) -> None:
+    """Fail when a label is beyond the classes a classifying head was built for, saying what to set."""
+    if int(labels.max()) >= head.num_classes:
+        raise ValueError(
+            f"label {int(labels.max())} is beyond {type(head).__name__}'s num_classes={head.num_classes}: "
+            f"set num_classes to the number of training classes (at least {int(labels.max()) + 1})"
+        )
+
+
 class CosFaceHead(PairHead):
     """Large-margin cosine softmax (CosFace, Wang et al. 2018) over the training classes.
 
@@ -234,14 +243,68 @@ class CosFaceHead(PairHead):
         self.proxies = nn.Parameter(torch.randn(num_classes, embedding_dim) / embedding_dim**0.5)
 
     def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if int(labels.max()) >= self.num_classes:
-            raise ValueError(
-                f"label {int(labels.max())} is beyond CosFaceHead's num_classes={self.num_classes}: "
-                f"set num_classes to the number of training classes (at least {int(labels.max()) + 1})"
-            )
+        check_class_labels(self, labels)
         cosine = F.normalize(embeddings, dim=-1) @ F.normalize(self.proxies, dim=-1).T
         logits = self.scale * (cosine - self.margin * F.one_hot(labels, self.num_classes).to(cosine.dtype))
         return F.cross_entropy(logits, labels)
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return F.cosine_similarity(first, second, dim=-1)
+
+
+class ClassifierHead(PairHead):
+    """A categorical CNN's softmax layer: cross-entropy over the training classes.
+
+    The baseline of Koch et al. and the DarkShotLearning seed: the encoder and one linear
+    layer are trained to name the training classes; the layer is then dropped and the
+    encoder's output (the penultimate layer) compared between images of unseen classes by
+    cosine similarity or (negative) Euclidean distance.
+
+    Args:
+        embedding_dim: width of the encoder output.
+        num_classes: number of training classes (with ``class_rotations``, each rotation
+            counts); a label at or above it is an error that says so.
+        similarity: ``"cosine"`` or ``"euclidean"`` (similarity ``-d``).
+        dropout: dropout on the embedding before the softmax layer, while training.
+        label_smoothing: the cross-entropy's label smoothing.
+    """
+
+    trains_on = ("classes",)
+    needs_positives = False
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_classes: int,
+        similarity: str = "cosine",
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(embedding_dim)
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if similarity not in ("cosine", "euclidean"):
+            raise ValueError(f"similarity must be 'cosine' or 'euclidean', got {similarity!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_classes = num_classes
+        self.metric = similarity
+        self.label_smoothing = label_smoothing
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embedding_dim, num_classes)
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Unnormalised class scores ``[B, num_classes]``."""
+        return self.classifier(self.dropout(embeddings))
+
+    def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        check_class_labels(self, labels)
+        return F.cross_entropy(self.logits(embeddings), labels, label_smoothing=self.label_smoothing)
+
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(embeddings, dim=-1) if self.metric == "cosine" else embeddings
+
+    def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        if self.metric == "cosine":
+            return F.cosine_similarity(first, second, dim=-1)
+        return -euclidean(first, second)

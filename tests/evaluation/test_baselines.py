@@ -130,5 +130,5 @@ def test_chance_is_repeatable_and_near_one_in_n() -> None:
 
 
 def test_unknown_baseline_is_named() -> None:
-    with pytest.raises(ValueError, match=r"unknown baseline 'hog'; expected one of \('mhd', 'pixel', 'chance'\)"):
+    with pytest.raises(ValueError, match=r"unknown baseline 'hog'; expected one of \('mhd', 'pixel', 'knn', 'chance'\)"):
         make_baseline("hog")
