@@ -37,11 +37,19 @@ def _write_json(path: str | None, record: dict) -> None:
         print(f"  written to {path}")
 
 
+def retrieval_embeddings(model, data: dict, paths: list[str]) -> np.ndarray:  # noqa: ANN001 - a SiameseModule
+    """Embeddings in the space the model's head measures distances in (L2-normalised for a
+    ``normalize`` distance head); a head without one (Koch's) gets the raw embeddings."""
+    embeddings = embed_paths(model, data, paths)
+    prepare = getattr(model.head, "prepare", None)
+    return (embeddings if prepare is None else prepare(embeddings)).numpy()
+
+
 def run_retrieve(args: argparse.Namespace) -> dict:
     """Gallery from ``args.gallery``; neighbours of the queries; metrics when the queries are labelled."""
     model, data = load_trained(args.ckpt)
     items = labelled_images([args.gallery])
-    gallery = Gallery(embed_paths(model, data, [p for p, _ in items]).numpy(), [c for _, c in items], [p for p, _ in items])
+    gallery = Gallery(retrieval_embeddings(model, data, [p for p, _ in items]), [c for _, c in items], [p for p, _ in items])
     ks = sorted(set(args.k))
     record: dict = {"checkpoint": args.ckpt, "gallery": args.gallery, "gallery_images": len(gallery),
                     "identities": len(set(gallery.labels))}
@@ -56,7 +64,7 @@ def run_retrieve(args: argparse.Namespace) -> dict:
             paths, labels = [p for p, _ in labelled], [c for _, c in labelled]
         else:
             paths, labels = image_paths([args.query]), None
-        queries = embed_paths(model, data, paths).numpy()
+        queries = retrieval_embeddings(model, data, paths)
         distances, index = gallery.nearest(queries, max(ks))
         record["neighbours"] = [
             {"query": p, "nearest": [{"path": gallery.paths[j], "identity": gallery.labels[j], "distance": float(d)}
@@ -124,7 +132,7 @@ def run_probe(args: argparse.Namespace) -> dict:
         record |= {"ood": args.ood, "ood_invert": args.ood_invert, **result.as_dict()}
         if args.roc is not None:
             Path(args.roc).parent.mkdir(parents=True, exist_ok=True)
-            plot_roc(result, args.roc, f"Gini of the softmax probe: {Path(eval_from).name} vs {Path(args.ood[0]).name}")
+            plot_roc(result, args.roc, f"Gini of the softmax probe's output\nin: {eval_from}\nout: {', '.join(args.ood)}")
             print(f"  ROC written to {args.roc}")
     _write_json(args.output, record)
     return record

@@ -7,20 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
+from lightning_siamese.analysis import retrieval_embeddings
 from lightning_siamese.commands import embed_paths, load_trained, main
 from lightning_siamese.evaluation.probe import fit_probe
 from lightning_siamese.evaluation.retrieval import Gallery, evaluate_retrieval
 from lightning_siamese.gallery import labelled_images
 from tests.data.test_mnist import write_mnist
-from tests.test_gallery import tiny_checkpoint, write_characters
-
-
-@pytest.fixture
-def ckpt(tmp_path: Path) -> Path:
-    return tiny_checkpoint(tmp_path / "tiny.ckpt")
+from tests.test_gallery import ckpt, write_characters  # noqa: F401 - ckpt: the tiny checkpoint fixture
 
 
 def test_retrieve_leave_one_out_queries_and_one_image(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture) -> None:
@@ -30,7 +27,12 @@ def test_retrieve_leave_one_out_queries_and_one_image(tmp_path: Path, ckpt: Path
     record = json.loads((main(["retrieve", "--ckpt", str(ckpt), "--gallery", str(gallery_dir), "--output", str(output)]), output.read_text())[1])
     model, data = load_trained(str(ckpt))
     items = labelled_images([str(gallery_dir)])
-    gallery = Gallery(embed_paths(model, data, [p for p, _ in items]).numpy(), [c for _, c in items], [p for p, _ in items])
+    # The tiny model's TripletHead normalises: retrieval ranks by distance between unit vectors.
+    normalised = torch.nn.functional.normalize(embed_paths(model, data, [p for p, _ in items]), dim=1).numpy()
+    gallery = Gallery(normalised, [c for _, c in items], [p for p, _ in items])
+    raw = embed_paths(model, data, [p for p, _ in items]).numpy()
+    assert not np.allclose(np.linalg.norm(raw, axis=1), 1)
+    assert np.allclose(retrieval_embeddings(model, data, [p for p, _ in items]), normalised, atol=1e-6)
     expected = evaluate_retrieval(gallery, ks=(1, 5))
     assert (record["protocol"], record["gallery_images"], record["identities"]) == ("leave-one-out", 16, 4)
     assert record["map@r"] == pytest.approx(expected.map_at_r) and record["precision@5"] == pytest.approx(expected.precision_at[5])
@@ -39,7 +41,8 @@ def test_retrieve_leave_one_out_queries_and_one_image(tmp_path: Path, ckpt: Path
     main(["retrieve", "--ckpt", str(ckpt), "--gallery", str(gallery_dir), "--query", str(query_dir), "-k", "1", "3", "--output", str(output)])
     record = json.loads(output.read_text())
     queries = [p for p, _ in labelled_images([str(query_dir)])]
-    expected = evaluate_retrieval(gallery, embed_paths(model, data, queries).numpy(), [c for _, c in labelled_images([str(query_dir)])], ks=(1, 3))
+    query_embeddings = torch.nn.functional.normalize(embed_paths(model, data, queries), dim=1).numpy()
+    expected = evaluate_retrieval(gallery, query_embeddings, [c for _, c in labelled_images([str(query_dir)])], ks=(1, 3))
     assert record["protocol"] == "queries" and record["queries"] == 8 and record["precision@3"] == pytest.approx(expected.precision_at[3])
     assert [len(n["nearest"]) for n in record["neighbours"]] == [3] * 8
     distances = [h["distance"] for h in record["neighbours"][0]["nearest"]]

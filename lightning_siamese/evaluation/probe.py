@@ -93,7 +93,7 @@ def plot_roc(result: OODResult, path: str, title: str) -> None:
     axis.plot(1 - result.caught, result.kept, "o", color="C3", label=f"threshold {result.threshold:g}")
     axis.set_xlabel("out-of-distribution images kept (false positive rate)")
     axis.set_ylabel("in-distribution images kept (true positive rate)")
-    axis.set_title(title, fontsize=10)
+    axis.set_title(title, fontsize=8)
     axis.legend(loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
