@@ -1,4 +1,4 @@
-"""Callbacks: end-of-run one-shot evaluation, a TensorBoard grid of example pairs, Koch's momentum ramp.
+"""Callbacks: end-of-run one-shot evaluation and t-SNE/projector, a TensorBoard grid of example pairs, Koch's momentum ramp.
 
 They call ``evaluation/`` and the data module; they hold no maths of their own.
 """
@@ -20,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.figures import NEUTRAL, RIGHT, WRONG, pair_tile, tile_grid
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
+from lightning_siamese.evaluation.projection import sample_classes, write_embedding_visuals
 from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, score_with_unknowns
 from lightning_siamese.models.heads import KochHead
 
@@ -221,6 +222,41 @@ class OneShotReport(pl.Callback):
         path = run_dir / f"oneshot_{self.split}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\nFinal one-shot evaluation on the {self.split} split: {result}\n  checkpoint: {checkpoint}\n  written to {path}")
+
+
+class EmbeddingProjector(pl.Callback):
+    """After training, a t-SNE picture and TensorBoard's projector of ``classes`` classes of ``split``.
+
+    Writes ``tsne_<split>.png`` in the run folder and, to TensorBoard, the figure
+    (``<split>/tsne``) and the embeddings with class names and image thumbnails (the
+    PROJECTOR tab). It embeds with the weights the run ends with: the best checkpoint's when
+    ``oneshot_report`` loaded them. Off while ``classes`` is 0 (the default); the same pictures
+    of any checkpoint come from ``lightning-siamese tsne``.
+
+    Args:
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        classes: how many classes to show, drawn with ``seed`` (bounded: t-SNE and the
+            sprite sheet grow with every image of every class shown).
+        groups: draw the classes from these groups only (Omniglot: alphabets).
+        seed: the seed of the class draw and of t-SNE.
+    """
+
+    def __init__(self, split: str = "val", classes: int = 0, groups: list[str] | None = None, seed: int = 0) -> None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if classes < 0:
+            raise ValueError(f"classes must be >= 0 (0 is off), got {classes}")
+        self.split, self.classes, self.groups, self.seed = split, classes, groups, seed
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.classes or trainer.interrupted or trainer.fast_dev_run or not trainer.is_global_zero:
+            return
+        collection = sample_classes(trainer.datamodule.split(self.split), self.classes, self.seed, self.groups)
+        embeddings = embed_all(pl_module, collection.images)
+        writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+        png = Path(trainer.log_dir or trainer.default_root_dir) / f"tsne_{self.split}.png"
+        write_embedding_visuals(writer, png, self.split, embeddings, collection, trainer.global_step, self.seed)
+        print(f"t-SNE of {collection.num_classes} {self.split} classes written to {png}")
 
 
 class PairGridLogger(pl.Callback):

@@ -23,7 +23,14 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from lightning_siamese.callbacks import EmbeddingWriter, OneShotReport, PairGridLogger, RunCheckpoint, StopOnNonFiniteLoss
+from lightning_siamese.callbacks import (
+    EmbeddingProjector,
+    EmbeddingWriter,
+    OneShotReport,
+    PairGridLogger,
+    RunCheckpoint,
+    StopOnNonFiniteLoss,
+)
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -198,6 +205,7 @@ class SiameseCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(OneShotReport, "oneshot_report")
+        parser.add_lightning_class_args(EmbeddingProjector, "projector")
         parser.add_lightning_class_args(PairGridLogger, "pair_grid")
         parser.add_lightning_class_args(EmbeddingWriter, "embedding_writer")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "finite_loss")

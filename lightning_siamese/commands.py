@@ -53,11 +53,22 @@ def data_module_from_config(path: str | Path, image_size: int | None = None) -> 
     return module, config.get("oneshot_report") or {}
 
 
+def report_settings(args: argparse.Namespace, report: dict) -> dict:
+    """Split, task, number of tasks and seed: from ``args`` where given, else the config's
+    ``oneshot_report``, else :class:`OneShotReport`'s defaults (so numbers compare with oneshot_<split>.json)."""
+    return {k: getattr(args, k, None) if getattr(args, k, None) is not None else report.get(k, d) for k, d in REPORT_DEFAULTS.items()}
+
+
+def baseline_images(data: SiameseDataModule, images: torch.Tensor) -> torch.Tensor:
+    """A data module's uint8 images as baselines take them: strokes bright, as Omniglot loads by default."""
+    return images if getattr(data, "invert", True) else 255 - images
+
+
 def run_baseline(args: argparse.Namespace) -> dict:
     """Score one baseline as ``args`` say; print the result and return its JSON record."""
     start = time.time()
     data, report = (None, {}) if args.config is None else data_module_from_config(args.config, args.image_size)
-    settings = {k: getattr(args, k) if getattr(args, k) is not None else report.get(k, d) for k, d in REPORT_DEFAULTS.items()}
+    settings = report_settings(args, report)
     baseline = make_baseline(args.name, settings["seed"])
     if args.runs_dir is not None:
         image_size = args.image_size or (data.image_size if data is not None else 105)
@@ -70,9 +81,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
         evaluation = data.evaluation_set(
             settings["split"], n_way=settings["n_way"], k_shot=settings["k_shot"], tasks=settings["tasks"], seed=settings["seed"]
         )
-        images = evaluation.collection.images
-        if not getattr(data, "invert", True):  # baselines take strokes bright, as Omniglot loads by default
-            images = 255 - images
+        images = baseline_images(data, evaluation.collection.images)
         result = summarize(baseline.accuracies(images, evaluation.episodes), evaluation.episodes)
         record = {"baseline": args.name, "config": str(args.config), "split": settings["split"], **result.as_dict()}
         record["image_size"] = data.image_size
@@ -398,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     from lightning_siamese import analysis  # it builds on this module's helpers
 
     analysis.add_parsers(commands)
+    from lightning_siamese import comparison, projector  # they build on this module's helpers
+
+    comparison.add_compare_parser(commands)
+    projector.add_tsne_parser(commands)
     return parser
 
 
@@ -406,6 +419,13 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     if args.command == "view2":
         run_view2(args, extra)
+        return
+    if args.command in ("compare", "tsne"):
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        from lightning_siamese import comparison, projector
+
+        comparison.run_compare(args) if args.command == "compare" else projector.run_tsne(args)
         return
     if args.command in ("retrieve", "probe"):
         if extra:
