@@ -101,7 +101,8 @@ class MinedTripletLoss(nn.Module):
             Addons implements it); mean over positive pairs.
 
     Memory grows with the square of the batch, never its cube: the triplets are chosen
-    without gradients, a few anchors (or positive pairs) at a time, and the loss is then
+    without gradients (batch-all counts them with sorted distances and binary search,
+    semi-hard picks its negatives a block of positive pairs at a time), and the loss is then
     built from the ``[B, B]`` distances alone.
 
     Args:
@@ -118,7 +119,7 @@ class MinedTripletLoss(nn.Module):
     any cap). A batch with no valid triplet gives a zero loss that still carries a gradient graph.
     """
 
-    # Elements of the largest temporary ``[anchors, B, B]`` block; at least one anchor's ``B x B``.
+    # Elements of semi-hard mining's largest temporary ``[pairs, B]`` block (at least one row).
     chunk_elements = 1 << 22
 
     def __init__(
@@ -149,9 +150,6 @@ class MinedTripletLoss(nn.Module):
         if device not in self._generators:
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
-
-    def _chunk(self, size: int) -> int:
-        return max(1, self.chunk_elements // max(size, 1))
 
     def _subsample(self, count: int, device: torch.device) -> torch.Tensor | None:
         """Positions of a uniform random subset of ``max_triplets`` of ``count`` terms, or ``None``."""
@@ -185,7 +183,7 @@ class MinedTripletLoss(nn.Module):
         keep = negative[a].any(1)
         a, p = a[keep], p[keep]
         chosen = torch.empty_like(a)
-        step = self._chunk(d.shape[1])
+        step = max(1, self.chunk_elements // len(d))
         with torch.no_grad():
             for start in range(0, len(a), step):
                 rows = a[start : start + step]
@@ -197,51 +195,51 @@ class MinedTripletLoss(nn.Module):
         return F.relu(d[a, p] - d[a, chosen] + self.margin)
 
     def _batch_all(self, d: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-        """Mean of the active terms ``d(a, p) - d(a, n) + m`` over all valid triplets.
+        """Mean of the active terms ``d(a, p) - d(a, n) + m`` over all valid triplets, in O(B^2) memory.
 
-        Which triplets are active is found without gradients, a few anchors at a time. The
-        mean of the active terms is then ``(sum_ap w_ap d_ap - sum_an w_an d_an) / count + m``
-        with ``w_ap`` the number of active triplets through (a, p) and ``w_an`` through (a, n):
-        the same value and gradient as the per-triplet sum, from ``[B, B]`` tensors. Under a
-        cap the chosen triplets are kept by index instead (at most ``max_triplets``).
+        A triplet is active when ``d(a, n) < d(a, p) + m``. Without gradients, each anchor's
+        negative distances are sorted once; a binary search then counts, for every positive
+        pair (a, p), its active negatives ``w_ap`` (they are the ``w_ap`` nearest negatives of
+        a), and likewise for every (a, n) its active positives ``w_an``. The mean of the active
+        terms is ``(sum_ap w_ap d_ap - sum_an w_an d_an) / count + m``: the per-triplet sum's
+        value and gradient from ``[B, B]`` tensors. Under a cap, ``max_triplets`` distinct
+        active triplets are drawn uniformly by rank and decoded back to (a, p, n).
         """
-        size = len(d)
         valid = int((positive.sum(1) * negative.sum(1)).sum())
         if valid == 0:
             self.last_active_fraction = float("nan")
             return d.sum() * 0.0
-        w_ap = torch.zeros_like(d, dtype=torch.long)
-        w_an = torch.zeros_like(d, dtype=torch.long)
-        cap = self.max_triplets
-        kept_keys = torch.empty(0, device=d.device)
-        kept = torch.empty(0, 3, dtype=torch.long, device=d.device)
-        step = self._chunk(size * size)
         with torch.no_grad():
-            for start in range(0, size, step):
-                rows = slice(start, start + step)
-                terms = d[rows, :, None] - d[rows, None, :] + self.margin  # [anchors, B, B]
-                active = positive[rows, :, None] & negative[rows, None, :] & (terms > 1e-16)
-                if cap is None:
-                    w_ap[rows] = active.sum(2)
-                    w_an[rows] = active.sum(1)
-                    continue
-                # A uniform subset of all active triplets: each gets a random key, the smallest keys stay.
-                found = active.nonzero()
-                found[:, 0] += start
-                keys = torch.rand(len(found), generator=self._generator(d.device), device=d.device)
-                kept_keys, kept = torch.cat([kept_keys, keys]), torch.cat([kept, found])
-                w_ap[rows] += active.sum(2)  # counts only, for the active fraction
-                if len(kept) > cap:
-                    kept_keys, order = kept_keys.topk(cap, largest=False)
-                    kept = kept[order]
+            shifted = d + self.margin  # d(a, p) + m: the same floats on both sides of each comparison
+            negatives, nearest = d.masked_fill(~negative, float("inf")).sort(1)
+            positives = shifted.masked_fill(~positive, float("inf")).sort(1).values
+            w_ap = torch.searchsorted(negatives, shifted.contiguous()).masked_fill_(~positive, 0)
+            below = torch.searchsorted(positives, d.contiguous(), right=True)  # positives with d(a, p) + m <= d(a, n)
+            w_an = (positive.sum(1, keepdim=True) - below).masked_fill_(~negative, 0)
         count = int(w_ap.sum())
         self.last_active_fraction = count / valid
         if count == 0:
             return d.sum() * 0.0
-        if cap is not None:
-            a, p, n = kept.unbind(1)
-            return (d[a, p] - d[a, n] + self.margin).mean()
-        return ((w_ap * d).sum() - (w_an * d).sum()) / count + self.margin
+        if self.max_triplets is None or count <= self.max_triplets:
+            return ((w_ap * d).sum() - (w_an * d).sum()) / count + self.margin
+        # Rank r runs over active triplets (a, p) by (a, p), then the (a, p)'s active negatives nearest first.
+        ranks = self._distinct_ranks(count, d.device)
+        ends = w_ap.flatten().cumsum(0)
+        pair = torch.searchsorted(ends, ranks, right=True)
+        a, p = pair // len(d), pair % len(d)
+        n = nearest[a, ranks - (ends[pair] - w_ap.flatten()[pair])]
+        return (d[a, p] - d[a, n] + self.margin).mean()
+
+    def _distinct_ranks(self, count: int, device: torch.device) -> torch.Tensor:
+        """``max_triplets`` distinct integers drawn uniformly from ``[0, count)``, in O(max_triplets) memory."""
+        cap, generator = self.max_triplets, self._generator(device)
+        if count <= 4 * cap:
+            return torch.randperm(count, generator=generator, device=device)[:cap]
+        ranks = torch.empty(0, dtype=torch.long, device=device)
+        while len(ranks) < cap:  # draws with repeats; few repeat when count > 4 cap
+            ranks = torch.cat([ranks, torch.randint(count, (cap,), generator=generator, device=device)]).unique()
+        # A uniform subset of a uniformly drawn set is a uniform subset.
+        return ranks[torch.randperm(len(ranks), generator=generator, device=device)[:cap]]
 
 
 class MinedContrastiveLoss(nn.Module):

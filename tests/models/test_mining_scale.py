@@ -35,12 +35,11 @@ def active_terms(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> list
     return out
 
 
-@pytest.mark.parametrize("chunk_elements", [1, 50, 1 << 22])
-def test_batch_all_value_and_gradient_match_the_cube(chunk_elements: int) -> None:
-    emb, labels = batch(grad=True)
-    loss = MinedTripletLoss(1.0, "all")
-    loss.chunk_elements = chunk_elements  # 1: one anchor at a time
-    value = loss(emb, labels)
+@pytest.mark.parametrize("seed", range(4))
+def test_batch_all_value_and_gradient_match_the_cube(seed: int) -> None:
+    emb, labels = batch(seed=seed, grad=True)
+    emb.data[:3] = emb.data[3]  # ties in the sorted distances
+    value = MinedTripletLoss(1.0, "all")(emb, labels)
     (grad,) = torch.autograd.grad(value, emb)
     expected = cube_batch_all(emb, labels, 1.0)
     (expected_grad,) = torch.autograd.grad(expected, emb)
@@ -75,20 +74,19 @@ def test_a_cap_of_one_picks_one_active_triplet() -> None:
         assert torch.isclose(terms, value.detach()).any()
 
 
-def test_the_capped_subset_is_seeded_unbiased_and_independent_of_chunking() -> None:
+def test_the_capped_subset_is_seeded_and_unbiased() -> None:
     emb, labels = batch(seed=3)
     full = float(MinedTripletLoss(1.0, "all")(emb, labels))
     n_active = len(active_terms(emb, labels, 1.0))
     cap = n_active // 10
 
-    def capped(seed: int, chunk_elements: int = 1 << 22) -> float:
+    def capped(seed: int) -> float:
         loss = MinedTripletLoss(1.0, "all", max_triplets=cap, seed=seed)
-        loss.chunk_elements = chunk_elements
         value = float(loss(emb, labels))
         assert loss.last_active_fraction == pytest.approx(n_active / loss_valid(labels))  # before the cap
         return value
 
-    assert capped(7) == capped(7) == capped(7, chunk_elements=1)
+    assert capped(7) == capped(7)
     draws = torch.tensor([capped(seed) for seed in range(300)])
     assert len(torch.unique(draws)) > 250  # different subsets
     # The mean of capped losses estimates the uncapped loss (a uniform subset is unbiased).
@@ -98,6 +96,15 @@ def test_the_capped_subset_is_seeded_unbiased_and_independent_of_chunking() -> N
 def loss_valid(labels: torch.Tensor) -> int:
     positive, negative = _masks(labels)
     return int((positive.sum(1) * negative.sum(1)).sum())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_cap_one_below_the_count_leaves_out_exactly_one_active_triplet(seed: int) -> None:
+    emb, labels = batch(seed=1)
+    terms = torch.tensor(active_terms(emb, labels, 1.0), dtype=torch.float64)
+    value = MinedTripletLoss(1.0, "all", max_triplets=len(terms) - 1, seed=seed)(emb, labels).item()
+    left_out = float(terms.sum()) - value * (len(terms) - 1)
+    assert torch.isclose(terms, torch.tensor(left_out, dtype=torch.float64), atol=1e-9).any()
 
 
 def test_successive_batches_draw_new_subsets() -> None:
