@@ -31,6 +31,7 @@ from lightning_siamese.callbacks import (
     RunCheckpoint,
     StopOnNonFiniteLoss,
 )
+from lightning_siamese.health import TrainingHealth
 
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
@@ -209,6 +210,7 @@ class SiameseCLI(LightningCLI):
         parser.add_lightning_class_args(PairGridLogger, "pair_grid")
         parser.add_lightning_class_args(EmbeddingWriter, "embedding_writer")
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "finite_loss")
+        parser.add_lightning_class_args(TrainingHealth, "health")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)

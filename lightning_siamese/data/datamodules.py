@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from lightning_siamese.data.lfw import (
     LFW_URL,
@@ -65,6 +65,12 @@ class BatchSampler(Protocol):
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
 
 
+def _batch_key(key: tuple[int, int] | int) -> tuple[int, int]:
+    """``(epoch, b)``; a plain ``b`` (Lightning's ``overfit_batches`` samples sequentially) is
+    batch b of epoch 0, so an overfitting run sees the same batches every epoch."""
+    return key if isinstance(key, tuple) else (0, int(key))
+
+
 class SampledBatches(Dataset):
     """Item ``(epoch, b)`` is the b-th training batch of that epoch, as a dict of tensors.
 
@@ -97,8 +103,8 @@ class SampledBatches(Dataset):
     def __len__(self) -> int:
         return self.num_batches
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        epoch, index = key
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+        epoch, index = _batch_key(key)
         rng = np.random.default_rng([self.seed, epoch, index])
         drawn = self.sampler.sample(self.batch_size, rng)
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -166,8 +172,8 @@ class KochPairBatches(Dataset):
         seed = int(np.random.default_rng([self.seed, pair, copy]).integers(2**62))
         return self.augment.matrices(2, size, torch.Generator().manual_seed(seed))
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        pair, copy = self.examples(*key)
+    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
+        pair, copy = self.examples(*_batch_key(key))
         first = to_float(self.images[self.pairs["first"][pair]])
         second = to_float(self.images[self.pairs["second"][pair]])
         distorted = np.flatnonzero(copy)
@@ -498,6 +504,8 @@ class SiameseDataModule(pl.LightningDataModule):
                 f"pair_sampling={self.pair_sampling!r}) has fewer batches than the {world} processes"
             )
         sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+        if self.trainer is not None and self.trainer.overfit_batches:  # the sampler Lightning would swap in
+            sampler = SequentialSampler(dataset)
         return DataLoader(
             dataset,
             batch_size=None,
@@ -1031,6 +1039,7 @@ class LFWDataModule(SiameseDataModule):
             self._publish_summary(self.summary, to_tensorboard=True)
         super().setup(stage)
 
+
 class MNISTDataModule(SiameseDataModule):
     """MNIST digits (through torchvision's ``MNIST``) for the triplet write-up of the ekeany seed.
 
@@ -1090,3 +1099,4 @@ class MNISTDataModule(SiameseDataModule):
             if name == "train":
                 keep[: self._num_train] = ~keep[: self._num_train]
         return collection.select_images(keep)
+

@@ -39,6 +39,18 @@ class PairHead(nn.Module):
     def __init__(self, embedding_dim: int) -> None:
         super().__init__()
         self.embedding_dim = embedding_dim
+        # Of a margin loss, the fraction of its terms that were non-zero at the last training
+        # step (read by the training-health callback); NaN for losses without a margin.
+        self.last_active_fraction: torch.Tensor | float = float("nan")
+
+    def _margin_loss(self, loss: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        value = loss(*inputs)
+        self.last_active_fraction = loss.last_active_fraction
+        return value
+
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """The embeddings as this head compares them (e.g. L2-normalised)."""
+        return embeddings
 
     def _unsupported(self, kind: str) -> TypeError:
         return TypeError(
@@ -133,10 +145,10 @@ class ContrastiveHead(DistanceHead):
         self.mined_loss = MinedContrastiveLoss(margin, mining)
 
     def loss(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-        return self.pair_loss(self.prepare(first), self.prepare(second), same)
+        return self._margin_loss(self.pair_loss, self.prepare(first), self.prepare(second), same)
 
     def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.mined_loss(self.prepare(embeddings), labels)
+        return self._margin_loss(self.mined_loss, self.prepare(embeddings), labels)
 
 
 class TripletHead(DistanceHead):
@@ -170,10 +182,10 @@ class TripletHead(DistanceHead):
         self.mined_loss = MinedTripletLoss(margin, mining, squared, max_triplets, mining_seed)
 
     def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-        return self.triplet(self.prepare(anchor), self.prepare(positive), self.prepare(negative))
+        return self._margin_loss(self.triplet, self.prepare(anchor), self.prepare(positive), self.prepare(negative))
 
     def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.mined_loss(self.prepare(embeddings), labels)
+        return self._margin_loss(self.mined_loss, self.prepare(embeddings), labels)
 
 
 class PrototypicalHead(DistanceHead):
@@ -247,6 +259,9 @@ class CosFaceHead(PairHead):
         cosine = F.normalize(embeddings, dim=-1) @ F.normalize(self.proxies, dim=-1).T
         logits = self.scale * (cosine - self.margin * F.one_hot(labels, self.num_classes).to(cosine.dtype))
         return F.cross_entropy(logits, labels)
+
+    def prepare(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return F.normalize(embeddings, dim=-1)  # compared by cosine
 
     def similarity(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         return F.cosine_similarity(first, second, dim=-1)

@@ -54,13 +54,22 @@ class ContrastiveLoss(nn.Module):
         super().__init__()
         _check_margin(margin)
         self.margin = margin
+        self.last_active_fraction: torch.Tensor | float = float("nan")
 
     def terms(self, distance: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         same = same.to(distance.dtype)
         return same * distance.pow(2) + (1 - same) * F.relu(self.margin - distance).pow(2)
 
+    def note_active(self, negative_distance: torch.Tensor) -> None:
+        """Keep, as ``last_active_fraction``, the fraction of different-class pairs inside the
+        margin: the margin terms that are non-zero (a 0-d tensor, read without a device sync;
+        NaN when there are no such pairs)."""
+        self.last_active_fraction = (negative_distance.detach() < self.margin).float().mean()
+
     def forward(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-        return self.terms(euclidean(first, second), same).mean()
+        distance = euclidean(first, second)
+        self.note_active(distance[same == 0])
+        return self.terms(distance, same).mean()
 
 
 class TripletLoss(nn.Module):
@@ -76,11 +85,15 @@ class TripletLoss(nn.Module):
         _check_margin(margin, allow_zero=True)
         self.margin = margin
         self.squared = squared
+        # The fraction of non-zero terms of the last call (a 0-d tensor, read without a device sync).
+        self.last_active_fraction: torch.Tensor | float = float("nan")
 
     def forward(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         ap = euclidean(anchor, positive, self.squared)
         an = euclidean(anchor, negative, self.squared)
-        return F.relu(ap - an + self.margin).mean()
+        terms = F.relu(ap - an + self.margin)
+        self.last_active_fraction = (terms.detach() > 0).float().mean()
+        return terms.mean()
 
 
 def _masks(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,6 +271,11 @@ class MinedContrastiveLoss(nn.Module):
         self.contrastive = ContrastiveLoss(margin)
         self.mining = mining
 
+    @property
+    def last_active_fraction(self) -> torch.Tensor | float:
+        """The fraction of the last call's mined negatives inside the margin."""
+        return self.contrastive.last_active_fraction
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         d = pairwise_distances(embeddings)
         positive, negative = _masks(labels)
@@ -268,6 +286,7 @@ class MinedContrastiveLoss(nn.Module):
             anchors_p, anchors_n = positive.any(1), negative.any(1)
             pos_d = d.masked_fill(~positive, float("-inf")).amax(1)[anchors_p]
             neg_d = d.masked_fill(~negative, float("inf")).amin(1)[anchors_n]
+        self.contrastive.note_active(neg_d)
         loss = d.sum() * 0.0
         if pos_d.numel():
             loss = loss + self.contrastive.terms(pos_d, torch.ones_like(pos_d)).mean()

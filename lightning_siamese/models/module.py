@@ -179,6 +179,8 @@ class SiameseModule(pl.LightningModule):
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.last_oneshot: dict[str, OneShotResult] = {}
         self.last_verification: dict[str, VerificationResult] = {}
+        # Each stage's latest embedding table, in dataset order (for the training-health callback).
+        self.last_embeddings: dict[str, torch.Tensor] = {}
         # The verification threshold chosen on the validation pairs; saved in checkpoints so
         # that `lightning test --ckpt_path` applies the threshold of that checkpoint.
         self.verification_threshold: float | None = None
@@ -299,6 +301,7 @@ class SiameseModule(pl.LightningModule):
             self._outputs.clear()
             return
         table = self._embedding_table(dataset)
+        self.last_embeddings[stage] = table
         loss = self._pair_loss(table, dataset)
         metrics = {} if loss is None else {f"{stage}/loss": loss}
         if dataset.episodes is None:  # a verification benchmark: scored pairs, no episodes
