@@ -21,7 +21,7 @@ import torch
 from lightning_siamese.commands import load_trained
 from lightning_siamese.data.signature_datamodule import SignatureDataModule
 from lightning_siamese.evaluation.verification import verification_metrics
-from lightning_siamese.evaluation.writers import reference_normalized_scores
+from lightning_siamese.evaluation.writers import error_rates, reference_normalized_scores
 
 
 def scores_on(ckpt: str, test_root: str) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, object]:
@@ -44,8 +44,11 @@ def scores_on(ckpt: str, test_root: str) -> tuple[dict, torch.Tensor, torch.Tens
 def metrics(scores: torch.Tensor, normalized: torch.Tensor, same: torch.Tensor, threshold: float, k: float) -> dict:
     glob = verification_metrics(scores, same, threshold)
     per_writer = verification_metrics(normalized, same, -k)
-    return {"accuracy": glob.accuracy, "auc": glob.auc, "eer": glob.eer,
-            "writer_accuracy": per_writer.accuracy, "writer_auc": per_writer.auc, "writer_eer": per_writer.eer}
+    far, frr = error_rates(scores, same, threshold)
+    writer_far, writer_frr = error_rates(normalized, same, -k)
+    return {"accuracy": glob.accuracy, "far": far, "frr": frr, "auc": glob.auc, "eer": glob.eer,
+            "writer_accuracy": per_writer.accuracy, "writer_far": writer_far, "writer_frr": writer_frr,
+            "writer_auc": per_writer.auc, "writer_eer": per_writer.eer}
 
 
 def main() -> None:

@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Prepare both images as the checkpoint's data module did (channels, centre crop, size, inversion), "
             "score them with its head, and compare with the threshold chosen on validation that the checkpoint "
-            "keeps (or --threshold; 0.5 for a probability head without one)."
+            "keeps (or --threshold; 0.5 for a probability head without one). For a signature checkpoint the first "
+            "image is the reference and the answer is GENUINE or FORGED; --references fits the writer's own threshold."
         ),
     )
     verify.add_argument("first", help="an image file")

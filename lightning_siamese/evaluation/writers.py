@@ -48,12 +48,21 @@ def fit_writer_k(normalized: torch.Tensor, same: torch.Tensor) -> float:
     return -best_threshold(normalized, same)
 
 
+def error_rates(scores: torch.Tensor, same: torch.Tensor, threshold: float) -> tuple[float, float]:
+    """FAR (forgeries accepted) and FRR (genuine signatures rejected) at ``threshold``, in percent."""
+    accepted, same = scores >= threshold, same.bool()
+    return float(accepted[~same].double().mean()) * 100.0, float((~accepted[same]).double().mean()) * 100.0
+
+
 def writer_metrics(stage: str, normalized: torch.Tensor, same: torch.Tensor, k: float | None) -> dict[str, float]:
-    """Accuracy at the per-writer thresholds (``k`` from validation), and the AUC and EER of the
-    normalised scores, logged as ``<stage>/writer_*``."""
+    """Accuracy, FAR and FRR at the per-writer thresholds (``k`` from validation), and the AUC and
+    EER of the normalised scores, logged as ``<stage>/writer_*``."""
     result = verification_metrics(normalized, same, None if k is None else -k)
+    far, frr = error_rates(normalized, same, result.threshold)
     return {
         f"{stage}/writer_acc": result.accuracy,
+        f"{stage}/writer_far": far,
+        f"{stage}/writer_frr": frr,
         f"{stage}/writer_k": -result.threshold,
         f"{stage}/writer_auc": result.auc,
         f"{stage}/writer_eer": result.eer,
