@@ -6,6 +6,7 @@ import inspect
 import warnings
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
@@ -16,7 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lightning_siamese.cli import SiameseCLI
 from lightning_siamese.data import OmniglotDataModule
-from lightning_siamese.evaluation.health import TrainingHealthWarning
+from lightning_siamese.evaluation.health import TrainingHealthWarning, binomial_ci95
+from lightning_siamese.evaluation.verification import VerificationResult
 from lightning_siamese.health import TrainingHealth
 from lightning_siamese.models import KochEncoder, SiameseModule
 from lightning_siamese.models.heads import ContrastiveHead, PairHead, TripletHead
@@ -120,6 +122,14 @@ def test_health_is_on_by_default_in_the_cli_and_can_be_turned_off(tmp_path: Path
         cli = SiameseCLI(args=["--config", str(config), *extra], run=False)
         (health,) = [c for c in cli.trainer.callbacks if isinstance(c, TrainingHealth)]
         assert health.enabled is enabled and health.monitor.warmup == warmup
+
+
+def test_verification_accuracy_is_judged_against_50_percent_with_a_binomial_interval() -> None:
+    result = VerificationResult(accuracy=52.0, threshold=0.5, auc=0.5, eer=50.0, eer_threshold=0.5, tar_at_far={}, n_pairs=400)
+    module = SimpleNamespace(last_oneshot={}, last_verification={"val": result})
+    accuracy = TrainingHealth._accuracy(module, SimpleNamespace(episodes=None))  # a pair benchmark such as LFW
+    assert (accuracy.name, accuracy.value, accuracy.chance) == ("verification accuracy", 52.0, 50.0)
+    assert accuracy.ci95 == pytest.approx(binomial_ci95(52.0, 400)) == pytest.approx(4.896, abs=1e-3)
 
 
 def head_factory(cls: type[PairHead]):  # noqa: ANN201

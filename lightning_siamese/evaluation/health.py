@@ -27,8 +27,8 @@ def embedding_spread(embeddings: torch.Tensor) -> tuple[float, float]:
     """
     if embeddings.ndim != 2 or len(embeddings) < 2:
         raise ValueError(f"need at least two embeddings [N, D], got shape {tuple(embeddings.shape)}")
-    embeddings = embeddings.detach().double()
-    return float(torch.pdist(embeddings).mean()), float(embeddings.std(0).mean())
+    embeddings = embeddings.detach().float()
+    return float(torch.pdist(embeddings).double().mean()), float(embeddings.std(0).double().mean())
 
 
 def batch_is_empty(batch: Mapping[str, torch.Tensor]) -> bool:
