@@ -412,6 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     comparison.add_compare_parser(commands)
     projector.add_tsne_parser(commands)
+    from lightning_siamese import report, sweep
+
+    sweep.add_sweep_parser(commands)
+    report.add_report_parser(commands)
     return parser
 
 
@@ -420,6 +424,11 @@ def main(argv: list[str] | None = None) -> None:
     args, extra = parser.parse_known_args(argv)
     if args.command == "view2":
         run_view2(args, extra)
+        return
+    if args.command in ("sweep", "report"):
+        from lightning_siamese import report, sweep
+
+        {"sweep": sweep.main, "report": report.main}[args.command](parser, args, extra)
         return
     if args.command in ("compare", "tsne"):
         if extra:

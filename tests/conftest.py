@@ -74,3 +74,17 @@ def tiny_omniglot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shipped_omniglot() -> Path:
     """The official small background sets that the repository ships as default data."""
     return REPO / "data" / "omniglot"
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_omniglot: Path):  # noqa: ANN201 - (folder, result)
+    """A real ``lightning-siamese sweep`` of two tiny runs (shared by the sweep and report tests): 5-way
+    finishes (fit, then test on the Delta alphabet); 50-way cannot draw its tasks from 5 characters and crashes."""
+    import yaml
+
+    from tests.test_cli import tiny_config
+    from tests.test_sweep import SWEEP_ARGS, sweep_cli
+
+    cwd = tmp_path_factory.mktemp("sweep")
+    (cwd / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
+    return cwd, sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS)

@@ -1,0 +1,150 @@
+"""``lightning-siamese sweep``: grid parsing and key checks, then a real tiny sweep through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_siamese.sweep import SweepError, check_grid, parse_grid, resolve_key, run_name
+from tests.conftest import REPO
+from tests.test_cli import tiny_config
+
+KEYS = [
+    "model.init_args.optimizer.init_args.lr",
+    "model.init_args.lr_scheduler.init_args.gamma",
+    "data.init_args.batch_size",
+    "data.init_args.eval_batch_size",
+    "trainer.max_epochs",
+]
+
+
+def test_grid_items_split_into_keys_and_values() -> None:
+    grid = parse_grid(["model.lr=5e-6,1e-5", "--data.sets=[a,b],[c]", "trainer.max_epochs=3"])
+    assert grid == {"model.lr": ["5e-6", "1e-5"], "data.sets": ["[a,b]", "[c]"], "trainer.max_epochs": ["3"]}
+    for bad, message in (("model.lr", "expected KEY=VALUE"), ("model.lr=1,,2", "empty value"), ("=1", "expected KEY=VALUE"),
+                         ("model.lr=1,1", "repeats a value")):
+        with pytest.raises(SweepError, match=message):
+            parse_grid([bad])
+    with pytest.raises(SweepError, match="names model.lr twice"):
+        parse_grid(["model.lr=1", "model.lr=2"])
+
+
+def test_keys_resolve_with_or_without_init_args_and_in_between_levels() -> None:
+    assert resolve_key("model.init_args.optimizer.init_args.lr", KEYS) == KEYS[0]
+    assert resolve_key("model.optimizer.lr", KEYS) == KEYS[0]
+    assert resolve_key("model.lr", KEYS) == KEYS[0]  # the issue's spelling
+    assert resolve_key("data.batch_size", KEYS) == KEYS[2]  # not eval_batch_size
+    assert resolve_key("trainer.max_epochs", KEYS) == KEYS[4]
+
+
+def test_unknown_and_ambiguous_keys_are_named_with_close_matches() -> None:
+    with pytest.raises(SweepError, match=r"'model\.lrr' is not a setting of the config; close matches: .*model\.optimizer\.lr"):
+        resolve_key("model.lrr", KEYS)
+    with pytest.raises(SweepError, match=r"'batch_size' is not a setting.*data\.batch_size"):
+        resolve_key("batch_size", KEYS)  # one level only: no guessing across sections
+    with pytest.raises(SweepError, match=r"'nothing\.here' is not a setting of the config$"):
+        resolve_key("nothing.here", KEYS)
+    two = ["model.init_args.encoder.init_args.dropout", "model.init_args.head.init_args.dropout"]
+    with pytest.raises(SweepError, match="ambiguous: it matches model.encoder.dropout, model.head.dropout"):
+        resolve_key("model.dropout", two)
+
+
+def test_run_folders_are_named_by_the_values() -> None:
+    assert run_name({"model.lr": "1e-4", "data.batch_size": "32"}) == "lr=1e-4,batch_size=32"
+    assert run_name({"model.encoder.dropout": "0.1", "model.head.dropout": "0.2"}) == (
+        "model.encoder.dropout=0.1,model.head.dropout=0.2"
+    )
+
+
+def test_the_grid_is_checked_against_the_real_config_before_running() -> None:
+    config = str(REPO / "experiments" / "quickstart.yaml")
+    keys = check_grid(config, {"model.lr": ["1e-4", "1e-3"], "data.batch_size": ["32"]}, ["--trainer.max_epochs", "1"])
+    assert keys == {"model.lr": "model.init_args.optimizer.init_args.lr", "data.batch_size": "data.init_args.batch_size"}
+    with pytest.raises(SweepError, match=r"grid key 'data\.bach_size' is not a setting.*data\.batch_size"):
+        check_grid(config, {"data.bach_size": ["32"]}, [])
+    with pytest.raises(SweepError, match=r"grid combination data\.batch_size=lots does not parse"):
+        check_grid(config, {"data.batch_size": ["32", "lots"]}, [])
+    with pytest.raises(SweepError, match="does not parse"):
+        check_grid(config, {"model.lr": ["1e-3"]}, ["--trainer.max_epochz", "1"])  # the extra arguments too
+    with pytest.raises(SweepError, match="--config nowhere.yaml: no such file"):
+        check_grid("nowhere.yaml", {"model.lr": ["1e-3"]}, [])
+
+
+def sweep_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "lightning_siamese.commands", "sweep", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+SWEEP_ARGS = ["--grid", "model.lr=1e-3", "data.n_way=5,50", "--name", "tiny_sweep",
+              "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
+
+
+def rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "sweep.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_sweep_runs_each_combination_records_failures_and_plots(tiny_sweep) -> None:  # noqa: ANN001
+    cwd, result = tiny_sweep
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = cwd / "logs" / "tiny_sweep"
+    table = rows(sweep_dir)
+    assert [(r["model.lr"], r["data.n_way"], r["status"]) for r in table] == [("1e-3", "5", "finished"), ("1e-3", "50", "failed")]
+    for row in table:
+        run = Path(row["run"])
+        assert run.parent == Path("logs/tiny_sweep") and run.name == f"lr={row['model.lr']},n_way={row['data.n_way']}"
+        if row["status"] == "finished":
+            saved = yaml.safe_load((cwd / run / "config.yaml").read_text())
+            assert str(saved["model"]["init_args"]["optimizer"]["init_args"]["lr"]) == str(float(row["model.lr"]))
+            assert saved["trainer"]["max_epochs"] == 2  # the extra arguments reach every run
+            report = json.loads((cwd / run / "oneshot_val.json").read_text())
+            assert float(row["val report acc"]) == pytest.approx(report["accuracy"])
+            assert 0 <= float(row["best val/oneshot_acc"]) <= 100 and row["epochs"] == "2"
+            assert 0 <= float(row["test/oneshot_acc"]) <= 100  # tiny's Delta alphabet: the test stage ran
+            assert row["error"] == ""
+        else:
+            assert "fit exited with 1" in row["error"] and "50" in row["error"]  # the tail of the crash's output
+    for key in ("model.lr", "data.n_way", "epochs"):
+        assert (sweep_dir / f"sweep_{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "1 of 2 combinations finished" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_combinations_and_retries_failed_ones(tiny_sweep) -> None:  # noqa: ANN001
+    cwd, first = tiny_sweep
+    assert first.returncode == 0, first.stdout + first.stderr
+    sweep_dir = cwd / "logs" / "tiny_sweep"
+    finished = sweep_dir / "lr=1e-3,n_way=5"
+    events = sorted(finished.glob("events.out.tfevents.*"))
+    again = sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "lr=1e-3,n_way=5: finished earlier, skipped" in again.stdout
+    assert "lr=1e-3,n_way=50: running" in again.stdout
+    assert sorted(finished.glob("events.out.tfevents.*")) == events  # not run again
+    assert [r["status"] for r in rows(sweep_dir)] == ["finished", "failed"]
+    other = sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS[:-4])  # another max_epochs: another sweep
+    assert other.returncode == 2 and "holds a sweep run with other settings" in other.stderr
+
+
+def test_an_unknown_grid_key_fails_before_anything_runs(tmp_path: Path, tiny_omniglot: Path, capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning_siamese.commands import main
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--config", "tiny.yaml", "--grid", "model.lrate=1e-3", "--name", "bad"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "lightning-siamese sweep: error: grid key 'model.lrate' is not a setting of the config; close matches:" in error
+    assert "model.optimizer.lr" in error
+    assert not (tmp_path / "logs").exists()
