@@ -250,6 +250,8 @@ def test_std_normalisation_comes_from_training_images_and_round_trips(tmp_path: 
     assert float(batch["first"].max()) == pytest.approx(1.0 / std, rel=0.05)  # brightest ink / std
     image, index = next(iter(data.val_dataloader()))
     assert torch.allclose(image[0], to_float(data.split("val").images[0]) / std)
+    predicted, _ = next(iter(data.predict_dataloader()))  # lightning predict embeds the val writers, scaled alike
+    assert torch.allclose(predicted[0], to_float(data.split("val").images[0]) / std)
     # A checkpoint's std wins over the data at hand (test and verify use the training set's).
     restored = make_module(root)
     restored.load_state_dict({"pixel_std": 0.5, "kind": "signatures"})
@@ -268,6 +270,8 @@ def test_test_stage_needs_unseen_writers(tmp_path: Path) -> None:
     data.setup("test")
     test = data.test_dataloader().dataset
     assert test.collection.group_names == ["020", "021"]
+    elsewhere = make_module(tmp_path / "gone", test_root=str(tmp_path / "unseen"))  # only the test folder at hand
+    assert elsewhere.split("test").group_names == ["020", "021"]
     # Writer 020: min(3 x 2 genuine, 3 x 3 forged, 10 / 2) = 5 of each; 021: 3 references x 1 questioned = 3.
     assert test.pairs["same"].tolist() == [1] * 5 + [0] * 5 + [1] * 3 + [0] * 3
 
