@@ -288,6 +288,8 @@ def run_verify(args: argparse.Namespace) -> dict:
     first, second = read_image(args.first, data), read_image(args.second, data)
     with torch.no_grad():
         score = float(model.similarity(first, second))
+    if args.references and args.threshold is not None:
+        raise ValueError("--threshold and --references each set the threshold: give one of them")
     if args.references:
         threshold, source = writer_threshold(model, data, args.ckpt, image_paths(args.references))
     else:

@@ -66,5 +66,7 @@ def test_fit_test_on_unseen_writers_and_verify(tmp_path: Path, capsys: pytest.Ca
           *(str(unseen / "020" / f"020_0{n}.png") for n in (1, 2, 3))])
     line = capsys.readouterr().out
     assert "the writer's 3 references, mean -" in line and ("GENUINE" in line or "FORGED" in line)
+    with pytest.raises(ValueError, match="--threshold and --references each set the threshold"):
+        main(["verify", str(reference), str(questioned), "--ckpt", str(last), "--threshold", "0", "--references", str(unseen / "020")])
     with pytest.raises(ValueError, match="at least two reference signatures"):
         main(["verify", str(reference), str(questioned), "--ckpt", str(last), "--references", str(reference)])

@@ -151,6 +151,13 @@ def test_cedar_writer_with_one_kind_only_is_named(tmp_path: Path) -> None:
         find_signatures(root)
 
 
+def test_writer_folders_in_two_places_are_named(tmp_path: Path) -> None:
+    # Kaggle's sign_data ships train/ and test/ side by side (test repeats training images).
+    root = write_files(tmp_path / "kaggle", sign_data_files({1: (2, 2)}, "train/") | sign_data_files({1: (2, 2)}, "test/"))
+    with pytest.raises(ValueError, match=r"found image folders under \['test', 'train'\]: point root at one of them"):
+        find_signatures(root)
+
+
 def test_missing_or_empty_root_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
         find_signatures(tmp_path / "nowhere")
