@@ -20,8 +20,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.figures import NEUTRAL, RIGHT, WRONG, pair_tile, tile_grid
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
-from lightning_siamese.evaluation.projection import sample_classes, write_embedding_visuals
 from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, score_with_unknowns
+from lightning_siamese.evaluation.projection import sample_classes, write_embedding_visuals
 from lightning_siamese.models.heads import KochHead
 
 log = logging.getLogger(__name__)
@@ -254,8 +254,10 @@ class EmbeddingProjector(pl.Callback):
         collection = sample_classes(trainer.datamodule.split(self.split), self.classes, self.seed, self.groups)
         embeddings = embed_all(pl_module, collection.images)
         writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-        png = Path(trainer.log_dir or trainer.default_root_dir) / f"tsne_{self.split}.png"
-        write_embedding_visuals(writer, png, self.split, embeddings, collection, trainer.global_step, self.seed)
+        run = Path(trainer.log_dir or trainer.default_root_dir)
+        png = run / f"tsne_{self.split}.png"
+        model = f"{run.parent.name}/{run.name}"  # e.g. omniglot_cpu/version_0
+        write_embedding_visuals(writer, png, self.split, embeddings, collection, trainer.global_step, self.seed, model)
         print(f"t-SNE of {collection.num_classes} {self.split} classes written to {png}")
 
 

@@ -75,7 +75,7 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         print(f"{row.name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())}")
         rows.append(row)
     caption = (
-        f"One-shot accuracy on the {split} split of {args.config} ({type(data).__name__}; "
+        f"Accuracy on the {split} split of {args.config} ({type(data).__name__}; "
         f"{tasks} episodes per task, seed {seed}, the same episodes for every row): mean % ± 95% CI."
     )
     table = markdown_table(rows, caption)

@@ -15,6 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lightning_siamese.callbacks import embed_all
 from lightning_siamese.commands import data_module_from_config, load_trained
+from lightning_siamese.comparison import checkpoint_name
 from lightning_siamese.evaluation.projection import sample_classes, write_embedding_visuals
 
 
@@ -36,7 +37,7 @@ def run_tsne(args: argparse.Namespace) -> Path:
     logdir = Path(args.logdir) if args.logdir else run_folder(ckpt)
     png = Path(args.output) if args.output else logdir / f"tsne_{args.split}.png"
     with SummaryWriter(str(logdir)) as writer:
-        write_embedding_visuals(writer, png, args.split, embeddings, collection, 0, args.seed)
+        write_embedding_visuals(writer, png, args.split, embeddings, collection, 0, args.seed, checkpoint_name(ckpt))
     print(f"t-SNE of {len(collection)} images of {collection.num_classes} {args.split} classes written to {png}; "
           f"TensorBoard figure and projector in {logdir} (tensorboard --logdir {logdir})")
     return png

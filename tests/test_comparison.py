@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,6 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     assert png.is_file() and (tmp_path / "pictures" / "projector_config.pbtxt").is_file()
     with pytest.raises(ValueError, match="cannot show 9 classes: the collection has 5"):
         main(["tsne", "--ckpt", str(ckpt), "--classes", "9", "--logdir", str(tmp_path / "pictures")])
+    alone = Path(shutil.copy(ckpt, tmp_path / "alone.ckpt"))  # no run folder, so no config beside it
+    with pytest.raises(FileNotFoundError, match=r"no config .*config.yaml beside checkpoint .*alone.ckpt: pass --config"):
+        main(["tsne", "--ckpt", str(alone)])

@@ -75,14 +75,17 @@ def write_embedding_visuals(
     collection: ImageCollection,
     step: int = 0,
     seed: int = 0,
+    model: str = "",
 ) -> Path:
     """The t-SNE picture to the file ``png``, and (with a ``writer``) to TensorBoard as ``<stage>/tsne``
     with the projector's ``<stage>_embeddings`` (class names, image thumbnails).
 
-    ``embeddings`` are one row per image of ``collection`` (in its order).
+    ``embeddings`` are one row per image of ``collection`` (in its order); ``model`` names
+    them in the title.
     """
     points = tsne_points(embeddings, seed)
     title = f"t-SNE of {len(collection)} {stage} images of {collection.num_classes} classes (seed {seed})"
+    title = f"{model}: {title}" if model else title
     figure = tsne_figure(points, collection.labels, collection.class_names, title)
     path = Path(png)
     path.parent.mkdir(parents=True, exist_ok=True)

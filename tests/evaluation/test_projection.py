@@ -10,6 +10,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from lightning_siamese.callbacks import EmbeddingProjector
 from lightning_siamese.data.sources import ImageCollection
 from lightning_siamese.evaluation.projection import sample_classes, tsne_points, write_embedding_visuals
 
@@ -69,3 +70,10 @@ def test_png_tensorboard_figure_and_projector_files(tmp_path: Path) -> None:
 def test_without_a_writer_only_the_png_is_written(tmp_path: Path) -> None:
     png = write_embedding_visuals(None, tmp_path / "t.png", "test", torch.randn(30, 4), collection())
     assert png.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["t.png"]
+
+
+def test_projector_callback_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'dev'"):
+        EmbeddingProjector(split="dev", classes=3)
+    with pytest.raises(ValueError, match=r"classes must be >= 0 \(0 is off\), got -1"):
+        EmbeddingProjector(classes=-1)
