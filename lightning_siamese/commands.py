@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     baseline = commands.add_parser(
         "baseline",
-        help="score a baseline (mhd, pixel, chance) on Lake's 20 runs or on a config's episodes",
+        help="score a baseline (mhd, pixel, knn, chance) on Lake's 20 runs or on a config's episodes",
         description=(
             "Score a fixed baseline with the same N-way K-shot evaluation as the networks: on Lake's 20 "
             "runs (--runs_dir) or on the val/test episodes of a config's data module (--config; by default "
@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         choices=BASELINES,
         help="mhd: Lake et al.'s modified Hausdorff distance between ink pixels; pixel: nearest neighbour "
-        "in pixel space (Euclidean); chance: random scores (--seed)",
+        "in pixel space (Euclidean; K shots by mean distance); knn: scikit-learn's 1-nearest-neighbour classifier on "
+        "raw pixels, fitted on each episode's support set (K shots: the nearest shot); chance: random scores (--seed)",
     )
     baseline.add_argument("--runs_dir", help="Lake's runs: a folder holding run01/..., a folder with all_runs/ or all_runs.zip, or the zip")
     baseline.add_argument("--config", help="a `lightning` YAML config whose data module supplies the episodes (and the image size)")
