@@ -130,7 +130,7 @@ def curves_figure(scalars: dict, monitor: str, path: Path) -> list[str]:
                                     color=line.get_color(), alpha=0.15, label=f"{tag} 95% CI")
             drawn.append(tag)
         axis.set_title(title)
-        axis.set_xlabel("epoch")
+        axis.set_xlabel("epochs completed")
         if title == "validation" and any(t.endswith("acc") for t in tags):
             axis.set_ylabel("accuracy (%)")
         axis.grid(True, alpha=0.3)
@@ -265,7 +265,8 @@ def training_section(scalars: dict, monitor: str, mode: str, config: dict) -> li
     n_epochs = max(epochs.values(), default=-1) + 1
     max_epochs = (config.get("trainer") or {}).get("max_epochs")
     lines.append(f"- {n_epochs} epochs ({max(s for t in fit_tags for s, _, _ in scalars[t])} steps) of at most "
-                 f"{max_epochs}; wall time {clock(max(times) - start)} (first to last logged event, validation included).")
+                 f"{max_epochs}; wall time {clock(max(times) - start)} (first to last logged event, validation included). "
+                 "Epochs are numbered from 0, as in checkpoint names; the curves count epochs completed.")
     if history:
         pick = max if mode == "max" else min
         best_step, best, best_time = pick(history, key=lambda e: e[1])

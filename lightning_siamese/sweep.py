@@ -312,7 +312,10 @@ def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], 
     lines: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in done:
         lines.setdefault(tuple(row["params"][o] for o in others), []).append(row)
-    for group, members in sorted(lines.items()):
+    def order(group: tuple[str, ...]) -> tuple:  # numbers by value, so 3e-4 comes before 1e-3
+        return tuple((0, _as_number(v), "") if _as_number(v) is not None else (1, 0.0, v) for v in group)
+
+    for group, members in sorted(lines.items(), key=lambda item: order(item[0])):
         members.sort(key=lambda r: position[r["params"][key]])
         xs = [position[r["params"][key]] for r in members]
         ys = [r[metric] for r in members]
@@ -325,7 +328,7 @@ def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], 
         axis.set_xticks(range(len(values)), values)
     failed = [r["params"][key] for r in rows if r.get("status") != "finished"]
     axis.set_xlabel(key + (f"  (failed or not run: {', '.join(sorted(set(failed)))})" if failed else ""))
-    axis.set_ylabel(metric)
+    axis.set_ylabel(metric + (" (bars: 95% CI)" if ci else ""))
     axis.set_title(f"{metric} vs {key.split('.')[-1]}")
     axis.grid(True, alpha=0.3)
     if others:
@@ -354,7 +357,7 @@ def plot_epochs(rows: list[dict[str, Any]], path: Path) -> bool:
         epochs = {s: int(v) for s, v, _ in scalars.get("epoch", [])}
         points = [(epochs[s] + 1, v) for s, v, _ in scalars.get(monitor, []) if s in epochs]
         axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=run_name(row["params"]))
-    axis.set_xlabel("epoch")
+    axis.set_xlabel("epochs completed")
     axis.set_ylabel(" / ".join(sorted(monitors)))
     axis.set_title("validation during training, per combination")
     axis.grid(True, alpha=0.3)

@@ -66,7 +66,7 @@ def test_a_verification_run_is_reported_from_its_own_files(tmp_path: Path) -> No
     assert f"lightning fit --config {run / 'config.yaml'}" in report
     assert "| seed | 7 |" in report and "KochEncoder(input_size=28)" in report
     assert "training pairs: 2200" in report  # the data module's own summary, from TensorBoard
-    assert "- 4 epochs (39 steps) of at most 5; wall time 0:03:00" in report
+    assert "- 4 epochs (39 steps) of at most 5; wall time 0:03:00 (first to last logged event" in report
     assert "best val/auc 0.9 at epoch 2 after 0:02:00" in report
     assert "Stopped before max_epochs" in report
     assert "Final training loss (epoch mean): 0.75 (first epoch 1.5, lowest 0.75)" in report
