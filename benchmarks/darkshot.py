@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 # Row name -> overlay on experiments/darkshot.yaml (None: the base config itself).
 VARIANTS = {
-    "Siamese |e1-e2| + sigmoid, BCE": None,
+    "Siamese abs(e1-e2) + sigmoid, BCE": None,
     "Siamese Euclidean, contrastive": "darkshot_contrastive.yaml",
     "triplet, squared Euclidean": "darkshot_triplet.yaml",
     "categorical CNN (penultimate layer)": "darkshot_cnn.yaml",
@@ -148,8 +148,8 @@ def split_preview(root: Path, depth: int | str) -> FolderDataModule:
     """experiments/darkshot.yaml's data module on ``root`` at ``depth``, set up: it prints the data summary
     (class counts at every depth, the split) and gives the training class count the CNN's softmax needs."""
     settings = yaml.safe_load((EXPERIMENTS / "darkshot.yaml").read_text())["data"]["init_args"]
-    keep = ("channels", "min_images", "small_classes", "val_fraction", "test_fraction")
-    data = FolderDataModule(str(root), class_depth=depth, image_size=8, **{k: settings[k] for k in keep})
+    keep = ("image_size", "channels", "min_images", "small_classes", "val_fraction", "test_fraction")
+    data = FolderDataModule(str(root), class_depth=depth, **{k: settings[k] for k in keep})
     data.setup("predict")
     return data
 

@@ -57,14 +57,14 @@ def test_one_command_prints_one_table(tmp_path: Path, capsys: pytest.CaptureFixt
         "--omniglot", str(omniglot_zip(tmp_path / "o.zip")), "--tree", str(tmp_path / "tree"), "--class_depth", "2",
         "--n_way", "4", "3", "--tasks", "6", "--epochs", "1", "--pairs_per_epoch", "8", "--batch_size", "4",
         "--log_dir", str(tmp_path / "logs"), "--output", str(output),
-        "--variants", "Siamese |e1-e2| + sigmoid, BCE", "categorical CNN (penultimate layer)",
+        "--variants", "Siamese abs(e1-e2) + sigmoid, BCE", "categorical CNN (penultimate layer)",
         "--fit_args", "--data.init_args.n_way", "4", "--data.init_args.val_tasks", "6", "--data.init_args.val_pairs", "8",
         "--data.init_args.num_workers", "0",
     ])
     table = output.read_text()
     record = json.loads(output.with_suffix(".json").read_text())
     names = [row["name"] for row in record["rows"]]
-    assert names == ["knn", "chance", "Siamese |e1-e2| + sigmoid, BCE", "categorical CNN (penultimate layer)"]
+    assert names == ["knn", "chance", "Siamese abs(e1-e2) + sigmoid, BCE", "categorical CNN (penultimate layer)"]
     for row in record["rows"]:
         assert set(row["results"]) == {"4-way 1-shot", "3-way 1-shot"}
         assert all(r["tasks"] == 6 for r in row["results"].values())
