@@ -408,9 +408,6 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove", help="drop classes from a gallery", description="Drop whole classes from GALLERY.")
     remove.add_argument("gallery", help="a gallery file")
     remove.add_argument("classes", nargs="+", help="class names, as `identify` prints them")
-    from lightning_siamese import analysis  # it builds on this module's helpers
-
-    analysis.add_parsers(commands)
     from lightning_siamese import comparison, projector  # they build on this module's helpers
 
     comparison.add_compare_parser(commands)
@@ -419,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep.add_sweep_parser(commands)
     report.add_report_parser(commands)
+    from lightning_siamese import analysis  # it builds on this module's helpers
+
+    analysis.add_parsers(commands)
     return parser
 
 

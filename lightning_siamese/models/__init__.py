@@ -22,7 +22,7 @@ __all__ = [
     "PairHead",
     "PrototypicalHead",
     "SiameseModule",
-    "SmallConvEmbedding",
     "SigNet",
+    "SmallConvEmbedding",
     "TripletHead",
 ]

@@ -212,6 +212,7 @@ class SigNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(images))
 
+
 class SmallConvEmbedding(nn.Module):
     """The ekeany seed's MNIST embedding net (Keras), layer for layer.
 

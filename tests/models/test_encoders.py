@@ -62,6 +62,7 @@ def test_convnet_rejects_inputs_its_blocks_would_pool_away() -> None:
     with pytest.raises(ValueError, match="input_size=8 is too small for 4 blocks"):
         ConvNetEncoder(input_size=8)
 
+
 def test_small_conv_embedding_is_the_mnist_seeds_net() -> None:
     from lightning_siamese.models import SmallConvEmbedding
 
