@@ -366,6 +366,15 @@ def run_enroll(gallery_path: str, ckpt: str, folders: Sequence[str], list_file: 
     return record
 
 
+def identify_threshold(model, ckpt: str, threshold: float | None) -> tuple[float, str]:  # noqa: ANN001 - a SiameseModule
+    """The score below which a query is "unknown": ``threshold`` if given, else the open-set
+    threshold the checkpoint keeps (fitted on validation episodes on each query's best score,
+    which is what identification compares), else the verification one (fitted on pairs)."""
+    if threshold is None and model.openset_threshold is not None:
+        return model.openset_threshold, f"validation open-set episodes, false-accept rate {model.openset_far} (stored in the checkpoint)"
+    return decision_threshold(model, ckpt, threshold)
+
+
 def run_identify(
     gallery_path: str, ckpt: str, inputs: Sequence[str], threshold: float | None, scoring: str, chunk_size: int,
     output: str | None = None,
@@ -374,7 +383,7 @@ def run_identify(
     gallery, model, data = open_for_model(gallery_path, ckpt, create=False)
     if not len(gallery):
         raise ValueError(f"gallery {gallery_path} is empty: enroll some classes first (lightning-siamese enroll)")
-    threshold, source = decision_threshold(model, ckpt, threshold)
+    threshold, source = identify_threshold(model, ckpt, threshold)
     paths = image_paths(list(inputs))
     embeddings, _, _ = embed_files(model, data, paths)
     matches = gallery.identify(embeddings, paths, model.head.similarity, threshold, scoring, chunk_size)

@@ -328,3 +328,17 @@ def test_the_console_command_exits_with_the_message(tmp_path: Path, ckpt: Path) 
                            "--ckpt", str(ckpt)], capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 1 and "gallery.pt is corrupt or truncated" in done.stderr
+
+
+def test_identify_prefers_the_open_set_threshold_over_the_pair_one() -> None:
+    from types import SimpleNamespace
+
+    from lightning_siamese.gallery import identify_threshold
+
+    model = SimpleNamespace(openset_threshold=-0.52, openset_far=0.05, verification_threshold=0.3,
+                            verification_threshold_rule="accuracy", head=SimpleNamespace(probability=False))
+    value, source = identify_threshold(model, "m.ckpt", None)
+    assert value == -0.52 and "open-set" in source and "0.05" in source
+    assert identify_threshold(model, "m.ckpt", 0.1) == (0.1, "--threshold")
+    model.openset_threshold = None
+    assert identify_threshold(model, "m.ckpt", None)[0] == 0.3
