@@ -118,6 +118,8 @@ class SiameseModule(pl.LightningModule):
             episodes plus unknown queries from classes outside each task's ways (its own
             alphabet in within-group tasks); a query whose best similarity is below a
             rejection threshold is answered "unknown" (see ``evaluation/openset.py``).
+            Needs episodes: a verification data module (LFW, signatures) is refused at
+            set-up; Lake's 20 runs (each holds only its own 20 ways) are scored closed-set.
         openset_fraction: the share of unknown queries in an open-set episode, in (0, 1).
         openset_far: the false-accept rate (unknown queries accepted) at which validation
             fits the rejection threshold, kept in checkpoints and applied at test.
@@ -205,6 +207,16 @@ class SiameseModule(pl.LightningModule):
         return self.similarity(first, second)
 
     # --- training -------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        # Open-set scoring adds unknown queries to N-way episodes; a verification data module
+        # (LFW, signatures) scores pair lists and has none, so `openset` would do nothing.
+        task = getattr(self.trainer.datamodule, "task", "oneshot")
+        if self.openset and task != "oneshot":
+            raise ValueError(
+                f"openset is on, but the data module {type(self.trainer.datamodule).__name__} is a {task} benchmark "
+                f"(pairs, no N-way episodes to add unknown queries to): set model openset to false"
+            )
 
     def on_fit_start(self) -> None:
         kind = getattr(self.trainer.datamodule, "batch_kind", None)

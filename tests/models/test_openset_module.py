@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lightning_siamese.callbacks import OneShotReport
-from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.data.datamodules import LFWDataModule, OmniglotDataModule
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
 
 
@@ -79,3 +79,20 @@ def test_without_openset_nothing_is_logged(tiny_omniglot: Path, tmp_path: Path) 
 def test_bad_openset_options_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         small_module(openset=True, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["lfw", "signatures"])
+def test_openset_on_a_verification_data_module_is_an_error_at_setup(kind: str, tmp_path: Path) -> None:
+    # A pair-list benchmark has no episodes to add unknown queries to: refused, not silently skipped.
+    from tests.data.test_lfw_datamodule import write_lfw
+    from tests.data.test_signatures import WRITERS, make_module, write_sign_data
+
+    if kind == "lfw":
+        data = LFWDataModule(root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5)
+    else:
+        data = make_module(write_sign_data(tmp_path / "signs", WRITERS))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    name = type(data).__name__
+    with pytest.raises(ValueError, match=f"openset is on, but the data module {name} is a verification benchmark"):
+        trainer.validate(small_module(openset=True), datamodule=data, verbose=False)
