@@ -114,3 +114,23 @@ def test_channels_last_and_compile_switches_keep_embeddings_and_checkpoint_names
     assert encoder.features[0].weight.is_contiguous(memory_format=torch.channels_last)
     compiled = SiameseModule(encoder, compile=True)
     assert set(compiled.state_dict()) == set(plain.state_dict())  # no _orig_mod. prefixes
+
+
+def test_a_checkpoint_keeps_every_fitted_threshold_side_by_side() -> None:
+    # Verification threshold and rule, open-set rejection threshold and per-writer k are fitted by
+    # different validations; one checkpoint must keep them all without one overwriting another.
+    def small() -> SiameseModule:
+        encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+        return SiameseModule(encoder, threshold_rule="far", target_far=0.01, openset=True)
+
+    module = small()
+    module.verification_threshold, module.verification_threshold_rule = 0.25, "far 0.01"
+    module.openset_threshold, module.writer_threshold_k = -0.75, 1.5
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    restored = small()
+    restored.on_load_checkpoint(checkpoint)
+    kept = (restored.verification_threshold, restored.verification_threshold_rule, restored.openset_threshold, restored.writer_threshold_k)
+    assert kept == (0.25, "far 0.01", -0.75, 1.5)
+    restored.on_load_checkpoint({})  # a checkpoint from before these were kept: none fitted
+    assert restored.verification_threshold is restored.openset_threshold is restored.writer_threshold_k is None
