@@ -433,28 +433,23 @@ def main(argv: list[str] | None = None) -> None:
 
         {"sweep": sweep.main, "report": report.main}[args.command](parser, args, extra)
         return
+    # view2 and sweep pass unknown arguments on to `lightning` (report refuses them itself); the rest take none.
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command in ("compare", "tsne"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         from lightning_siamese import comparison, projector
 
         comparison.run_compare(args) if args.command == "compare" else projector.run_tsne(args)
         return
     if args.command in ("retrieve", "probe"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         from lightning_siamese import analysis
 
         {"retrieve": analysis.run_retrieve, "probe": analysis.run_probe}[args.command](args)
         return
     if args.command in ("verify", "embed", "export"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         {"verify": run_verify, "embed": run_embed, "export": run_export}[args.command](args)
         return
     if args.command in ("enroll", "identify", "remove"):
-        if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         from lightning_siamese import gallery  # it builds on this module's helpers
 
         if args.command == "enroll":
@@ -464,8 +459,6 @@ def main(argv: list[str] | None = None) -> None:
         else:
             gallery.run_remove(args.gallery, args.classes)
         return
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.runs_dir is None and args.config is None:
         parser.error("baseline needs --runs_dir (Lake's runs) or --config (a config's episodes)")
     run_baseline(args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_siamese.commands import data_module_from_config, main
+from lightning_siamese.commands import build_parser, data_module_from_config, main
 from lightning_siamese.evaluation.baselines import make_baseline
 from lightning_siamese.evaluation.oneshot import summarize
 from tests.data.test_lake_runs import make_lake_runs
@@ -61,6 +62,27 @@ def test_baseline_needs_a_source_and_a_known_name(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["baseline", "hog", "--runs_dir", "x"])
     assert "invalid choice: 'hog'" in capsys.readouterr().err
+
+
+SUBCOMMANDS = ("baseline", "view2", "verify", "embed", "export", "enroll", "identify", "remove", "compare", "tsne", "sweep",
+               "report", "retrieve", "probe")
+
+
+def test_every_subcommand_is_registered_with_its_own_help(capsys) -> None:
+    (commands,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(commands.choices) == sorted(SUBCOMMANDS)
+    for name in SUBCOMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0 and f"usage: lightning-siamese {name}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["baseline", "mhd", "--runs_dir", "x"], ["remove", "g.pt", "a"], ["report", "run"],
+                                  ["embed", "a.png", "--ckpt", "c.ckpt", "--output", "e.npz"]])
+def test_unknown_arguments_are_refused_before_anything_runs(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--bogus"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
 def test_console_script_and_module_help() -> None:
