@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 
 def load_script():
