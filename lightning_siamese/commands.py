@@ -6,6 +6,12 @@ the episodes that config's end-of-run report scores a network on (same split, ta
 of tasks and seed), through the same evaluation code. ``lightning-siamese view2 --config
 experiments/lfw.yaml`` runs LFW's View 2 protocol: a fit and a test per fold, then the mean
 accuracy and its standard error.
+
+The subcommands that use a trained checkpoint live here (``verify``, ``embed``, ``export``)
+or in their own modules, registered in :func:`build_parser`: ``enroll``/``identify``/``remove``
+(gallery.py), ``compare`` (comparison.py), ``tsne`` (projector.py), ``sweep`` (sweep.py),
+``report`` (report.py), ``retrieve``/``probe`` (analysis.py). ``lightning-siamese --help``
+lists them all.
 """
 
 from __future__ import annotations

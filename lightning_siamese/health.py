@@ -65,6 +65,7 @@ class TrainingHealth(pl.Callback):
         self.monitor = HealthMonitor(collapse_ratio, margin_patience, margin_tolerance, warmup, max_empty_fraction)
         self.sample = sample
         self.seed = seed
+        self._pending: list[tuple[torch.Tensor | bool, torch.Tensor | float]] = []
 
     def _probe(self, n: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(self.seed)
@@ -84,13 +85,21 @@ class TrainingHealth(pl.Callback):
         if not self.enabled:
             return
         head = pl_module.head
-        self.monitor.training_batch(head.needs_positives and batch_is_empty(batch), float(head.last_active_fraction))
+        # Kept as tensors and read at the next validation: reading them here would make a GPU wait every step.
+        empty = batch_is_empty(batch) if head.needs_positives else False
+        self._pending.append((empty, head.last_active_fraction))
+
+    def _count_pending_batches(self) -> None:
+        for empty, active_fraction in self._pending:
+            self.monitor.training_batch(bool(empty), float(active_fraction))
+        self._pending.clear()
 
     @torch.no_grad()
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         table = getattr(pl_module, "last_embeddings", {}).get("val")
         if not self.enabled or trainer.sanity_checking or table is None:
             return
+        self._count_pending_batches()
         head = pl_module.head
         dataset = trainer.val_dataloaders.dataset
         spread, std = embedding_spread(head.prepare(table[self._probe(len(table)).to(table.device)]))

@@ -31,19 +31,23 @@ def embedding_spread(embeddings: torch.Tensor) -> tuple[float, float]:
     return float(torch.pdist(embeddings).double().mean()), float(embeddings.std(0).double().mean())
 
 
-def batch_is_empty(batch: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a training batch gives a pair or triplet loss nothing to pull together.
+def batch_is_empty(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Whether a training batch gives a pair or triplet loss nothing to pull together, as a
+    boolean tensor on the batch's device (reading it is left to the caller: on a GPU each
+    read waits for the device).
 
     A batch of pairs (``same``) is empty when it holds no same-class pair; a class-balanced
     batch (``labels``) when no image has both a same-class and a different-class partner
     (no valid triplet); a batch of explicit triplets never is.
     """
     if "same" in batch:
-        return not bool(batch["same"].any())
+        return ~batch["same"].bool().any()
     if "labels" in batch:
-        _, counts = batch["labels"].unique(return_counts=True)
-        return not (len(counts) >= 2 and bool((counts >= 2).any()))
-    return False
+        labels = batch["labels"]
+        same = labels[:, None] == labels[None, :]
+        has_positive = same.sum(1) > 1  # the diagonal is the image itself
+        return ~(has_positive & (~same).any(1)).any()
+    return torch.tensor(False)
 
 
 def binomial_ci95(accuracy: float, n: int) -> float:

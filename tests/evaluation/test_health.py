@@ -43,7 +43,7 @@ def test_spread_needs_two_embeddings() -> None:
     ],
 )
 def test_empty_batches(batch: dict, empty: bool) -> None:
-    assert batch_is_empty(batch) is empty
+    assert bool(batch_is_empty(batch)) is empty
 
 
 def test_binomial_interval_and_chance() -> None:
