@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
@@ -327,8 +328,10 @@ class SiameseModule(pl.LightningModule):
         name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
         metrics[f"{stage}/pair_auroc"] = auroc.compute()
         metrics[f"{stage}/{name}_ci95"] = result.ci95
-        if self.openset and dataset.task_names is None:  # not Lake's runs: a run holds only its 20 ways
+        if self.openset and dataset.task_names is None:
             metrics |= self._openset(stage, dataset, table)
+        elif self.openset:
+            rank_zero_warn(f"openset: {stage} scores Lake's runs closed-set (a run holds only its own 20 characters, none to leave out)")
         if stage == "val":
             metrics["hp_metric"] = result.accuracy  # the HPARAMS tab's metric column
         auroc.reset()
