@@ -3,10 +3,11 @@
     python benchmarks/gallery.py [--sizes 1000 10000 100000] [--queries 64] [--out benchmarks/results/gallery.md]
 
 Synthetic embeddings (128-d, standard normal: the width of experiments/omniglot_cpu.yaml), searched
-with ``lightning_siamese.gallery.chunked_search`` and a head's own ``similarity``, as
+with ``lightning_siamese.gallery.chunked_search`` and a head's own ``pairwise_similarity``, as
 ``lightning-siamese identify --scoring nearest`` searches every member (prototype scoring searches
 one row per class, so fewer). Two heads: the triplet head with normalised embeddings (negative
-Euclidean distance; the omniglot_cpu checkpoint's) and Koch's weighted L1 + sigmoid.
+Euclidean distance from a matrix product; the omniglot_cpu checkpoint's) and Koch's weighted L1 +
+sigmoid (broadcast differences).
 
 Speed is queries per second of this process's CPU time (on one thread by default), not of the wall
 clock, so that other work on a shared machine does not count against it.
@@ -31,7 +32,7 @@ from pathlib import Path
 import torch
 
 from lightning_siamese.gallery import chunked_search
-from lightning_siamese.models.heads import KochHead, TripletHead
+from lightning_siamese.models.heads import KochHead, PairHead, TripletHead
 
 DIM = 128
 
@@ -50,14 +51,14 @@ def _status(field: str) -> float:
     return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
-def measure(similarity, queries: torch.Tensor, keys: torch.Tensor, chunk_size: int, query_block: int, repeats: int) -> dict:  # noqa: ANN001
-    chunked_search(queries[:2], keys[:chunk_size], similarity, chunk_size, query_block)  # warm-up
+def measure(pairwise, queries: torch.Tensor, keys: torch.Tensor, chunk_size: int, query_block: int, repeats: int) -> dict:  # noqa: ANN001
+    chunked_search(queries[:2], keys[:chunk_size], pairwise, chunk_size, query_block)  # warm-up
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident size to the current one
     before = _status("VmRSS")
     seconds = []
     for _ in range(repeats):
         start = time.process_time()
-        chunked_search(queries, keys, similarity, chunk_size, query_block)
+        chunked_search(queries, keys, pairwise, chunk_size, query_block)
         seconds.append(time.process_time() - start)
     return {"qps": len(queries) / statistics.median(seconds), "peak_mb": _status("VmHWM") - before}
 
@@ -84,10 +85,13 @@ def main() -> None:
     for size in args.sizes:
         keys = torch.randn(size, DIM, generator=generator)
         for name, head in heads.items():
-            chunked = measure(head.similarity, queries, keys, args.chunk_size, args.query_block, args.repeats)
-            # One [queries, size, DIM] difference tensor and its square or absolute value, float32.
-            all_at_once_mb = 2 * args.queries * size * DIM * 4 / 2**20
-            whole = (measure(head.similarity, queries, keys, size, args.queries, args.repeats)
+            chunked = measure(head.pairwise_similarity, queries, keys, args.chunk_size, args.query_block, args.repeats)
+            if type(head).pairwise_similarity is PairHead.pairwise_similarity:
+                # One [queries, size, DIM] difference tensor and its square or absolute value, float32.
+                all_at_once_mb = 2 * args.queries * size * DIM * 4 / 2**20
+            else:  # a matrix product: a few [queries, size] float64 tensors
+                all_at_once_mb = 4 * args.queries * size * 8 / 2**20
+            whole = (measure(head.pairwise_similarity, queries, keys, size, args.queries, args.repeats)
                      if all_at_once_mb <= args.all_at_once_limit_mb else None)
             rows.append((size, name, keys.numel() * 4 / 2**20, chunked, whole, all_at_once_mb))
             print(rows[-1], flush=True)

@@ -80,7 +80,7 @@ def main() -> None:
             for scoring in ("prototype", "nearest") if shots > 1 else ("nearest",):
                 result = {"shots": shots, "scoring": scoring, "classes": len(gallery.classes), "members": len(gallery)}
                 for name, queries in (("calibration", calibration), ("test", test)):
-                    classes, scores = gallery.best(embedded[name], model.head.similarity, scoring)
+                    classes, scores = gallery.best(embedded[name], model.head.pairwise_similarity, scoring)
                     truth = [c for _, c in queries]
                     unknown = np.array([c not in gallery.classes for c in truth])
                     correct = np.array([gallery.classes[k] == c for k, c in zip(classes.tolist(), truth)])

@@ -15,8 +15,10 @@ scores of a class with several members run a little higher for the true class.
 
 The search runs over the gallery in chunks of ``chunk_size`` rows and the queries in blocks
 of ``query_block``, keeping only the best score so far per query, so the extra memory is
-bounded by ``query_block x chunk_size x embedding_dim`` (a head may hold two or three such
-tensors at once), whatever the gallery size.
+bounded whatever the gallery size. Each block is scored by the head's ``pairwise_similarity``:
+a matrix product for distance and cosine heads (``query_block x chunk_size`` scores), the
+broadcast ``similarity`` for Koch's head (``query_block x chunk_size x embedding_dim``
+differences, two or three such tensors at once).
 
 File format (version 1): one file written by ``torch.save`` and read with
 ``torch.load(weights_only=True)`` (no pickled code), holding a dict:
@@ -59,7 +61,8 @@ from lightning_siamese.data.sources import IMAGE_SUFFIXES
 
 FORMAT, VERSION = "lightning-siamese-gallery", 1
 SCORINGS = ("prototype", "nearest")
-Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# A head's ``pairwise_similarity``: queries [Q, D] and keys [C, D] -> scores [Q, C].
+Pairwise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def model_identity(ckpt: str | Path) -> str:
@@ -157,7 +160,7 @@ class Gallery:
     # --- search ---------------------------------------------------------------------
 
     def best(
-        self, queries: torch.Tensor, similarity: Similarity, scoring: str = "prototype", chunk_size: int = 1024, query_block: int = 64
+        self, queries: torch.Tensor, pairwise: Pairwise, scoring: str = "prototype", chunk_size: int = 1024, query_block: int = 64
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best class index and its score for each query embedding, searched in chunks."""
         if scoring not in SCORINGS:
@@ -165,19 +168,19 @@ class Gallery:
         if not len(self):
             raise ValueError("the gallery is empty: enroll some classes first (lightning-siamese enroll)")
         keys = self.prototypes if scoring == "prototype" else self.embeddings
-        score, index = chunked_search(queries, keys, similarity, chunk_size, query_block)
+        score, index = chunked_search(queries, keys, pairwise, chunk_size, query_block)
         return (index if scoring == "prototype" else self.labels[index]), score
 
     def identify(
         self,
         queries: torch.Tensor,
         names: Sequence[str],
-        similarity: Similarity,
+        pairwise: Pairwise,
         threshold: float,
         scoring: str = "prototype",
         chunk_size: int = 1024,
     ) -> list[Match]:
-        classes, scores = self.best(queries, similarity, scoring, chunk_size)
+        classes, scores = self.best(queries, pairwise, scoring, chunk_size)
         return [Match(name, self.classes[c], s, s >= threshold) for name, c, s in zip(names, classes.tolist(), scores.tolist())]
 
     # --- the file -------------------------------------------------------------------
@@ -243,11 +246,12 @@ class Gallery:
 
 
 def chunked_search(
-    queries: torch.Tensor, keys: torch.Tensor, similarity: Similarity, chunk_size: int = 1024, query_block: int = 64
+    queries: torch.Tensor, keys: torch.Tensor, pairwise: Pairwise, chunk_size: int = 1024, query_block: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Best score and index of the best key for each query, scoring ``query_block x chunk_size`` pairs at a time.
 
-    Ties go to the first key, as ``argmax`` over all keys at once would.
+    ``pairwise`` is a head's ``pairwise_similarity`` (``[Q, D], [C, D] -> [Q, C]``). Ties go
+    to the first key, as ``argmax`` over all keys at once would.
     """
     if chunk_size < 1 or query_block < 1:
         raise ValueError(f"chunk_size and query_block must be at least 1, got {chunk_size} and {query_block}")
@@ -255,9 +259,15 @@ def chunked_search(
     best_index = torch.zeros(len(queries), dtype=torch.long)
     with torch.no_grad():
         for q in range(0, len(queries), query_block):
-            block = queries[q : q + query_block, None]
+            block = queries[q : q + query_block]
             for start in range(0, len(keys), chunk_size):
-                score, index = similarity(block, keys[None, start : start + chunk_size]).float().max(1)
+                chunk = keys[start : start + chunk_size]
+                scores = pairwise(block, chunk)
+                if scores.shape != (len(block), len(chunk)):
+                    raise ValueError(f"pairwise similarity gave scores of shape {tuple(scores.shape)} for {len(block)} queries "
+                                     f"and {len(chunk)} keys, expected {(len(block), len(chunk))}: pass a head's "
+                                     f"pairwise_similarity, not its broadcast similarity")
+                score, index = scores.float().max(1)
                 better = score > best_score[q : q + query_block]
                 best_score[q : q + query_block] = torch.where(better, score, best_score[q : q + query_block])
                 best_index[q : q + query_block] = torch.where(better, index + start, best_index[q : q + query_block])
@@ -386,7 +396,7 @@ def run_identify(
     threshold, source = identify_threshold(model, ckpt, threshold)
     paths = image_paths(list(inputs))
     embeddings, _, _ = embed_files(model, data, paths)
-    matches = gallery.identify(embeddings, paths, model.head.similarity, threshold, scoring, chunk_size)
+    matches = gallery.identify(embeddings, paths, model.head.pairwise_similarity, threshold, scoring, chunk_size)
     print(f"{len(gallery.classes)} classes, {len(gallery)} images in {gallery_path}; {scoring} scoring; "
           f"threshold {threshold:.4f} from {source}")
     for m in matches:

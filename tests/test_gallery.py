@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import lightning
@@ -18,6 +19,7 @@ from lightning_siamese.gallery import Gallery, chunked_search, labelled_images, 
 from lightning_siamese.models import SiameseModule
 from lightning_siamese.models.heads import CosFaceHead, KochHead, TripletHead
 from tests.conftest import REPO, character_image
+from tests.models.test_pairwise_similarity import ALL_HEADS, broadcast
 
 HEADS = {
     "koch": lambda: KochHead(16).eval(),
@@ -69,22 +71,48 @@ def test_remove_drops_a_class_and_keeps_the_others() -> None:
 @pytest.mark.parametrize("head", sorted(HEADS))
 @pytest.mark.parametrize("chunk_size,query_block", [(1, 1), (7, 3), (10_000, 64)])
 def test_chunked_search_equals_scoring_everything_at_once(head: str, chunk_size: int, query_block: int) -> None:
-    similarity = HEADS[head]().similarity
+    module = HEADS[head]()
     torch.manual_seed(1)
     queries, keys = torch.randn(11, 16), torch.randn(50, 16)
     keys[30] = keys[12]  # a tie: the first key wins, as with argmax
     with torch.no_grad():
-        full = similarity(queries[:, None], keys[None])
-    score, index = chunked_search(queries, keys, similarity, chunk_size, query_block)
+        full = module.similarity(queries[:, None], keys[None])
+    score, index = chunked_search(queries, keys, module.pairwise_similarity, chunk_size, query_block)
     assert torch.equal(index, full.argmax(1))
     assert torch.allclose(score, full.amax(1), atol=1e-6)
     with pytest.raises(ValueError, match="chunk_size and query_block must be at least 1, got 0 and 64"):
-        chunked_search(queries, keys, similarity, 0)
+        chunked_search(queries, keys, module.pairwise_similarity, 0)
+
+
+def test_chunked_search_names_a_broadcast_similarity_passed_by_mistake() -> None:
+    head = TripletHead(16)
+    with pytest.raises(ValueError, match=r"shape \(5,\) for 5 queries and 5 keys, expected \(5, 5\): pass a head's pairwise_similarity"):
+        chunked_search(torch.randn(10, 16), torch.randn(10, 16), head.similarity, chunk_size=5, query_block=5)
+
+
+@pytest.mark.parametrize("head", sorted(ALL_HEADS))
+@pytest.mark.parametrize("scoring", ["prototype", "nearest"])
+def test_identify_matches_the_broadcast_search(head: str, scoring: str) -> None:
+    module = ALL_HEADS[head](16)
+    gallery = synthetic(n_classes=40, per_class=3)
+    g = torch.Generator().manual_seed(5)
+    # Members themselves (identical vectors), near and far queries.
+    queries = torch.cat([gallery.embeddings[::7], gallery.prototypes[::3] + 0.3 * torch.randn(14, 16, generator=g),
+                         3 * torch.randn(10, 16, generator=g)])
+    names = [f"q{i}" for i in range(len(queries))]
+    slow_pairwise = partial(broadcast, module)  # the broadcast similarity, as the search ran before
+    with torch.no_grad():
+        threshold = float(gallery.best(queries, slow_pairwise, scoring)[1].mean())  # some queries known, some not
+        fast = gallery.identify(queries, names, module.pairwise_similarity, threshold, scoring, chunk_size=16)
+        slow = gallery.identify(queries, names, slow_pairwise, threshold, scoring, chunk_size=16)
+    assert [(m.best_class, m.known) for m in fast] == [(m.best_class, m.known) for m in slow]
+    torch.testing.assert_close(torch.tensor([m.score for m in fast]), torch.tensor([m.score for m in slow]), rtol=1e-5, atol=1e-5)
 
 
 def test_identify_by_prototype_or_nearest_member_with_a_threshold() -> None:
     gallery = synthetic()
-    similarity = TripletHead(16, normalize=True).similarity
+    head = TripletHead(16, normalize=True)
+    similarity = head.pairwise_similarity
     queries = gallery.prototypes[[2, 0]] + 0.05
     matches = gallery.identify(queries, ["q2", "q0"], similarity, threshold=-0.5)
     assert [(m.query, m.label) for m in matches] == [("q2", "class2"), ("q0", "class0")] and all(m.known for m in matches)
@@ -93,7 +121,7 @@ def test_identify_by_prototype_or_nearest_member_with_a_threshold() -> None:
     # Nearest-member scoring: the class of the best single member, scored as that member.
     classes, scores = gallery.best(queries, similarity, "nearest", chunk_size=4)
     with torch.no_grad():
-        all_scores = similarity(queries[:, None], gallery.embeddings[None])
+        all_scores = head.similarity(queries[:, None], gallery.embeddings[None])
     assert torch.equal(classes, gallery.labels[all_scores.argmax(1)])
     assert torch.allclose(scores, all_scores.amax(1))
     with pytest.raises(ValueError, match="scoring must be one of"):
@@ -105,7 +133,7 @@ def test_empty_gallery_is_a_clear_error() -> None:
     gallery.remove(["class0"])
     assert len(gallery) == 0 and gallery.prototypes.shape == (0, 16)
     with pytest.raises(ValueError, match="the gallery is empty: enroll some classes first"):
-        gallery.identify(torch.randn(1, 16), ["q"], KochHead(16).similarity, 0.5)
+        gallery.identify(torch.randn(1, 16), ["q"], KochHead(16).pairwise_similarity, 0.5)
 
 
 # --- the file ---------------------------------------------------------------------------
