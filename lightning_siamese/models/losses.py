@@ -164,6 +164,19 @@ class MinedTripletLoss(nn.Module):
             self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[device]
 
+    def subset_state(self) -> dict:
+        """The seed and generator states of the ``max_triplets`` subsets, for checkpoints, so
+        that a resumed run draws the subsets an uninterrupted one would have drawn."""
+        return {"seed": self.seed, "generators": {str(d): g.get_state() for d, g in self._generators.items()}}
+
+    def load_subset_state(self, state: dict) -> None:
+        self.seed = state["seed"]
+        self._generators = {}
+        for name, generator_state in state["generators"].items():
+            device = torch.device(name)
+            if device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available()):
+                self._generator(device).set_state(generator_state)
+
     def _subsample(self, count: int, device: torch.device) -> torch.Tensor | None:
         """Positions of a uniform random subset of ``max_triplets`` of ``count`` terms, or ``None``."""
         if self.max_triplets is None or count <= self.max_triplets:

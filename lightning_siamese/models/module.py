@@ -43,6 +43,7 @@ from lightning_siamese.evaluation.verification import (
 )
 from lightning_siamese.evaluation.writers import fit_writer_k, writer_metrics
 from lightning_siamese.models.heads import KochHead, PairHead
+from lightning_siamese.models.losses import MinedTripletLoss
 
 
 def resolve_param_groups(
@@ -460,12 +461,16 @@ class SiameseModule(pl.LightningModule):
         checkpoint["verification_threshold_rule"] = self.verification_threshold_rule
         checkpoint["openset_threshold"] = self.openset_threshold
         checkpoint["writer_threshold_k"] = self.writer_threshold_k
+        if isinstance(getattr(self.head, "mined_loss", None), MinedTripletLoss):
+            checkpoint["triplet_subset_state"] = self.head.mined_loss.subset_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.verification_threshold = checkpoint.get("verification_threshold")
         self.verification_threshold_rule = checkpoint.get("verification_threshold_rule")
         self.openset_threshold = checkpoint.get("openset_threshold")
         self.writer_threshold_k = checkpoint.get("writer_threshold_k")
+        if "triplet_subset_state" in checkpoint and isinstance(getattr(self.head, "mined_loss", None), MinedTripletLoss):
+            self.head.mined_loss.load_subset_state(checkpoint["triplet_subset_state"])
 
     def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
         """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""

@@ -154,3 +154,28 @@ def test_unseeded_cap_follows_the_global_seed() -> None:
 def test_bad_caps_are_rejected(cap: int) -> None:
     with pytest.raises(ValueError, match=f"max_triplets must be >= 1.*got {cap}"):
         MinedTripletLoss(0.2, "all", max_triplets=cap)
+
+
+def test_a_checkpointed_module_resumes_drawing_the_subsets_where_it_stopped() -> None:
+    from lightning_siamese.models import ConvNetEncoder, SiameseModule
+
+    emb, labels = batch(seed=3)
+
+    def module() -> SiameseModule:
+        encoder = ConvNetEncoder(input_size=28, channels=[4, 4, 4, 4], embedding_dim=6)
+        return SiameseModule(encoder, TripletHead(6, margin=1.0, mining="all", max_triplets=5, mining_seed=None))
+
+    torch.manual_seed(0)
+    running = module()
+    running.head.mined_loss(emb, labels)  # a first step, then a checkpoint
+    checkpoint: dict = {}
+    running.on_save_checkpoint(checkpoint)
+    uninterrupted = [float(running.head.mined_loss(emb, labels)) for _ in range(3)]
+
+    torch.manual_seed(0)  # a resumed run is seeded as the first was
+    resumed = module()
+    resumed.on_load_checkpoint(checkpoint)
+    assert [float(resumed.head.mined_loss(emb, labels)) for _ in range(3)] == uninterrupted
+    restarted = module()  # without the saved state the draws start over
+    torch.manual_seed(0)
+    assert [float(restarted.head.mined_loss(emb, labels)) for _ in range(3)] != uninterrupted
