@@ -21,10 +21,9 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from lightning_siamese.callbacks import embed_all
 from lightning_siamese.commands import data_module_from_config, embed_paths, image_paths, load_trained
-from lightning_siamese.data.transforms import to_float
 from lightning_siamese.evaluation.probe import GINI_THRESHOLD, fit_probe, gini_ood, plot_roc
 from lightning_siamese.evaluation.retrieval import Gallery, evaluate_retrieval
 from lightning_siamese.gallery import labelled_images
@@ -84,12 +83,6 @@ def run_retrieve(args: argparse.Namespace) -> dict:
     return record
 
 
-def _embed_tensor(model, images: torch.Tensor, batch_size: int = 512) -> np.ndarray:  # noqa: ANN001 - a SiameseModule
-    """Embeddings of uint8 images ``[N, C, H, W]``."""
-    with torch.no_grad():
-        return torch.cat([model.embed(to_float(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]).numpy()
-
-
 def _labelled_embeddings(model, data: dict, args: argparse.Namespace, which: str):  # noqa: ANN001, ANN202
     """Embeddings and labels of the probe's training or evaluation images, from a config's split or a folder."""
     if args.config is not None:
@@ -102,7 +95,7 @@ def _labelled_embeddings(model, data: dict, args: argparse.Namespace, which: str
         if which == "train" and args.train_images is not None and args.train_images < len(images):
             keep = np.sort(np.random.default_rng(args.seed).permutation(len(images))[: args.train_images])
             images, labels = images[keep], labels[keep]
-        return _embed_tensor(model, images), labels, f"the {args.train_split if which == 'train' else args.eval_split} split of {args.config}"
+        return embed_all(model, images).numpy(), labels, f"the {args.train_split if which == 'train' else args.eval_split} split of {args.config}"
     folder = args.train if which == "train" else args.eval
     items = labelled_images([folder])
     return embed_paths(model, data, [p for p, _ in items]).numpy(), np.array([c for _, c in items]), folder
