@@ -235,18 +235,30 @@ class SiameseModule(pl.LightningModule):
             )
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The head's loss on a batch of pairs, triplets or P x K classes (by its keys)."""
+        """The head's loss on a batch of pairs, triplets or P x K classes (by its keys).
+
+        Under mixed precision (``trainer.precision: bf16-mixed``) the encoder runs in low
+        precision and the head in float32: bf16 keeps 8 bits of mantissa, too few for the
+        distances, margins and scaled cosine logits the losses compare.
+        """
         if "same" in batch:
-            first, second = self.embed(torch.cat([batch["first"], batch["second"]])).chunk(2)  # one pass
-            return self.head.loss(first, second, batch["same"])
+            first, second = self.embed(torch.cat([batch["first"], batch["second"]])).float().chunk(2)  # one pass
+            with self._full_precision():
+                return self.head.loss(first, second, batch["same"])
         if "anchor" in batch:
             anchor, positive, negative = self.embed(
                 torch.cat([batch["anchor"], batch["positive"], batch["negative"]])
-            ).chunk(3)
-            return self.head.triplet_loss(anchor, positive, negative)
+            ).float().chunk(3)
+            with self._full_precision():
+                return self.head.triplet_loss(anchor, positive, negative)
         if "labels" in batch:
-            return self.head.batch_loss(self.embed(batch["images"]), batch["labels"])
+            embeddings = self.embed(batch["images"]).float()
+            with self._full_precision():
+                return self.head.batch_loss(embeddings, batch["labels"])
         raise ValueError(f"unknown training batch with keys {sorted(batch)}: expected pairs, triplets or classes")
+
+    def _full_precision(self) -> torch.autocast:
+        return torch.autocast(self.device.type, enabled=False)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)
