@@ -6,9 +6,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
 from tests.models.test_finite_gradients import build, cases
+from tests.models.test_module import quiet_trainer, tiny_task
 
 BATCHES = {
     "pairs": lambda x: {"first": x[:4], "second": x[4:], "same": torch.tensor([1, 0, 1, 0])},
@@ -45,19 +45,12 @@ def test_each_head_scores_a_bf16_encoder_in_float32(cls, options) -> None:
 
 def test_a_bf16_channels_last_fit_trains_on_the_cpu(tiny_omniglot: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="classes", batch_size=24, images_per_class=4, pairs_per_epoch=24 * 6,
-        n_way=5, val_tasks=40, val_pairs=32, seed=0,
-    )
+    data = tiny_task(tiny_omniglot, "classes")
     module = SiameseModule(
         tiny_encoder(), head=lambda d: TripletHead(d, mining="hard", normalize=True),
         optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), channels_last=True,
     )
-    trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", precision="bf16-mixed", default_root_dir=tmp_path, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=3, precision="bf16-mixed")
     before = trainer.validate(module, datamodule=data, verbose=False)[0]
     trainer.fit(module, datamodule=data)
     after = trainer.callback_metrics

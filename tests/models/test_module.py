@@ -10,6 +10,22 @@ from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import ContrastiveHead, CosFaceHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
 
 
+def tiny_task(root: Path, kind: str) -> OmniglotDataModule:
+    """5-way tasks on the tiny Omniglot: one alphabet to train on, one to validate."""
+    return OmniglotDataModule(
+        root=str(root), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_kind=kind, batch_size=24, images_per_class=4, pairs_per_epoch=24 * 6,
+        n_way=5, val_tasks=40, val_pairs=32, seed=0,
+    )
+
+
+def quiet_trainer(tmp_path: Path, max_epochs: int, **options) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **options,
+    )
+
+
 @pytest.mark.parametrize(
     "head, kind",
     [
@@ -26,20 +42,13 @@ from lightning_siamese.models import ContrastiveHead, CosFaceHead, KochEncoder, 
 )
 def test_each_head_learns_the_tiny_task(tiny_omniglot: Path, tmp_path: Path, head, kind: str) -> None:
     pl.seed_everything(0)
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind=kind, batch_size=24, images_per_class=4, pairs_per_epoch=24 * 6,
-        n_way=5, val_tasks=40, val_pairs=32, seed=0,
-    )
+    data = tiny_task(tiny_omniglot, kind)
     encoder = KochEncoder(
         input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(8, 16, 16, 32), embedding_dim=32, init="default",
         output="sigmoid" if head is KochHead else "linear",
     )
     module = SiameseModule(encoder, head=head, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
-    trainer = pl.Trainer(
-        max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )
+    trainer = quiet_trainer(tmp_path, max_epochs=4)
     before = trainer.validate(module, datamodule=data, verbose=False)[0]
     trainer.fit(module, datamodule=data)
     after = trainer.callback_metrics
