@@ -145,9 +145,9 @@ def describe_model_difference(saved: Mapping, configured: Mapping) -> str:
 def check_checkpoint_model(path: str | Path, model_config: Namespace | Mapping) -> None:
     """Fail when a checkpoint was saved from another model than the config's ``model`` describes.
 
-    Lightning's CLI would otherwise build the checkpoint's model in place of the config's
-    (saved hyper-parameters override the config and the command line), and fail far later,
-    e.g. on images of another size, or quietly run a model other than the one asked for.
+    The config's model is the one built (``SiameseCLI._parse_ckpt_path``), so without this
+    check loading would fail on a stack of missing and unexpected keys, or, for options that
+    own no weights (a head's margin or normalisation), quietly score another model.
     The message names the checkpoint, how the two models differ and the run's own config.
     """
     path = Path(path)
@@ -227,6 +227,16 @@ class SiameseCLI(LightningCLI):
                 self._continue_in_run_folder(config, Path(ckpt_path))
         if config.get("ckpt_path") not in (None, *SPECIAL_CKPT_PATHS) and config.get("model") is not None:
             check_checkpoint_model(config.ckpt_path, config.model)
+
+    def _parse_ckpt_path(self) -> None:
+        """Keep the config's and the command line's model over the checkpoint's hyper-parameters.
+
+        Lightning merges a checkpoint's saved hyper-parameters over the config and the command
+        line (Lightning-AI/pytorch-lightning#21455), which silently drops evaluation switches
+        such as ``--model.init_args.eval_flip true`` or ``threshold_rule``. ``parse_arguments``
+        has already checked that the checkpoint holds the config's model class, encoder and
+        head, so the parsed config stands as it is.
+        """
 
     @staticmethod
     def _logger_location(config: Namespace) -> tuple[Namespace, str, str] | None:

@@ -221,7 +221,7 @@ def test_folder_config_trains_a_triplet_head_on_a_user_tree(tmp_path: Path) -> N
     assert json.loads((run_dir / "oneshot_val.json").read_text())["n_way"] == 3
 
 
-def test_lake_runs_at_test_time_and_a_checkpoint_of_another_model(experiment: Path) -> None:
+def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_switches(experiment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.data.test_lake_runs import make_lake_runs
 
     cwd = experiment.parent
@@ -249,6 +249,16 @@ def test_lake_runs_at_test_time_and_a_checkpoint_of_another_model(experiment: Pa
     assert other.returncode != 0
     assert "last.ckpt holds another model than the config describes: encoder KochEncoder with embedding_dim=32 vs 16" in other.stderr
     assert "version_0/config.yaml" in other.stderr
+
+    # Model switches on the command line win over the checkpoint's saved hyper-parameters
+    # (Lightning's CLI would merge those over the command line and drop eval_flip silently).
+    from lightning_siamese.cli import SiameseCLI
+
+    monkeypatch.chdir(cwd)
+    base = ["validate", "--config", str(experiment), "--ckpt_path", str(ckpt), "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false"]
+    assert SiameseCLI(args=[*base, "--model.init_args.eval_flip", "true"]).model.eval_flip is True
+    assert SiameseCLI(args=base).model.eval_flip is False
 
 
 def test_a_checkpoint_of_another_model_class_encoder_or_head_is_described(tmp_path: Path) -> None:
