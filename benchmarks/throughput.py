@@ -5,10 +5,11 @@ does, then times optimisation steps on real training batches (pair sampling and
 augmentation included, Lightning's loop excluded). Prints a Markdown table.
 
     python benchmarks/throughput.py experiments/quickstart.yaml experiments/omniglot.yaml
-    python benchmarks/throughput.py experiments/omniglot_cpu.yaml --precision 32 bf16-mixed
+    python benchmarks/throughput.py experiments/omniglot_cpu.yaml --precision 32-true bf16-mixed
 
-Mixed precision runs the step under autocast as Lightning's ``trainer.precision`` does
-(the encoder in bf16/fp16, the head in float32); the default is each config's own.
+Each step runs in the trainer's own precision context (``trainer.precision``: under
+bf16/16-mixed the encoder in low precision, the head in float32); the default is each
+config's own precision.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from lightning.pytorch import seed_everything
 from lightning_siamese.cli import SiameseCLI
 
 
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
 def measure(config: str, steps: int, warmup: int, batch_size: int | None, precision: str | None) -> dict:
     args = ["--config", config, "--trainer.logger", "false"]
     if precision is not None:
@@ -33,9 +31,7 @@ def measure(config: str, steps: int, warmup: int, batch_size: int | None, precis
         args += ["--data.init_args.batch_size", str(batch_size)]
     cli = SiameseCLI(args=args, run=False)
     model, data = cli.model, cli.datamodule
-    precision = str(cli.config.trainer.precision or "32-true")
-    if precision not in AUTOCAST and precision not in ("32", "32-true"):
-        raise ValueError(f"precision {precision!r}: this benchmark times 32, bf16-mixed or 16-mixed")
+    plugin = cli.trainer.precision_plugin  # autocast for bf16/16-mixed, nothing for 32-true
     seed_everything(0)
     data.setup("fit")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -50,7 +46,7 @@ def measure(config: str, steps: int, warmup: int, batch_size: int | None, precis
                 torch.cuda.synchronize()
             start = time.perf_counter()
         batch = {k: v.to(device) for k, v in next(batches).items()}
-        with torch.autocast(device.type, dtype=AUTOCAST.get(precision, torch.bfloat16), enabled=precision in AUTOCAST):
+        with plugin.forward_context():
             loss = model.training_loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -65,7 +61,7 @@ def measure(config: str, steps: int, warmup: int, batch_size: int | None, precis
         "config": config,
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)",
         "params": params,
-        "precision": precision,
+        "precision": cli.trainer.precision,
         "batch": data.batch_size,
         "images_per_s": images / elapsed,
     }
