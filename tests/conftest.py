@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``-n``), one thread per worker and per subprocess it starts.
+
+    The workers already use every core; torch's own threads on top of them would only
+    fight over the cores and slow the suite down.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 def character_image(class_seed: int, drawer: int, size: int = 28) -> Image.Image:
@@ -74,17 +87,3 @@ def tiny_omniglot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shipped_omniglot() -> Path:
     """The official small background sets that the repository ships as default data."""
     return REPO / "data" / "omniglot"
-
-
-@pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory: pytest.TempPathFactory, tiny_omniglot: Path):  # noqa: ANN201 - (folder, result)
-    """A real ``lightning-siamese sweep`` of two tiny runs (shared by the sweep and report tests): 5-way
-    finishes (fit, then test on the Delta alphabet); 50-way cannot draw its tasks from 5 characters and crashes."""
-    import yaml
-
-    from tests.test_cli import tiny_config
-    from tests.test_sweep import SWEEP_ARGS, sweep_cli
-
-    cwd = tmp_path_factory.mktemp("sweep")
-    (cwd / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
-    return cwd, sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS)

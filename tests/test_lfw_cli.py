@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lightning_siamese import commands
 from tests.conftest import REPO
 from tests.data.test_lfw_datamodule import write_lfw
 from tests.test_cli import run_cli, scalars
@@ -31,7 +35,7 @@ def fit_args(root: Path, config: str, *extra: str) -> list[str]:
     ]
 
 
-def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
+def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_lfw(tmp_path / "lfw")
     run_cli(tmp_path, *fit_args(root, "lfw.yaml", *SMALL_KOCH))
     run = tmp_path / "logs" / "lfw" / "version_0"
@@ -59,33 +63,27 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
     assert report["pairs_file"].endswith("pairsDevTest.txt")
     assert (reports[0].parent / "roc_test.png").exists() and (reports[0].parent / "pairs_test.png").exists()
 
-    # verify: two image files, prepared like the data module's, at the stored threshold.
-    import subprocess
-    import sys
-
+    # verify: two image files, prepared like the data module's, at the stored threshold. One run
+    # through the real command line; the other commands run in this process (same code, no
+    # interpreter start-up each).
     first, second = (root / "lfw2" / "PA_Q" / "PA_Q_0001.jpg"), (root / "lfw2" / "PB_Q" / "PB_Q_0001.jpg")
-    verify = [sys.executable, "-m", "lightning_siamese.commands", "verify", str(first), str(second), "--ckpt", str(last)]
-    result = subprocess.run(verify, capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    verify = ["verify", str(first), str(second), "--ckpt", str(last)]
+    result = subprocess.run([sys.executable, "-m", "lightning_siamese.commands", *verify], capture_output=True, text=True,
+                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     line = result.stdout.strip().splitlines()[-1]
     score = float(line.split("score ")[1].split(",")[0])
     assert f"threshold {saved['verification_threshold']:.4f} from validation" in line
     assert line.endswith("SAME" if score >= saved["verification_threshold"] else "DIFFERENT")
-    forced = subprocess.run([*verify, "--threshold", "-1"], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert forced.stdout.strip().endswith("SAME") and "from --threshold" in forced.stdout
+    commands.main([*verify, "--threshold", "-1"])
+    forced = capsys.readouterr().out.strip()
+    assert forced.endswith("SAME") and "from --threshold" in forced
+
     # embed and export: the files give the checkpoint's own embeddings.
-    import numpy as np
-
-    from lightning_siamese.commands import load_trained, read_image
-
-    model, data = load_trained(str(last))
-    expected = model.embed(torch.cat([read_image(str(p), data) for p in (first, second)])).detach()
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    tool = [sys.executable, "-m", "lightning_siamese.commands"]
+    model, data = commands.load_trained(str(last))
+    expected = model.embed(torch.cat([commands.read_image(str(p), data) for p in (first, second)])).detach()
     for output in ("e.npz", "e.csv"):
-        done = subprocess.run([*tool, "embed", str(first), str(second), "--ckpt", str(last), "--output", str(tmp_path / output)],
-                              capture_output=True, text=True, timeout=120, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
+        commands.main(["embed", str(first), str(second), "--ckpt", str(last), "--output", str(tmp_path / output)])
     saved_npz = np.load(tmp_path / "e.npz")
     assert list(saved_npz["paths"]) == [str(first), str(second)]
     assert np.allclose(saved_npz["embeddings"], expected.numpy(), atol=1e-5)
@@ -94,9 +92,7 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
     assert np.allclose([float(v) for v in csv_rows[1].split(",")[1:]], expected[0].numpy(), atol=1e-4)
     batch = torch.rand(5, 1, 28, 28)
     for output in ("encoder.pt", "encoder.onnx"):
-        done = subprocess.run([*tool, "export", "--ckpt", str(last), "--output", str(tmp_path / output)],
-                              capture_output=True, text=True, timeout=300, env=env)
-        assert done.returncode == 0, done.stderr[-2000:]
+        commands.main(["export", "--ckpt", str(last), "--output", str(tmp_path / output)])
     scripted = torch.jit.load(str(tmp_path / "encoder.pt"))
     assert torch.allclose(scripted(batch), model.embed(batch).detach(), atol=1e-5)
     import onnxruntime
@@ -104,12 +100,10 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path) -> None:
     session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"))
     (onnx_out,) = session.run(None, {"images": batch.numpy()})
     assert np.allclose(onnx_out, model.embed(batch).detach().numpy(), atol=1e-4)
-    missing_folder = subprocess.run([*tool, "embed", str(tmp_path / "nowhere"), "--ckpt", str(last), "--output", str(tmp_path / "x.npz")],
-                                    capture_output=True, text=True, timeout=120, env=env)
-    assert missing_folder.returncode != 0 and "nowhere does not exist" in missing_folder.stderr
-
-    missing = subprocess.run([*verify[:4], str(root / "nobody.jpg"), *verify[5:]], capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    assert missing.returncode != 0 and "nobody.jpg does not exist" in missing.stderr
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
+        commands.main(["embed", str(tmp_path / "nowhere"), "--ckpt", str(last), "--output", str(tmp_path / "x.npz")])
+    with pytest.raises(FileNotFoundError, match="nobody.jpg does not exist"):
+        commands.main(["verify", str(root / "nobody.jpg"), str(second), "--ckpt", str(last)])
 
 
 def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> None:
@@ -127,17 +121,14 @@ def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> No
     assert list((runs[-1] / "checkpoints").glob("epoch=*auc=*.ckpt"))
 
 
-def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = write_lfw(tmp_path / "lfw")
-    command = [sys.executable, "-m", "lightning_siamese.commands", "view2", "--config", str(REPO / "experiments" / "lfw.yaml"),
+    # The protocol runs in this process; each fold's fit and test are real `lightning` subprocesses.
+    monkeypatch.chdir(tmp_path)
+    command = ["view2", "--config", str(REPO / "experiments" / "lfw.yaml"),
                "--folds", "1,2", "--save_dir", "logs", "--data.root", str(root), "--trainer.max_epochs", "1",
                "--trainer.enable_progress_bar", "false", "--data.val_fraction", "0.34", *SMALL_KOCH]
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
-    first = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
+    commands.main(command)
     summary = json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())
     accuracies = [f["accuracy"] for f in summary["folds"]]
     assert summary["completed"] == 2 and summary["accuracy"] == pytest.approx(sum(accuracies) / 2)
@@ -146,8 +137,7 @@ def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path
         report = json.loads((tmp_path / "logs" / "lfw_view2" / f"fold{fold}_test" / "verification_test.json").read_text())
         assert report["n_pairs"] == 6 and report["threshold_from"] == "validation"
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
-    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0, again.stderr[-3000:]
+    commands.main(command)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
     assert after == written  # finished folds are neither trained nor tested again
     assert json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())["accuracy"] == summary["accuracy"]

@@ -1,4 +1,4 @@
-"""``lightning-siamese sweep``: grid parsing and key checks, then a real tiny sweep through the CLI."""
+"""``lightning-siamese sweep``: grid parsing and key checks, then a real tiny sweep through the CLI (and its run's report)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lightning_siamese.report import write_report
 from lightning_siamese.sweep import SweepError, check_grid, parse_grid, resolve_key, run_name, run_sweep
 from tests.conftest import REPO
 from tests.test_cli import tiny_config
+from tests.test_report import PNG
 
 KEYS = [
     "model.init_args.optimizer.init_args.lr",
@@ -93,8 +95,16 @@ def rows(sweep_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_sweep_runs_each_combination_records_failures_and_plots(tiny_sweep) -> None:  # noqa: ANN001
-    cwd, result = tiny_sweep
+def test_a_sweep_runs_each_combination_records_failures_plots_reports_and_reruns(tmp_path: Path, tiny_omniglot: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One real tiny sweep (two runs through `lightning`), checked as a sweep, through `report`, and rerun.
+
+    5-way finishes (fit, then test on the Delta alphabet); 50-way cannot draw its tasks from 5
+    characters and crashes. One test, so the sweep runs once however the suite is split up.
+    """
+    cwd = tmp_path
+    (cwd / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
+    result = sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS)
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = cwd / "logs" / "tiny_sweep"
     table = rows(sweep_dir)
@@ -114,16 +124,26 @@ def test_sweep_runs_each_combination_records_failures_and_plots(tiny_sweep) -> N
         else:
             assert "fit exited with 1" in row["error"] and "50" in row["error"]  # the tail of the crash's output
     for key in ("model.lr", "data.n_way", "epochs"):
-        assert (sweep_dir / f"sweep_{key}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (sweep_dir / f"sweep_{key}.png").read_bytes()[:8] == PNG
     assert "1 of 2 combinations finished" in result.stdout
 
-
-@pytest.mark.slow
-def test_a_rerun_skips_finished_combinations_and_retries_failed_ones(tiny_sweep, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    cwd, first = tiny_sweep
-    assert first.returncode == 0, first.stdout + first.stderr
-    sweep_dir = cwd / "logs" / "tiny_sweep"
+    # `report` on the finished run: its data table, curves and example pairs.
     finished = sweep_dir / "lr=1e-3,n_way=5"
+    run = finished
+    report = write_report(run).read_text()
+    oneshot = json.loads((run / "oneshot_val.json").read_text())
+    assert f"**{oneshot['accuracy']:.2f}% +- {oneshot['ci95']:.2f}** (95% CI, 30 fresh episodes, seed 99)" in report
+    # The tiny set: Alpha and Beta train (12 characters), Gamma validates, Delta tests.
+    assert "| train | 2 | 12 | 240 | 20 / 20 / 20 | 64 pairs per epoch in batches of 16 |" in report
+    assert "| val | 1 | 5 | 100 | 20 / 20 / 20 | 20 5-way 1-shot episodes (seed 0) within one group, 32 fixed pairs |" in report
+    assert "| test | 1 | 6 | 120 |" in report
+    assert "Test `test/oneshot_acc`" in report
+    assert "The 32 fixed validation pairs (16 same-class; seed 0)" in report and "at threshold 0.5000" in report
+    for name in ("curves.png", "report_pairs_val.png"):
+        assert (run / name).read_bytes()[:8] == PNG
+    assert "![curves](curves.png)" in report and "![example pairs](report_pairs_val.png)" in report
+
+    # A rerun skips the finished combination and retries the failed one.
     events = sorted(finished.glob("events.out.tfevents.*"))
     again = sweep_cli(cwd, "--config", "tiny.yaml", *SWEEP_ARGS)
     assert again.returncode == 0, again.stdout + again.stderr
@@ -134,7 +154,6 @@ def test_a_rerun_skips_finished_combinations_and_retries_failed_ones(tiny_sweep,
     monkeypatch.chdir(cwd)
     with pytest.raises(SweepError, match="holds a sweep run with other settings"):  # other extra arguments: another sweep
         run_sweep("tiny.yaml", ["model.lr=1e-3", "data.n_way=5"], ["--trainer.max_epochs", "3"], name="tiny_sweep")
-
 
 def test_an_unknown_grid_key_fails_before_anything_runs(tmp_path: Path, tiny_omniglot: Path, capsys: pytest.CaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
