@@ -25,6 +25,11 @@ class KochAffine(nn.Module):
         translation: maximum translation in pixels (x and y).
         p: probability of including each component.
         flip: probability of mirroring an image left to right (not in Koch's; for faces).
+        elastic: strength alpha of an elastic distortion added to the affine one (not in
+            Koch's; Simard et al. 2003): every pixel moves by alpha times a uniform(-1, 1)
+            noise field smoothed by a Gaussian of ``elastic_sigma`` pixels, drawn per image.
+            It bends strokes the way different hands draw them. 0 (default) turns it off.
+        elastic_sigma: smoothness of the elastic field in pixels.
     """
 
     def __init__(
@@ -35,12 +40,16 @@ class KochAffine(nn.Module):
         translation: float = 2.0,
         p: float = 0.5,
         flip: float = 0.0,
+        elastic: float = 0.0,
+        elastic_sigma: float = 4.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p must be in [0, 1], got {p}")
         if not 0.0 <= flip <= 1.0:
             raise ValueError(f"flip must be in [0, 1], got {flip}")
+        if elastic < 0 or elastic_sigma <= 0:
+            raise ValueError(f"elastic must be >= 0 and elastic_sigma > 0, got {elastic} and {elastic_sigma}")
         if scale[0] <= 0 or scale[0] > scale[1]:
             raise ValueError(f"scale must be (low, high) with 0 < low <= high, got {scale}")
         self.rotation = rotation
@@ -49,6 +58,8 @@ class KochAffine(nn.Module):
         self.translation = translation
         self.p = p
         self.flip = flip
+        self.elastic = elastic
+        self.elastic_sigma = elastic_sigma
 
     def matrices(self, n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Forward transforms ``[n, 2, 3]`` in pixel units about the image centre."""
@@ -75,14 +86,28 @@ class KochAffine(nn.Module):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Distort float images ``[B, C, H, W]`` (square); pixels moved in from outside are 0."""
-        return self.warp(images, self.matrices(len(images), images.shape[-1], generator))
+        forward = self.matrices(len(images), images.shape[-1], generator)
+        # drawn only when asked, so elastic-free streams stay as they were
+        field = self.elastic_field(len(images), images.shape[-1], generator) if self.elastic > 0 else None
+        return self.warp(images, forward, field)
+
+    def elastic_field(self, n: int, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Smooth random displacements ``[n, size, size, 2]`` in pixels (x, y)."""
+        noise = torch.rand(n, 2, size, size, generator=generator) * 2 - 1
+        kernel = 2 * int(3 * self.elastic_sigma) + 1
+        smooth = TF.gaussian_blur(noise, [kernel, kernel], [self.elastic_sigma, self.elastic_sigma])
+        # blurring shrinks the noise; rescale it to unit peak so alpha reads as pixels
+        smooth = smooth / smooth.flatten(1).abs().amax(1).clamp_min(1e-8)[:, None, None, None]
+        return self.elastic * smooth.permute(0, 2, 3, 1)
 
     @staticmethod
-    def warp(images: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
+    def warp(images: torch.Tensor, forward: torch.Tensor, field: torch.Tensor | None = None) -> torch.Tensor:
         """Apply forward transforms ``[B, 2, 3]`` (from :meth:`matrices`) to square images, in one call.
 
         Separate from drawing them, so transforms drawn one image pair at a time (each
-        with its own seed) still cost a single ``grid_sample`` per batch.
+        with its own seed) still cost a single ``grid_sample`` per batch. ``field``
+        (``[B, H, W, 2]``, pixels, from :meth:`elastic_field`) moves each output pixel's
+        sampling point further.
         """
         h, w = images.shape[-2:]
         if h != w:
@@ -92,12 +117,15 @@ class KochAffine(nn.Module):
         inverse_shift = -(inverse_linear @ forward[:, :, 2:]) * (2.0 / w)
         theta = torch.cat([inverse_linear, inverse_shift], dim=-1).to(images)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        if field is not None:
+            grid = grid + field.to(grid) * (2.0 / w)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def extra_repr(self) -> str:
         return (
             f"rotation={self.rotation}, shear={self.shear}, scale={self.scale}, "
-            f"translation={self.translation}, p={self.p}, flip={self.flip}"
+            f"translation={self.translation}, p={self.p}, flip={self.flip}, elastic={self.elastic}, "
+            f"elastic_sigma={self.elastic_sigma}"
         )
 
 

@@ -60,3 +60,36 @@ def test_flip_mirrors_left_to_right_and_off_keeps_the_stream() -> None:
     assert mirrored(0.0) == 0 and 0.45 < mirrored(0.5) < 0.55
     with pytest.raises(ValueError, match="flip"):
         KochAffine(flip=2.0)
+
+
+def test_elastic_field_peaks_at_alpha_pixels_is_smooth_and_differs_per_image() -> None:
+    aug = KochAffine(elastic=3.0, elastic_sigma=4.0)
+    field = aug.elastic_field(8, 40, torch.Generator().manual_seed(0))
+    assert field.shape == (8, 40, 40, 2)
+    assert torch.allclose(field.flatten(1).abs().amax(1), torch.full((8,), 3.0))
+    # smooth: neighbouring pixels move almost together (raw noise would differ by ~alpha)
+    assert (field[:, 1:] - field[:, :-1]).abs().mean() < 0.1 * 3.0
+    assert not torch.allclose(field[0], field[1])
+
+
+def test_elastic_field_moves_sampling_points_in_pixels() -> None:
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 3, 4] = 1.0
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    one_pixel_right = torch.zeros(1, 8, 8, 2)
+    one_pixel_right[..., 0] = 1.0  # every output pixel samples the input one pixel to its right
+    moved = KochAffine.warp(image, identity, one_pixel_right)
+    assert moved[0, 0, 3, 3] == pytest.approx(1.0) and moved.sum() == pytest.approx(1.0)
+
+
+def test_elastic_distorts_strokes_and_off_keeps_the_stream() -> None:
+    images = torch.rand(4, 1, 28, 28)
+    still = dict(rotation=0, shear=0, scale=(1, 1), translation=0)
+    bent = KochAffine(**still, elastic=2.0)(images, torch.Generator().manual_seed(0))
+    assert (bent - images).abs().mean() > 0.05
+    plain = KochAffine()(images, torch.Generator().manual_seed(1))
+    assert torch.equal(KochAffine(elastic=0.0)(images, torch.Generator().manual_seed(1)), plain)
+    with pytest.raises(ValueError, match="elastic"):
+        KochAffine(elastic=-1.0)
+    with pytest.raises(ValueError, match="elastic_sigma"):
+        KochAffine(elastic=1.0, elastic_sigma=0.0)
