@@ -167,6 +167,10 @@ class OneShotReport(pl.Callback):
         tasks: number of episodes.
         seed: the seed that fixes the episodes.
         use_best: load the best checkpoint's weights first (when there is one).
+        eval_shift: test-time shifts for this report only (see ``SiameseModule.eval_shift``),
+            so a run can validate every epoch without them (5x cheaper) and still report
+            with them; the report then also gives the accuracy without them, on the same
+            episodes. ``None`` keeps the module's own setting.
     """
 
     def __init__(
@@ -177,13 +181,17 @@ class OneShotReport(pl.Callback):
         tasks: int = 1000,
         seed: int = 1234,
         use_best: bool = True,
+        eval_shift: int | None = None,
     ) -> None:
+        if eval_shift is not None and eval_shift < 0:
+            raise ValueError(f"eval_shift must be a number of pixels >= 0 (or None: the module's own), got {eval_shift}")
         self.split = split
         self.n_way = n_way
         self.k_shot = k_shot
         self.tasks = tasks
         self.seed = seed
         self.use_best = use_best
+        self.eval_shift = eval_shift
         self.openset: OpenSetResult | None = None  # the last open-set result, when the module scores one
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -197,8 +205,16 @@ class OneShotReport(pl.Callback):
             pl_module.load_state_dict(state["state_dict"])
             if "openset_threshold" in state:  # the threshold fitted with those weights
                 pl_module.openset_threshold = state["openset_threshold"]
-        result = self.evaluate(trainer, pl_module)
-        self.report(trainer, result, checkpoint or "final weights")
+        plain = None
+        own_shift = getattr(pl_module, "eval_shift", 0)
+        if self.eval_shift is not None and self.eval_shift != own_shift:
+            plain = self.evaluate(trainer, pl_module)
+            pl_module.eval_shift = self.eval_shift
+        try:
+            result = self.evaluate(trainer, pl_module)
+        finally:
+            pl_module.eval_shift = own_shift
+        self.report(trainer, result, checkpoint or "final weights", plain)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule):  # noqa: ANN201
         data = trainer.datamodule
@@ -212,8 +228,11 @@ class OneShotReport(pl.Callback):
         return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.shot_reduction)
 
     @rank_zero_only
-    def report(self, trainer: pl.Trainer, result, checkpoint: str) -> None:  # noqa: ANN001
+    def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
         record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
+        if plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
+            record["eval_shift"] = self.eval_shift
+            record["without_eval_shift"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
         if self.openset is not None:
             record["openset"] = self.openset.as_dict()
             print(f"\nFinal open-set evaluation on the {self.split} split: {self.openset}")
@@ -221,7 +240,9 @@ class OneShotReport(pl.Callback):
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / f"oneshot_{self.split}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
-        print(f"\nFinal one-shot evaluation on the {self.split} split: {result}\n  checkpoint: {checkpoint}\n  written to {path}")
+        shifts = f" with eval_shift {self.eval_shift} (without: {plain.accuracy:.2f}% +- {plain.ci95:.2f})" if plain else ""
+        print(f"\nFinal one-shot evaluation on the {self.split} split: {result}{shifts}\n  checkpoint: {checkpoint}\n"
+              f"  written to {path}")
 
 
 class EmbeddingProjector(pl.Callback):

@@ -34,7 +34,7 @@ from lightning_siamese.data.datamodules import SiameseDataModule
 from lightning_siamese.data.lfw import fit_image
 from lightning_siamese.data.signatures import read_signature
 from lightning_siamese.data.sources import IMAGE_SUFFIXES, decode_image, load_lake_runs
-from lightning_siamese.data.transforms import to_float
+from lightning_siamese.data.transforms import embed_views, to_float
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import format_named_tasks, named_task_record, summarize
 from lightning_siamese.evaluation.writers import reference_statistics
@@ -174,7 +174,7 @@ def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
 
 
 class Embedder(torch.nn.Module):
-    """A trained model's evaluation-mode ``embed`` (encoder, and its ``eval_flip``), for export.
+    """A trained model's evaluation-mode ``embed`` (encoder, and its ``eval_flip`` and ``eval_shift``), for export.
 
     It holds the encoder alone: the LightningModule around it (metrics, trainer hooks) cannot
     be traced.
@@ -182,12 +182,10 @@ class Embedder(torch.nn.Module):
 
     def __init__(self, model) -> None:  # noqa: ANN001 - a SiameseModule
         super().__init__()
-        self.encoder, self.eval_flip = model.encoder, model.eval_flip
+        self.encoder, self.eval_flip, self.eval_shift = model.encoder, model.eval_flip, model.eval_shift
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.eval_flip:
-            return (self.encoder(images) + self.encoder(images.flip(-1))) / 2
-        return self.encoder(images)
+        return embed_views(self.encoder, images, self.eval_flip, self.eval_shift)
 
 
 def image_paths(inputs: list[str]) -> list[str]:
@@ -381,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     embed.add_argument("--output", required=True, help="embeddings.npz or embeddings.csv")
     export = commands.add_parser("export", help="export the embedding network to TorchScript or ONNX",
-                                 description="Export a checkpoint's encoder (with eval_flip if it was on) as TorchScript "
+                                 description="Export a checkpoint's encoder (with eval_flip and eval_shift if they were on) as TorchScript "
                                  "(.pt) or ONNX (.onnx); input float images in [0, 1], any batch size.")
     export.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     export.add_argument("--output", required=True, help="encoder.pt (TorchScript) or encoder.onnx")

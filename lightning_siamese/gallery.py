@@ -25,7 +25,7 @@ File format (version 1): one file written by ``torch.save`` and read with
 
 - ``format``: ``"lightning-siamese-gallery"``; ``version``: ``1``
 - ``model_id``: SHA-256 (hex) of the checkpoint's ``state_dict`` (names, dtypes, shapes and
-  bytes of each tensor, sorted by name) and of its encoder, head and ``eval_flip`` settings
+  bytes of each tensor, sorted by name) and of its encoder, head, ``eval_flip`` and ``eval_shift`` settings
   (``hyper_parameters``): the identity of the model, not of the file, so a copy of the
   checkpoint, or one saved at the same weights, matches
 - ``checkpoint``: the path of the checkpoint that built it (for messages only)
@@ -72,7 +72,10 @@ def model_identity(ckpt: str | Path) -> str:
     for name, tensor in sorted(saved["state_dict"].items()):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    settings = {key: saved.get("hyper_parameters", {}).get(key) for key in ("encoder", "head", "eval_flip")}
+    hparams = saved.get("hyper_parameters", {})
+    settings = {key: hparams.get(key) for key in ("encoder", "head", "eval_flip")}
+    if hparams.get("eval_shift"):  # only when on, so galleries enrolled before it existed keep their identity
+        settings["eval_shift"] = hparams["eval_shift"]
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 

@@ -1,11 +1,14 @@
-"""RunCheckpoint keeps ``last.ckpt`` at the latest epoch, also when the metric stops improving."""
+"""RunCheckpoint keeps ``last.ckpt`` at the latest epoch, also when the metric stops improving; OneShotReport's
+test-time shifts apply to the report alone."""
 
+import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pytest
 import torch
 
-from lightning_siamese.callbacks import RunCheckpoint
+from lightning_siamese.callbacks import OneShotReport, RunCheckpoint
 from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
 
@@ -26,3 +29,28 @@ def test_last_checkpoint_is_the_latest_epoch_without_improvement(tiny_omniglot: 
     assert "step=2" in checkpoint.best_model_path  # the first epoch stays the best
     last = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 6 and last["epoch"] == 2
+
+
+def test_the_report_can_use_test_time_shifts_that_validation_does_not(tiny_omniglot: Path, tmp_path: Path) -> None:
+    data = OmniglotDataModule(
+        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
+        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
+    )
+    torch.manual_seed(0)
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    module = SiameseModule(encoder, head=KochHead)
+    report = OneShotReport(tasks=40, seed=5, use_best=False, eval_shift=2)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
+                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    assert module.eval_shift == 0  # restored: the module (and its checkpoints) keep their own setting
+    record = json.loads((tmp_path / "oneshot_val.json").read_text())
+    module.eval()
+    plain = report.evaluate(trainer, module)
+    module.eval_shift = 2
+    shifted = report.evaluate(trainer, module)
+    assert record["eval_shift"] == 2 and record["accuracy"] == pytest.approx(shifted.accuracy)
+    assert record["without_eval_shift"]["accuracy"] == pytest.approx(plain.accuracy)
+    assert shifted.accuracy != plain.accuracy  # (seeded) the shifts change the embeddings, so the record tells them apart
+    with pytest.raises(ValueError, match="eval_shift must be a number of pixels >= 0"):
+        OneShotReport(eval_shift=-1)

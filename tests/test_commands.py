@@ -92,3 +92,19 @@ def test_console_script_and_module_help() -> None:
     if script is not None:  # the console script, as installed by pip
         help_text = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
         assert help_text.returncode == 0 and "baseline" in help_text.stdout
+
+
+def test_the_exported_embedder_keeps_the_models_test_time_views() -> None:
+    import torch
+
+    from lightning_siamese.commands import Embedder
+    from lightning_siamese.models import ConvNetEncoder, SiameseModule, TripletHead
+
+    torch.manual_seed(0)
+    model = SiameseModule(ConvNetEncoder(input_size=28, channels=(4, 8), embedding_dim=8), head=TripletHead,
+                          eval_flip=True, eval_shift=1).eval()
+    images = torch.rand(3, 1, 28, 28)
+    traced = torch.jit.trace(Embedder(model).eval(), images[:1])
+    assert torch.allclose(traced(images), model.embed(images), atol=1e-6)
+    model.eval_shift = 0  # the views matter: without the shifts the embeddings differ
+    assert not torch.allclose(traced(images), model.embed(images), atol=1e-4)

@@ -4,10 +4,13 @@ Koch et al. (2015) distort each image of a pair independently with a random affi
 transform T = (theta, rho_x, rho_y, s_x, s_y, t_x, t_y), each component included with
 probability 0.5. torchvision's ``RandomAffine`` cannot express it exactly (its scale is
 isotropic and its shear is an angle), so the matrices are built here and applied to the
-whole batch at once with ``affine_grid``/``grid_sample``.
+whole batch at once with ``affine_grid``/``grid_sample``. Test-time augmentation (the
+views of an image whose embeddings are averaged at evaluation) lives here too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -133,6 +136,25 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[..., H, W]`` in 0..255 to float32 in [0, 1]."""
     return images.float().div_(255.0)
 
+
+def evaluation_views(images: torch.Tensor, flip: bool = False, shift: int = 0) -> list[torch.Tensor]:
+    """The image batch, its four copies shifted by ``shift`` px (edges replicated), and all their mirrors if ``flip``."""
+    views = [images]
+    if shift:
+        padded = F.pad(images, (shift, shift, shift, shift), mode="replicate")
+        h, w = images.shape[-2:]
+        for top, left in ((0, shift), (2 * shift, shift), (shift, 0), (shift, 2 * shift)):
+            views.append(padded[..., top : top + h, left : left + w])
+    return views + [view.flip(-1) for view in views] if flip else views
+
+
+def embed_views(encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, flip: bool = False,
+                shift: int = 0) -> torch.Tensor:
+    """Test-time augmentation: the mean embedding of :func:`evaluation_views` (just ``encode(images)`` without it)."""
+    views = evaluation_views(images, flip, shift)
+    if len(views) == 1:
+        return encode(images)
+    return torch.stack([encode(view) for view in views]).mean(0)
 
 
 class DarkShotAugment(nn.Module):

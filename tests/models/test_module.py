@@ -112,6 +112,25 @@ def test_eval_flip_averages_an_image_and_its_mirror_outside_training() -> None:
     assert torch.allclose(module.embed(images), encoder(images))
 
 
+def test_eval_shift_averages_an_image_and_its_four_shifted_copies_outside_training() -> None:
+    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    images = torch.rand(3, 1, 28, 28)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
+    shifted = [padded[..., 0:28, 2:30], padded[..., 4:32, 2:30], padded[..., 2:30, 0:28], padded[..., 2:30, 4:32]]
+    assert torch.equal(shifted[0][..., 2:, :], images[..., :-2, :])  # moved down by 2 px, top edge replicated
+    assert torch.equal(shifted[0][..., :2, :], images[..., :1, :].expand(-1, -1, 2, -1))
+    expected = torch.stack([encoder(v) for v in (images, *shifted)]).mean(0)
+    module = SiameseModule(encoder, eval_shift=2).eval()
+    assert torch.allclose(module.embed(images), expected, atol=1e-6)
+    both = SiameseModule(encoder, eval_shift=2, eval_flip=True).eval()  # ten views: the five and their mirrors
+    mirrored = torch.stack([encoder(v.flip(-1)) for v in (images, *shifted)]).mean(0)
+    assert torch.allclose(both.embed(images), (expected + mirrored) / 2, atol=1e-6)
+    module.train()
+    assert torch.allclose(module.embed(images), encoder(images))
+    with pytest.raises(ValueError, match="eval_shift must be a number of pixels >= 0, got -1"):
+        SiameseModule(encoder, eval_shift=-1)
+
+
 def test_channels_last_and_compile_switches_keep_embeddings_and_checkpoint_names() -> None:
     torch.manual_seed(0)
     encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
