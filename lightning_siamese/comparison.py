@@ -60,6 +60,8 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         # Checkpoint file names hold "=" (epoch=3-step=...): NAME=PATH only when SPEC is no file.
         name, path = ("", Path(spec)) if Path(spec).is_file() else (spec.split("=", 1)[0], Path(spec.split("=", 1)[-1]))
         model, saved = load_trained(str(path))
+        if args.eval_shift is not None:
+            model.eval_shift = args.eval_shift
         size = saved["image_size"]
         if size not in modules:
             modules[size] = data_module_from_config(args.config, size)[0]
@@ -68,7 +70,8 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
             check_same_episodes(reference[label].episodes, evaluation.episodes, f"checkpoint {path} ({size} px)")
         embeddings = embed_all(model, next(iter(own.values())).collection.images)
         head = type(model.head).__name__
-        row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px, `{path.name}`")
+        views = f", eval_shift {model.eval_shift}" if model.eval_shift else ""
+        row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
         for label, evaluation in own.items():
             per_task = episode_accuracies(embeddings, evaluation.episodes, model.head.similarity, model.shot_reduction)
             row.results[label] = summarize(per_task, evaluation.episodes)
@@ -112,4 +115,5 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--seed", type=int, help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)")
     compare.add_argument("--n_way", type=int, nargs="+", help="one or more ways, e.g. 20 5 (default: the data module's)")
     compare.add_argument("--k_shot", type=int, nargs="+", help="one or more shot counts (default: the data module's)")
+    compare.add_argument("--eval_shift", type=int, help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)")
     compare.add_argument("--output", help="write the table to this .md file (and the results to the same name .json)")

@@ -93,6 +93,14 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     per_task = episode_accuracies(embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity)
     assert rows["cnn"]["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "ClassifierHead, 28 px" in output.read_text() and "baseline, 20 px" in output.read_text()
+    # --eval_shift scores the checkpoint with test-time shifts it was not trained with.
+    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--eval_shift", "1",
+          "--output", str(output)])
+    (shifted,) = json.loads(output.with_suffix(".json").read_text())["rows"]
+    model.eval_shift = 1
+    per_task = episode_accuracies(embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity)
+    assert shifted["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
+    assert "28 px, eval_shift 1" in output.read_text()
 
     png = tmp_path / "pictures" / "tsne.png"
     main(["tsne", "--ckpt", str(ckpt), "--classes", "2", "--logdir", str(tmp_path / "pictures"), "--output", str(png)])
