@@ -284,6 +284,8 @@ class SiameseDataModule(pl.LightningDataModule):
             DarkShotLearning seed's six operations (:class:`DarkShotAugment`).
         class_rotations: angles (multiples of 90) by which every training class is rotated
             to make new training classes, e.g. ``[0, 90, 180, 270]``; ``[0]`` is off.
+        class_mirrors: also make each training class's mirror image (after the rotations)
+            a new training class.
         n_way, k_shot, n_query: the evaluation task.
         within_group: draw each task's classes from one group.
         val_tasks, val_seed: number of validation episodes and the seed that fixes them.
@@ -308,6 +310,7 @@ class SiameseDataModule(pl.LightningDataModule):
         same_group_prob: float = 0.5,
         augment: KochAffine | DarkShotAugment | None = None,
         class_rotations: Sequence[int] = (0,),
+        class_mirrors: bool = False,
         n_way: int = 20,
         k_shot: int = 1,
         n_query: int = 1,
@@ -355,6 +358,7 @@ class SiameseDataModule(pl.LightningDataModule):
         self.same_group_prob = same_group_prob
         self.augment = augment
         self.class_rotations = list(class_rotations)
+        self.class_mirrors = class_mirrors
         self.n_way, self.k_shot, self.n_query = n_way, k_shot, n_query
         self.within_group = within_group
         self.val_tasks, self.val_seed = val_tasks, val_seed
@@ -395,6 +399,8 @@ class SiameseDataModule(pl.LightningDataModule):
             split = self.select_split(name)
             if name == "train" and self.class_rotations != [0]:
                 split = split.with_rotated_classes(self.class_rotations)
+            if name == "train" and self.class_mirrors:
+                split = split.with_mirrored_classes()
             self._splits[name] = split
         return self._splits[name]
 

@@ -13,7 +13,7 @@ import logging
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,20 +138,33 @@ class ImageCollection:
         bad = [a for a in angles if a % 90]
         if bad:
             raise ValueError(f"class rotations must be multiples of 90 degrees, got {bad}")
-        parts = []
-        for k, angle in enumerate(angles):
-            turns = (angle // 90) % 4
-            parts.append(
-                ImageCollection(
-                    images=torch.rot90(self.images, turns, dims=(-2, -1)),
-                    labels=self.labels + k * self.num_classes,
-                    class_names=[f"{n}@{angle}" if turns else n for n in self.class_names],
-                    class_groups=self.class_groups,
-                    group_names=self.group_names,
-                    instances=self.instances,
-                    paths=self.paths,
-                )
+        turns = [(angle // 90) % 4 for angle in angles]
+        return self._with_classes_made_by(
+            [(f"@{angle}" if t else "", lambda images, t=t: torch.rot90(images, t, dims=(-2, -1))) for angle, t in zip(angles, turns)]
+        )
+
+    def with_mirrored_classes(self) -> ImageCollection:
+        """Keep every class and add its mirror image (left to right) as a new class in the same group.
+
+        A mirrored character is another character, as a rotated one is; with rotations by
+        0, 90, 180 and 270 degrees this makes all eight symmetries of the square.
+        """
+        return self._with_classes_made_by([("", lambda images: images), ("@mirror", lambda images: images.flip(-1))])
+
+    def _with_classes_made_by(self, transforms: Sequence[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]) -> ImageCollection:
+        """One copy of the collection per (name suffix, image transform), each copy's classes new classes."""
+        parts = [
+            ImageCollection(
+                images=transform(self.images),
+                labels=self.labels + k * self.num_classes,
+                class_names=[f"{n}{suffix}" for n in self.class_names],
+                class_groups=self.class_groups,
+                group_names=self.group_names,
+                instances=self.instances,
+                paths=self.paths,
             )
+            for k, (suffix, transform) in enumerate(transforms)
+        ]
         return ImageCollection(
             images=torch.cat([p.images for p in parts]),
             labels=torch.cat([p.labels for p in parts]),

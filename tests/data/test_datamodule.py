@@ -89,6 +89,9 @@ def test_class_rotations_grow_only_the_training_split(tiny_omniglot: Path) -> No
     assert rotated.split("train").num_classes == 4 * plain.split("train").num_classes
     assert rotated.split("val").num_classes == plain.split("val").num_classes
     assert torch.equal(rotated.split("val").images, plain.split("val").images)
+    both = make_module(tiny_omniglot, class_rotations=[0, 90, 180, 270], class_mirrors=True)
+    assert both.split("train").num_classes == 8 * plain.split("train").num_classes
+    assert torch.equal(both.split("val").images, plain.split("val").images)
 
 
 def test_train_drawers_keeps_koch_s_12_drawers_in_training_only(tiny_omniglot: Path) -> None:

@@ -152,3 +152,17 @@ def test_rotated_classes_are_new_classes_in_the_same_group(tiny_omniglot: Path) 
     assert set(rotated.class_groups.tolist()) == {0}
     with pytest.raises(ValueError, match="multiples of 90"):
         data.with_rotated_classes([45])
+
+
+def test_mirrored_classes_are_new_classes_in_the_same_group(tiny_omniglot: Path) -> None:
+    data = load_omniglot(tiny_omniglot, ["images_background"]).select_groups(["Alpha", "Beta"])
+    mirrored = data.with_rotated_classes([0, 90]).with_mirrored_classes()
+    assert mirrored.num_classes == 4 * data.num_classes and len(mirrored) == 4 * len(data)
+    k = 2 * len(data)  # the mirrors follow the originals and their rotations
+    assert torch.equal(mirrored.images[k], data.images[0].flip(-1))
+    assert torch.equal(mirrored.images[k + len(data)], torch.rot90(data.images[0], 1, dims=(-2, -1)).flip(-1))
+    assert mirrored.labels[k] == data.labels[0] + 2 * data.num_classes
+    assert mirrored.class_names[2 * data.num_classes] == data.class_names[0] + "@mirror"
+    assert mirrored.class_names[3 * data.num_classes] == data.class_names[0] + "@90@mirror"
+    assert torch.equal(mirrored.class_groups[: data.num_classes], mirrored.class_groups[2 * data.num_classes : 3 * data.num_classes])
+    assert mirrored.paths[k] == data.paths[0]
