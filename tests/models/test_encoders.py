@@ -58,6 +58,28 @@ def test_convnet_is_the_four_block_few_shot_backbone() -> None:
     assert ConvNetEncoder(input_size=56, channels=(8, 16)).embedding_dim == 16 * 14 * 14
 
 
+def test_convnet_pool_first_is_the_same_function_with_positive_batch_norm() -> None:
+    # In eval mode, batch norm with a positive scale is increasing, so it commutes with
+    # max-pooling as ReLU does: with the same weights both block orders give one output.
+    torch.manual_seed(0)
+    post = ConvNetEncoder(input_size=28, channels=(4, 8, 8), embedding_dim=6).eval()
+    first = ConvNetEncoder(input_size=28, channels=(4, 8, 8), embedding_dim=6, pool_first=True).eval()
+    assert [type(m).__name__ for m in first.features[:4]] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    with torch.no_grad():
+        for norm in (m for m in post.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+        # same parameters in the same order; only the batch norms' indices in `features` differ
+        first.load_state_dict(dict(zip(first.state_dict(), post.state_dict().values(), strict=True)))
+    images = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(first(images), post(images))
+    with torch.no_grad():  # a negative scale flips the order of the pooled values: no longer the same
+        next(m for m in first.modules() if isinstance(m, torch.nn.BatchNorm2d)).weight.neg_()
+        next(m for m in post.modules() if isinstance(m, torch.nn.BatchNorm2d)).weight.neg_()
+    assert not torch.allclose(first(images), post(images))
+
+
 def test_convnet_rejects_inputs_its_blocks_would_pool_away() -> None:
     with pytest.raises(ValueError, match="input_size=8 is too small for 4 blocks"):
         ConvNetEncoder(input_size=8)
