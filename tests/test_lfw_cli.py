@@ -62,6 +62,10 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     assert report["threshold"] == pytest.approx(saved["verification_threshold"])
     assert report["pairs_file"].endswith("pairsDevTest.txt")
     assert (reports[0].parent / "roc_test.png").exists() and (reports[0].parent / "pairs_test.png").exists()
+    # Without a logger there is no run folder: the figures go to default_root_dir, as checkpoints would.
+    run_cli(tmp_path, "validate", "--config", str(REPO / "experiments" / "lfw.yaml"), "--data.root", str(root),
+            "--trainer.logger", "false", "--trainer.default_root_dir", "plain", "--ckpt_path", str(last), *SMALL_KOCH)
+    assert (tmp_path / "plain" / "roc_val.png").exists() and not (tmp_path / "roc_val.png").exists()
 
     # verify: two image files, prepared like the data module's, at the stored threshold. One run
     # through the real command line; the other commands run in this process (same code, no
