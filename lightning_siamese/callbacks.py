@@ -1,4 +1,4 @@
-"""Callbacks: end-of-run one-shot evaluation and t-SNE/projector, a TensorBoard grid of example pairs, Koch's momentum ramp.
+"""Callbacks: end-of-run one-shot evaluation and t-SNE/projector, a TensorBoard grid of example pairs, Koch's momentum ramp, a wall-clock learning-rate schedule.
 
 They call ``evaluation/`` and the data module; they hold no maths of their own.
 """
@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from weakref import proxy
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, Timer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -137,6 +138,58 @@ class MomentumRamp(pl.Callback):
         for optimizer, finals in zip(trainer.optimizers, self.final):
             for group, final in zip(optimizer.param_groups, finals):
                 group["momentum"] = self.momentum(final, trainer.current_epoch)
+
+
+class CosineOverTime(pl.Callback):
+    """A cosine learning-rate schedule over the run's wall-clock budget, ``trainer.max_time``.
+
+    An epoch-based cosine fits its budget only on the machine it was timed on: on a machine
+    twice as slow, ``max_time`` stops the run halfway down the curve, at half the learning
+    rate. This schedule is a function of elapsed time instead, so it reaches its floor as
+    the budget runs out on any machine (the epochs that fit vary; the budget does not).
+    Before every training step each parameter group's rate is set to
+    ``lr * (floor + (1 - floor) * (1 + cos(pi * t)) / 2)``, where ``lr`` is the group's
+    configured rate, read at fit start, and ``t`` is the elapsed fraction of the budget from
+    Lightning's ``Timer``, whose clock is saved in checkpoints, so a resumed run continues
+    the curve where it stopped.
+
+    Args:
+        floor: the final rate as a fraction of the configured one.
+    """
+
+    def __init__(self, floor: float = 0.0) -> None:
+        if not 0.0 <= floor <= 1.0:
+            raise ValueError(f"floor must be in [0, 1], got {floor}")
+        self.floor = floor
+        self.initial: list[list[float]] = []
+        self.timer: Timer | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+        if not timers:
+            raise ValueError("CosineOverTime needs a budget: set trainer.max_time (e.g. \"00:00:56:00\")")
+        if trainer.lr_scheduler_configs:
+            raise ValueError(
+                "CosineOverTime sets the learning rate itself: remove the model's lr_scheduler "
+                f"({type(trainer.lr_scheduler_configs[0].scheduler).__name__})"
+            )
+        self.timer = timers[0]
+        self.initial = [[group["lr"] for group in optimizer.param_groups] for optimizer in trainer.optimizers]
+
+    def fraction(self) -> float:
+        """The elapsed fraction of the budget, in [0, 1]."""
+        assert self.timer is not None
+        elapsed = self.timer.time_elapsed()
+        return min(elapsed / max(elapsed + self.timer.time_remaining(), 1e-9), 1.0)
+
+    def factor(self, fraction: float) -> float:
+        return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * fraction))
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+        factor = self.factor(self.fraction())
+        for optimizer, rates in zip(trainer.optimizers, self.initial):
+            for group, rate in zip(optimizer.param_groups, rates):
+                group["lr"] = rate * factor
 
 
 @torch.no_grad()
