@@ -151,7 +151,8 @@ class CosineOverTime(pl.Callback):
     ``lr * (floor + (1 - floor) * (1 + cos(pi * t)) / 2)``, where ``lr`` is the group's
     configured rate, read at fit start, and ``t`` is the elapsed fraction of the budget from
     Lightning's ``Timer``, whose clock is saved in checkpoints, so a resumed run continues
-    the curve where it stopped.
+    the curve where it stopped (resuming with a larger ``max_time`` stretches the curve, so the
+    rate jumps back up to where the longer curve would be).
 
     Args:
         floor: the final rate as a fraction of the configured one.
@@ -165,9 +166,14 @@ class CosineOverTime(pl.Callback):
         self.timer: Timer | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        timers = [callback for callback in trainer.callbacks if isinstance(callback, Timer)]
+        timers = [c for c in trainer.callbacks if isinstance(c, Timer) and c.time_remaining() is not None]
         if not timers:
             raise ValueError("CosineOverTime needs a budget: set trainer.max_time (e.g. \"00:00:56:00\")")
+        if trainer.max_epochs not in (None, -1):
+            raise ValueError(
+                f"CosineOverTime runs over trainer.max_time: set trainer.max_epochs to -1 (got {trainer.max_epochs}), "
+                "or the epochs may end the run halfway down the curve"
+            )
         if trainer.lr_scheduler_configs:
             raise ValueError(
                 "CosineOverTime sets the learning rate itself: remove the model's lr_scheduler "
@@ -179,14 +185,16 @@ class CosineOverTime(pl.Callback):
     def fraction(self) -> float:
         """The elapsed fraction of the budget, in [0, 1]."""
         assert self.timer is not None
+        remaining = self.timer.time_remaining()
         elapsed = self.timer.time_elapsed()
-        return min(elapsed / max(elapsed + self.timer.time_remaining(), 1e-9), 1.0)
+        return min(elapsed / max(elapsed + remaining, 1e-9), 1.0)
 
     def factor(self, fraction: float) -> float:
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
-        factor = self.factor(self.fraction())
+        # rank 0's clock: ranks computing their own rates would let DDP replicas drift apart
+        factor = self.factor(trainer.strategy.broadcast(self.fraction()))
         for optimizer, rates in zip(trainer.optimizers, self.initial):
             for group, rate in zip(optimizer.param_groups, rates):
                 group["lr"] = rate * factor

@@ -264,7 +264,9 @@ def training_section(scalars: dict, monitor: str, mode: str, config: dict) -> li
     history = scalars.get(monitor, [])
     n_epochs = max(epochs.values(), default=-1) + 1
     max_epochs = (config.get("trainer") or {}).get("max_epochs")
-    limit = f"at most {max_epochs}" if max_epochs is None or max_epochs >= 0 else "no epoch limit"
+    if max_epochs is None:  # Lightning's default: no limit under max_time, else 1000
+        max_epochs = -1 if (config.get("trainer") or {}).get("max_time") else 1000
+    limit = f"at most {max_epochs}" if max_epochs >= 0 else "no epoch limit"
     lines.append(f"- {n_epochs} epochs ({max(s for t in fit_tags for s, _, _ in scalars[t])} steps) of "
                  f"{limit}; wall time {clock(max(times) - start)} (first to last logged event, validation included). "
                  "Epochs are numbered from 0, as in checkpoint names; the curves count epochs completed.")

@@ -80,11 +80,12 @@ def test_a_verification_run_is_reported_from_its_own_files(tmp_path: Path) -> No
     assert not (run / "report.md").exists()  # --out leaves the run folder untouched
 
 
-def test_a_run_without_an_epoch_limit_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_epochs", [-1, None])  # None under max_time is Lightning's -1
+def test_a_run_without_an_epoch_limit_says_so(tmp_path: Path, max_epochs: int | None) -> None:
     run = tmp_path / "version_0"
     verification_run(run)
     config = yaml.safe_load((run / "config.yaml").read_text())
-    config["trainer"] = {"max_epochs": -1, "max_time": "00:00:56:00"}  # max_time ends the run (CosineOverTime)
+    config["trainer"] = {"max_epochs": max_epochs, "max_time": "00:00:56:00"}  # max_time ends the run (CosineOverTime)
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     report = write_report(run, tmp_path / "report", with_data=False).read_text()
     assert "- 4 epochs (39 steps) of no epoch limit; wall time 0:03:00" in report

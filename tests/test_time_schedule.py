@@ -58,9 +58,9 @@ def module(scheduler=None) -> SiameseModule:  # noqa: ANN001
     )
 
 
-def trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:  # noqa: ANN001
+def trainer(tmp_path: Path, callbacks: list, max_epochs: int = -1, **kwargs) -> pl.Trainer:  # noqa: ANN001
     return pl.Trainer(
-        max_epochs=100, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
+        max_epochs=max_epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks, **kwargs,
     )
 
@@ -69,7 +69,7 @@ def test_rate_follows_the_budget_per_group_and_the_budget_ends_the_run(data: Omn
     log = RateLog()
     run = trainer(tmp_path, [StepClock(8), CosineOverTime(floor=0.1), log])
     run.fit(module(), datamodule=data)
-    assert run.global_step == 8  # the 8-second budget, one second a step; max_epochs (100) never came
+    assert run.global_step == 8  # the 8-second budget, one second a step, ended the run
     assert log.seen == [[cosine(0.4, k / 8, 0.1), cosine(0.1, k / 8, 0.1)] for k in range(8)]
 
 
@@ -91,6 +91,10 @@ def test_needs_a_budget_and_no_other_schedule(data: OmniglotDataModule, tmp_path
         CosineOverTime(floor=1.5)
     with pytest.raises(ValueError, match="max_time"):
         trainer(tmp_path, [CosineOverTime()]).fit(module(), datamodule=data)
+    with pytest.raises(ValueError, match="max_time"):  # a Timer without a duration is no budget
+        trainer(tmp_path, [Timer(), CosineOverTime()]).fit(module(), datamodule=data)
+    with pytest.raises(ValueError, match="set trainer.max_epochs to -1 \\(got 5\\)"):
+        trainer(tmp_path, [StepClock(8), CosineOverTime()], max_epochs=5).fit(module(), datamodule=data)
     step = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1)  # noqa: E731
     with pytest.raises(ValueError, match="remove the model's lr_scheduler \\(StepLR\\)"):
         trainer(tmp_path, [StepClock(8), CosineOverTime()]).fit(module(step), datamodule=data)

@@ -1,0 +1,43 @@
+"""``experiments/omniglot_cpu.yaml`` (the CPU recipe) trains on tiny data until its time budget ends the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import REPO
+from tests.test_cli import run_cli, scalars
+
+pytestmark = pytest.mark.slow
+
+RECIPE = REPO / "experiments" / "omniglot_cpu.yaml"
+
+
+def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omniglot: Path) -> None:
+    shrink = {
+        "trainer": {"max_time": "00:00:00:15", "log_every_n_steps": 1},
+        "model": {"init_args": {"encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}}}},
+        "data": {"init_args": {
+            "root": str(tiny_omniglot), "sets": ["images_background"], "val_alphabets": ["Gamma"],
+            "test_alphabets": ["Delta"], "download": False, "image_size": 28, "batch_size": 16, "pairs_per_epoch": 32,
+            "n_way": 5, "val_tasks": 4, "val_pairs": 8, "num_workers": 0,
+        }},
+        "oneshot_report": {"tasks": 10},
+    }
+    override = tmp_path / "tiny.yaml"
+    override.write_text(yaml.safe_dump(shrink))
+    run_cli(tmp_path, "fit", "--config", str(RECIPE), "--config", str(override))
+
+    run_dir = tmp_path / "logs" / "omniglot_cpu" / "version_0"
+    rates = [v for _, v in scalars(run_dir)["lr-Adam"]]
+    assert len(rates) > 2  # max_epochs is -1: the 15 s budget, not an epoch count, ended the run
+    assert rates[0] == pytest.approx(1e-3)
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))  # down the cosine, epoch by epoch
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["optimizer_states"][0]["param_groups"][0]["lr"] < 0.1e-3  # the last step began near the budget's end
+    report = json.loads((run_dir / "oneshot_val.json").read_text())
+    assert report["tasks"] == 10 and report["eval_shift"] == 1
