@@ -263,9 +263,10 @@ def training_section(scalars: dict, monitor: str, mode: str, config: dict) -> li
     start = min(times)
     history = scalars.get(monitor, [])
     n_epochs = max(epochs.values(), default=-1) + 1
-    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    trainer = config.get("trainer") or {}
+    max_epochs = trainer.get("max_epochs")
     if max_epochs is None:  # Lightning's default: no limit under max_time, else 1000
-        max_epochs = -1 if (config.get("trainer") or {}).get("max_time") else 1000
+        max_epochs = -1 if trainer.get("max_time") else 1000
     limit = f"at most {max_epochs}" if max_epochs >= 0 else "no epoch limit"
     lines.append(f"- {n_epochs} epochs ({max(s for t in fit_tags for s, _, _ in scalars[t])} steps) of "
                  f"{limit}; wall time {clock(max(times) - start)} (first to last logged event, validation included). "

@@ -12,7 +12,8 @@ from lightning.pytorch.trainer.states import RunningStage
 
 from lightning_siamese.callbacks import CosineOverTime
 from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+from lightning_siamese.models import KochHead, SiameseModule
+from tests.models.test_param_groups import tiny_encoder
 
 
 class StepClock(Timer):
@@ -51,9 +52,8 @@ def data(tiny_omniglot: Path) -> OmniglotDataModule:
 
 
 def module(scheduler=None) -> SiameseModule:  # noqa: ANN001
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
     return SiameseModule(
-        encoder, head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        tiny_encoder(), head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
         param_groups=[{"params": "head", "lr": 0.4}], lr_scheduler=scheduler,
     )
 
