@@ -9,16 +9,13 @@ import pytest
 import torch
 
 from lightning_siamese.callbacks import OneShotReport, RunCheckpoint
-from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+from lightning_siamese.models import KochHead, SiameseModule
+from tests.tiny import tiny_data, tiny_encoder
 
 
 def test_last_checkpoint_is_the_latest_epoch_without_improvement(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
-    )
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    data = tiny_data(tiny_omniglot)
+    encoder = tiny_encoder()
     frozen = SiameseModule(encoder, head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))  # metric never improves
     checkpoint = RunCheckpoint(dirpath=tmp_path, monitor="val/oneshot_acc", mode="max", save_last=True)
     trainer = pl.Trainer(
@@ -32,12 +29,9 @@ def test_last_checkpoint_is_the_latest_epoch_without_improvement(tiny_omniglot: 
 
 
 def test_the_report_can_use_test_time_shifts_that_validation_does_not(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
-    )
+    data = tiny_data(tiny_omniglot)
     torch.manual_seed(0)
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    encoder = tiny_encoder()
     module = SiameseModule(encoder, head=KochHead)
     report = OneShotReport(tasks=40, seed=5, use_best=False, eval_shift=2)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],

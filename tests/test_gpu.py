@@ -6,9 +6,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
-from lightning_siamese.models import KochEncoder, SiameseModule
+from lightning_siamese.models import SiameseModule
+from tests.tiny import tiny_data, tiny_encoder
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -17,11 +17,8 @@ def test_fit_and_evaluate_on_gpu_match_cpu(tiny_omniglot: Path, tmp_path: Path, 
     # cuDNN uses TF32 by default, which moves embeddings by ~1e-3: compare in full float32.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=16, pairs_per_epoch=64, n_way=5, val_tasks=20, val_pairs=32, seed=0,
-    )
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 8, 8, 16), embedding_dim=32, init="default")
+    data = tiny_data(tiny_omniglot, batch_size=16, pairs_per_epoch=64, val_tasks=20, val_pairs=32)
+    encoder = tiny_encoder(channels=(4, 8, 8, 16), embedding_dim=32)
     module = SiameseModule(encoder)
     trainer = pl.Trainer(
         accelerator="gpu", devices=1, max_epochs=1, default_root_dir=tmp_path,

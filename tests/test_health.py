@@ -20,10 +20,11 @@ from lightning_siamese.data import OmniglotDataModule
 from lightning_siamese.evaluation.health import TrainingHealthWarning, binomial_ci95
 from lightning_siamese.evaluation.verification import VerificationResult
 from lightning_siamese.health import TrainingHealth
-from lightning_siamese.models import KochEncoder, SiameseModule
+from lightning_siamese.models import SiameseModule
 from lightning_siamese.models.heads import ContrastiveHead, PairHead, TripletHead
 from tests.models.test_finite_gradients import concrete_heads
 from tests.test_cli import tiny_config
+from tests.tiny import tiny_data, tiny_encoder
 
 TRAIN_CLASSES = 12  # the tiny set's training alphabets: Alpha and Beta, 6 characters each
 
@@ -37,16 +38,13 @@ def one_thread():  # noqa: ANN201
     torch.set_num_threads(threads)
 
 
-def tiny_data(root: Path, **options) -> OmniglotDataModule:
-    settings = dict(
-        root=str(root), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=16, images_per_class=4, pairs_per_epoch=64, n_way=5, val_tasks=8, val_pairs=16, seed=0,
-    )
-    return OmniglotDataModule(**(settings | options))
+def health_data(root: Path, **options) -> OmniglotDataModule:
+    settings = dict(batch_size=16, images_per_class=4, pairs_per_epoch=64, val_tasks=8, val_pairs=16)
+    return tiny_data(root, **(settings | options))
 
 
 def tiny_module(head, lr: float = 1e-3) -> SiameseModule:  # noqa: ANN001 - a head class or factory
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 8, 8, 16), embedding_dim=32, init="default")
+    encoder = tiny_encoder(channels=(4, 8, 8, 16), embedding_dim=32)
     return SiameseModule(encoder, head, optimizer=partial(torch.optim.Adam, lr=lr))
 
 
@@ -75,7 +73,7 @@ def test_health_logs_spread_active_fraction_empty_batches_and_score_histograms(t
     run = trainer(tmp_path, [health], max_epochs=2, log_every_n_steps=1)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run.fit(tiny_module(ContrastiveHead), datamodule=tiny_data(tiny_omniglot))
+        run.fit(tiny_module(ContrastiveHead), datamodule=health_data(tiny_omniglot))
     events = EventAccumulator(str(tmp_path / "run" / "version_0"), size_guidance={"scalars": 0, "histograms": 0})
     events.Reload()
     logged = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
@@ -94,7 +92,7 @@ def test_a_collapsed_triplet_run_warns_of_collapse_margin_and_chance_once_each(t
     run = trainer(tmp_path, [Collapse(), health], max_epochs=4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run.fit(tiny_module(TripletHead), datamodule=tiny_data(tiny_omniglot, batch_kind="classes"))
+        run.fit(tiny_module(TripletHead), datamodule=health_data(tiny_omniglot, batch_kind="classes"))
     messages = health_warnings(caught)
     assert len(messages) == 3, messages
     collapse, margin, chance = messages  # in the order the conditions arise
@@ -106,7 +104,7 @@ def test_a_collapsed_triplet_run_warns_of_collapse_margin_and_chance_once_each(t
 
 def test_uniformly_random_pairs_warn_of_batches_without_positives(tmp_path: Path, tiny_omniglot: Path) -> None:
     run = trainer(tmp_path, [TrainingHealth()], max_epochs=2)
-    data = tiny_data(tiny_omniglot, pair_sampling="darkshot_unbalanced", batch_size=8)  # ~(11/12)^8 = 50% empty
+    data = health_data(tiny_omniglot, pair_sampling="darkshot_unbalanced", batch_size=8)  # ~(11/12)^8 = 50% empty
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run.fit(tiny_module(ContrastiveHead), datamodule=data)
@@ -156,5 +154,5 @@ def test_overfit_batches_memorises_one_batch_with_every_head(cls: type[PairHead]
     stop = StopBelow(BOUND.get(cls.__name__, 0.05))
     run = trainer(tmp_path, [stop], logger=False, overfit_batches=1, max_epochs=150, check_val_every_n_epoch=10**6)
     kind = "pairs" if "pairs" in cls.trains_on else "classes"
-    run.fit(tiny_module(head_factory(cls), lr=3e-2), datamodule=tiny_data(tiny_omniglot, batch_kind=kind))
+    run.fit(tiny_module(head_factory(cls), lr=3e-2), datamodule=health_data(tiny_omniglot, batch_kind=kind))
     assert stop.losses[-1] < stop.bound, f"{cls.__name__}: loss {stop.losses[0]:.3f} -> {stop.losses[-1]:.3f} in {len(stop.losses)} steps"

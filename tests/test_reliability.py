@@ -11,8 +11,8 @@ import torch
 import yaml
 
 from lightning_siamese.callbacks import RunCheckpoint, StopOnNonFiniteLoss
-from lightning_siamese.data import OmniglotDataModule
-from lightning_siamese.models import KochEncoder, SiameseModule
+from lightning_siamese.models import SiameseModule
+from tests.tiny import tiny_data, tiny_encoder
 from tests.test_cli import run_cli, scalars, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -35,11 +35,8 @@ class PoisonedModule(SiameseModule):
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path, tiny_omniglot: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=8, pairs_per_epoch=32, n_way=5, val_tasks=4, val_pairs=8, seed=0,
-    )
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    data = tiny_data(tiny_omniglot, pairs_per_epoch=32)
+    encoder = tiny_encoder()
     checkpoint = RunCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/oneshot_acc", mode="max", save_last=True)
     trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
                          callbacks=[checkpoint, StopOnNonFiniteLoss()], default_root_dir=tmp_path)

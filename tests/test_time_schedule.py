@@ -13,7 +13,7 @@ from lightning.pytorch.trainer.states import RunningStage
 from lightning_siamese.callbacks import CosineOverTime
 from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import KochHead, SiameseModule
-from tests.models.test_param_groups import tiny_encoder
+from tests.tiny import tiny_data, tiny_encoder
 
 
 class StepClock(Timer):
@@ -45,10 +45,7 @@ def cosine(rate: float, t: float, floor: float = 0.0) -> float:
 
 @pytest.fixture
 def data(tiny_omniglot: Path) -> OmniglotDataModule:
-    return OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
-    )
+    return tiny_data(tiny_omniglot)
 
 
 def module(scheduler=None) -> SiameseModule:  # noqa: ANN001

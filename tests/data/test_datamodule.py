@@ -3,26 +3,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import EpochKeySampler, OmniglotDataModule, SampledBatches
+from lightning_siamese.data.datamodules import OmniglotDataModule
+from tests.tiny import tiny_data
 
 
 def make_module(root: Path, **overrides) -> OmniglotDataModule:
-    options = dict(
-        root=str(root),
-        sets=["images_background"],
-        val_alphabets=["Gamma"],
-        test_alphabets=["Delta"],
-        image_size=28,
-        batch_size=16,
-        pairs_per_epoch=64,
-        n_way=5,
-        val_tasks=20,
-        test_tasks=20,
-        val_pairs=32,
-        seed=0,
-    )
-    options.update(overrides)
-    return OmniglotDataModule(**options)
+    options = dict(batch_size=16, pairs_per_epoch=64, val_tasks=20, test_tasks=20, val_pairs=32)
+    return tiny_data(root, **(options | overrides))
 
 
 def test_splits_are_disjoint_by_class_and_alphabet(tiny_omniglot: Path) -> None:

@@ -8,6 +8,7 @@ import torch
 
 from lightning_siamese.data.datamodules import OmniglotDataModule
 from lightning_siamese.models import ContrastiveHead, CosFaceHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
+from tests.tiny import tiny_data, tiny_encoder
 
 
 def tiny_task(root: Path, kind: str) -> OmniglotDataModule:
@@ -60,11 +61,8 @@ def test_each_head_learns_the_tiny_task(tiny_omniglot: Path, tmp_path: Path, hea
 
 
 def test_a_head_and_a_batch_kind_that_do_not_fit_fail_before_training(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="triplets", batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8,
-    )
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    data = tiny_data(tiny_omniglot, batch_kind="triplets")
+    encoder = tiny_encoder()
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="KochHead trains on pairs, but the data module's batch_kind is 'triplets'"):
         trainer.fit(SiameseModule(encoder, head=KochHead), datamodule=data)
@@ -72,11 +70,7 @@ def test_a_head_and_a_batch_kind_that_do_not_fit_fail_before_training(tiny_omnig
 
 def test_cosface_learns_from_one_image_per_class_batches(tiny_omniglot: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="classes", batch_size=8, images_per_class=1, pairs_per_epoch=8 * 16,
-        n_way=5, val_tasks=40, val_pairs=32, seed=0,
-    )
+    data = tiny_data(tiny_omniglot, batch_kind="classes", images_per_class=1, pairs_per_epoch=8 * 16, val_tasks=40, val_pairs=32)
     num_classes = data.split("train").num_classes
     encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(8, 16, 16, 32), embedding_dim=32, init="default", output="linear")
     module = SiameseModule(encoder, head=lambda d: CosFaceHead(d, num_classes, scale=16, margin=0.2),
@@ -91,18 +85,15 @@ def test_cosface_learns_from_one_image_per_class_batches(tiny_omniglot: Path, tm
 
 
 def test_mining_heads_refuse_one_image_per_class(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="classes", batch_size=8, images_per_class=1, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8,
-    )
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    data = tiny_data(tiny_omniglot, batch_kind="classes", images_per_class=1)
+    encoder = tiny_encoder()
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
     with pytest.raises(ValueError, match="TripletHead needs two images of a class in a batch.*images_per_class is 1"):
         trainer.fit(SiameseModule(encoder, head=TripletHead), datamodule=data)
 
 
 def test_eval_flip_averages_an_image_and_its_mirror_outside_training() -> None:
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    encoder = tiny_encoder()
     module = SiameseModule(encoder, eval_flip=True).eval()
     images = torch.rand(3, 1, 28, 28)
     expected = (encoder(images) + encoder(images.flip(-1))) / 2
@@ -113,7 +104,7 @@ def test_eval_flip_averages_an_image_and_its_mirror_outside_training() -> None:
 
 
 def test_eval_shift_averages_an_image_and_its_four_shifted_copies_outside_training() -> None:
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    encoder = tiny_encoder()
     images = torch.rand(3, 1, 28, 28)
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="replicate")
     shifted = [padded[..., 0:28, 2:30], padded[..., 4:32, 2:30], padded[..., 2:30, 0:28], padded[..., 2:30, 4:32]]
@@ -133,7 +124,7 @@ def test_eval_shift_averages_an_image_and_its_four_shifted_copies_outside_traini
 
 def test_channels_last_and_compile_switches_keep_embeddings_and_checkpoint_names() -> None:
     torch.manual_seed(0)
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    encoder = tiny_encoder()
     plain = SiameseModule(encoder).eval()
     images = torch.rand(3, 1, 28, 28)
     expected = plain.embed(images)
@@ -148,7 +139,7 @@ def test_a_checkpoint_keeps_every_fitted_threshold_side_by_side() -> None:
     # Verification threshold and rule, open-set rejection threshold and per-writer k are fitted by
     # different validations; one checkpoint must keep them all without one overwriting another.
     def small() -> SiameseModule:
-        encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+        encoder = tiny_encoder()
         return SiameseModule(encoder, threshold_rule="far", target_far=0.01, openset=True)
 
     module = small()

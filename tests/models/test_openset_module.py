@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lightning_siamese.callbacks import OneShotReport
-from lightning_siamese.data.datamodules import LFWDataModule, OmniglotDataModule
+from lightning_siamese.data.datamodules import LFWDataModule
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
+from tests.tiny import tiny_data
 
 
 def small_module(**kwargs) -> SiameseModule:
@@ -19,11 +20,7 @@ def small_module(**kwargs) -> SiameseModule:
 
 def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_threshold(tiny_omniglot: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="classes", batch_size=16, images_per_class=4, pairs_per_epoch=32,
-        n_way=3, val_tasks=20, test_tasks=20, val_pairs=16, seed=0,
-    )
+    data = tiny_data(tiny_omniglot, batch_kind="classes", batch_size=16, images_per_class=4, pairs_per_epoch=32, n_way=3, val_tasks=20, test_tasks=20, val_pairs=16)
     module = small_module(openset=True, openset_fraction=0.25, openset_far=0.2)
     report = OneShotReport(tasks=15, seed=5, use_best=False)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
@@ -57,10 +54,7 @@ def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_thresho
 
 
 def test_without_openset_nothing_is_logged(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind="classes", batch_size=16, images_per_class=4, n_way=3, val_tasks=5, val_pairs=8,
-    )
+    data = tiny_data(tiny_omniglot, batch_kind="classes", batch_size=16, images_per_class=4, n_way=3, val_tasks=5)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)
     metrics = trainer.validate(small_module(), datamodule=data, verbose=False)[0]

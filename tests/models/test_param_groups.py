@@ -8,13 +8,9 @@ import pytest
 import torch
 
 from lightning_siamese.callbacks import MomentumRamp
-from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import KochEncoder, KochHead, SiameseModule
+from lightning_siamese.models import KochHead, SiameseModule
 from lightning_siamese.models.module import resolve_param_groups
-
-
-def tiny_encoder() -> KochEncoder:
-    return KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+from tests.tiny import tiny_data, tiny_encoder
 
 
 def test_groups_take_the_named_modules_and_the_rest_keeps_the_defaults() -> None:
@@ -68,10 +64,7 @@ class MomentumLog(pl.Callback):
 
 
 def test_momentum_ramps_per_group_to_its_own_final_value_and_resumes_on_schedule(tiny_omniglot: Path, tmp_path: Path) -> None:
-    data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=8, pairs_per_epoch=16, n_way=5, val_tasks=4, val_pairs=8, seed=0,
-    )
+    data = tiny_data(tiny_omniglot)
 
     def module() -> SiameseModule:
         return SiameseModule(
