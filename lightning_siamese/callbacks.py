@@ -18,9 +18,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint, T
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_siamese.data.transforms import to_float
+from lightning_siamese.data.transforms import AlignmentViews, to_float
 from lightning_siamese.evaluation.figures import NEUTRAL, RIGHT, WRONG, pair_tile, tile_grid
-from lightning_siamese.evaluation.oneshot import evaluate_episodes
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, evaluate_episodes
 from lightning_siamese.evaluation.openset import OpenSetResult, evaluate_openset, score_with_unknowns
 from lightning_siamese.evaluation.projection import sample_classes, write_embedding_visuals
 from lightning_siamese.models.heads import KochHead
@@ -213,6 +213,19 @@ def embed_all(module: pl.LightningModule, images: torch.Tensor, batch_size: int 
     return torch.cat(out)
 
 
+@torch.no_grad()
+def embed_aligned(module: pl.LightningModule, images: torch.Tensor, views: AlignmentViews, batch_size: int = 256) -> torch.Tensor:
+    """Embed uint8 images under every alignment view, in eval mode: ``[N, V * D]``, the V embeddings side by side."""
+    was_training = module.training
+    module.eval()
+    out = [
+        torch.cat([module.embed(view) for view in views.apply(to_float(chunk.to(module.device)))], -1)
+        for chunk in images.split(batch_size)
+    ]
+    module.train(was_training)
+    return torch.cat(out)
+
+
 class OneShotReport(pl.Callback):
     """After training, score the best checkpoint on fresh N-way K-shot episodes.
 
@@ -232,6 +245,11 @@ class OneShotReport(pl.Callback):
             so a run can validate every epoch without them (5x cheaper) and still report
             with them; the report then also gives the accuracy without them, on the same
             episodes. ``None`` keeps the module's own setting.
+        align: test-time alignment for this report only (:class:`AlignmentViews`): a query and
+            a support image score the best similarity over all pairs of their views. Like
+            ``eval_shift``, the report then also gives the accuracy without it, on the same
+            episodes; give one of the two. Scoring embeds every image once per view (31 by
+            default), so the report takes that much longer.
     """
 
     def __init__(
@@ -243,9 +261,15 @@ class OneShotReport(pl.Callback):
         seed: int = 1234,
         use_best: bool = True,
         eval_shift: int | None = None,
+        align: AlignmentViews | None = None,
     ) -> None:
         if eval_shift is not None and eval_shift < 0:
             raise ValueError(f"eval_shift must be a number of pixels >= 0 (or None: the module's own), got {eval_shift}")
+        if eval_shift is not None and align is not None:
+            raise ValueError(
+                f"give the report one test-time scheme, eval_shift ({eval_shift}) or align ({len(align)} views), not both; "
+                "a module's own eval_shift still applies to every aligned view"
+            )
         self.split = split
         self.n_way = n_way
         self.k_shot = k_shot
@@ -253,6 +277,7 @@ class OneShotReport(pl.Callback):
         self.seed = seed
         self.use_best = use_best
         self.eval_shift = eval_shift
+        self.align = align
         self.openset: OpenSetResult | None = None  # the last open-set result, when the module scores one
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -268,6 +293,10 @@ class OneShotReport(pl.Callback):
                 pl_module.openset_threshold = state["openset_threshold"]
         plain = None
         own_shift = getattr(pl_module, "eval_shift", 0)
+        if self.align is not None:
+            plain = self.evaluate(trainer, pl_module)
+            self.report(trainer, self.evaluate(trainer, pl_module, self.align), checkpoint or "final weights", plain)
+            return
         if self.eval_shift is not None and self.eval_shift != own_shift:
             plain = self.evaluate(trainer, pl_module)
             pl_module.eval_shift = self.eval_shift
@@ -277,9 +306,13 @@ class OneShotReport(pl.Callback):
             pl_module.eval_shift = own_shift
         self.report(trainer, result, checkpoint or "final weights", plain)
 
-    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule):  # noqa: ANN201
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, align: AlignmentViews | None = None):  # noqa: ANN201
         data = trainer.datamodule
         evaluation = data.evaluation_set(self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed)
+        if align is not None:  # open-set scores stay those of the plain embeddings, which fitted their threshold
+            table = embed_aligned(pl_module, evaluation.collection.images, align)
+            similarity = AlignedSimilarity(pl_module.head.similarity, len(align))
+            return evaluate_episodes(table, evaluation.episodes, similarity, pl_module.shot_reduction)
         embeddings = embed_all(pl_module, evaluation.collection.images)
         self.openset = None
         if getattr(pl_module, "openset", False) and pl_module.openset_threshold is not None:
@@ -291,7 +324,10 @@ class OneShotReport(pl.Callback):
     @rank_zero_only
     def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
         record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
-        if plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
+        if plain is not None and self.align is not None:  # `result` aligned; `plain` the module's own embeddings
+            record["align"] = {"views": len(self.align), **{k: list(getattr(self.align, k)) for k in ("shifts", "scales", "angles")}}
+            record["without_align"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
+        elif plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
             record["eval_shift"] = self.eval_shift
             record["without_eval_shift"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
         if self.openset is not None:
@@ -301,7 +337,8 @@ class OneShotReport(pl.Callback):
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / f"oneshot_{self.split}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
-        shifts = f" with eval_shift {self.eval_shift} (without: {plain.accuracy:.2f}% +- {plain.ci95:.2f})" if plain else ""
+        scheme = f"alignment over {len(self.align)} views" if self.align is not None else f"eval_shift {self.eval_shift}"
+        shifts = f" with {scheme} (without: {plain.accuracy:.2f}% +- {plain.ci95:.2f})" if plain else ""
         print(f"\nFinal one-shot evaluation on the {self.split} split: {result}{shifts}\n  checkpoint: {checkpoint}\n"
               f"  written to {path}")
 

@@ -15,12 +15,13 @@ import time
 from pathlib import Path
 
 
-from lightning_siamese.callbacks import embed_all
+from lightning_siamese.callbacks import embed_aligned, embed_all
 from lightning_siamese.commands import baseline_images, data_module_from_config, load_trained, report_settings
 from lightning_siamese.data.datamodules import EvaluationSet
+from lightning_siamese.data.transforms import AlignmentViews
 from lightning_siamese.evaluation.baselines import make_baseline
 from lightning_siamese.evaluation.compare import Row, check_same_episodes, markdown_table, task_label
-from lightning_siamese.evaluation.oneshot import episode_accuracies, summarize
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_accuracies, summarize
 
 
 def checkpoint_name(path: Path) -> str:
@@ -33,6 +34,9 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
     """Score ``args.baselines`` and ``args.ckpt`` on the config's episodes; print and write one table."""
     data, report = data_module_from_config(args.config)
     settings = report_settings(args, report)
+    if args.align and args.eval_shift is not None:
+        raise ValueError(f"give --eval_shift ({args.eval_shift}) or --align, not both")
+    align = AlignmentViews(**(report.get("align") or {})) if args.align else None
     split, tasks, seed = settings["split"], settings["tasks"], settings["seed"]
     n_ways = args.n_way or [settings["n_way"] or data.n_way]
     k_shots = args.k_shot or [settings["k_shot"] or data.k_shot]
@@ -68,12 +72,17 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         own = reference if modules[size] is data else evaluation_sets(modules[size])
         for label, evaluation in own.items():
             check_same_episodes(reference[label].episodes, evaluation.episodes, f"checkpoint {path} ({size} px)")
-        embeddings = embed_all(model, next(iter(own.values())).collection.images)
+        images = next(iter(own.values())).collection.images
+        if align is not None:
+            embeddings, similarity = embed_aligned(model, images, align), AlignedSimilarity(model.head.similarity, len(align))
+        else:
+            embeddings, similarity = embed_all(model, images), model.head.similarity
         head = type(model.head).__name__
         views = f", eval_shift {model.eval_shift}" if model.eval_shift else ""
+        views += f", aligned over {len(align)} views" if align is not None else ""
         row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
         for label, evaluation in own.items():
-            per_task = episode_accuracies(embeddings, evaluation.episodes, model.head.similarity, model.shot_reduction)
+            per_task = episode_accuracies(embeddings, evaluation.episodes, similarity, model.shot_reduction)
             row.results[label] = summarize(per_task, evaluation.episodes)
         print(f"{row.name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())}")
         rows.append(row)
@@ -116,4 +125,7 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--n_way", type=int, nargs="+", help="one or more ways, e.g. 20 5 (default: the data module's)")
     compare.add_argument("--k_shot", type=int, nargs="+", help="one or more shot counts (default: the data module's)")
     compare.add_argument("--eval_shift", type=int, help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)")
+    compare.add_argument("--align", action="store_true",
+                         help="score the checkpoints with test-time alignment: the best similarity over pairs of views (the "
+                              "config's oneshot_report.align views, else AlignmentViews' 31 defaults)")
     compare.add_argument("--output", help="write the table to this .md file (and the results to the same name .json)")

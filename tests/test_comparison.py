@@ -11,12 +11,13 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese.callbacks import embed_all
+from lightning_siamese.callbacks import embed_aligned, embed_all
 from lightning_siamese.commands import data_module_from_config, load_trained, main
 from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.transforms import AlignmentViews
 from lightning_siamese.evaluation.baselines import make_baseline
 from lightning_siamese.evaluation.compare import Row, check_same_episodes, markdown_table
-from lightning_siamese.evaluation.oneshot import OneShotResult, episode_accuracies, summarize
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, OneShotResult, episode_accuracies, summarize
 from tests.test_cli import run_cli, tiny_config
 
 
@@ -101,6 +102,19 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     per_task = episode_accuracies(embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity)
     assert shifted["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "28 px, eval_shift 1" in output.read_text()
+    # --align scores it with test-time alignment over the config's oneshot_report.align views.
+    settings["oneshot_report"]["align"] = {"scales": [1.0], "angles": [5.0]}  # 3 x 3 shifts + 1 rotation
+    config.write_text(yaml.safe_dump(settings))
+    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--align", "--output", str(output)])
+    (aligned,) = json.loads(output.with_suffix(".json").read_text())["rows"]
+    model.eval_shift = 0
+    views = AlignmentViews(scales=(1.0,), angles=(5.0,))
+    table = embed_aligned(model, evaluation.collection.images, views)
+    per_task = episode_accuracies(table, evaluation.episodes, AlignedSimilarity(model.head.similarity, 10))
+    assert aligned["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
+    assert "28 px, aligned over 10 views" in output.read_text()
+    with pytest.raises(ValueError, match=r"give --eval_shift \(1\) or --align, not both"):
+        main(["compare", "--config", str(config), "--baselines", "--ckpt", str(ckpt), "--align", "--eval_shift", "1"])
 
     png = tmp_path / "pictures" / "tsne.png"
     main(["tsne", "--ckpt", str(ckpt), "--classes", "2", "--logdir", str(tmp_path / "pictures"), "--output", str(png)])

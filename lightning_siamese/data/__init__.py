@@ -18,9 +18,10 @@ from lightning_siamese.data.samplers import (
 )
 from lightning_siamese.data.signature_datamodule import SignatureDataModule
 from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_lake_runs, load_omniglot
-from lightning_siamese.data.transforms import DarkShotAugment, KochAffine
+from lightning_siamese.data.transforms import AlignmentViews, DarkShotAugment, KochAffine
 
 __all__ = [
+    "AlignmentViews",
     "BalancedPairSampler",
     "ClassBalancedSampler",
     "DarkShotAugment",

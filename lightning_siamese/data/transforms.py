@@ -10,7 +10,9 @@ views of an image whose embeddings are averaged at evaluation) lives here too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +157,52 @@ def embed_views(encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Te
     if len(views) == 1:
         return encode(images)
     return torch.stack([encode(view) for view in views]).mean(0)
+
+
+@dataclass(frozen=True)
+class AlignmentViews:
+    """The small affine transforms under which test-time alignment matches two images.
+
+    Every image is embedded under each view; the similarity of two images is then the best
+    over all pairs of their views (:class:`~lightning_siamese.evaluation.oneshot.AlignedSimilarity`),
+    so a query meets each support image in the relative position, size and slant where the
+    two match best. This differs from ``eval_shift``, which averages the embeddings of an
+    image's shifted copies: averaging blurs, alignment picks. The views: every shift in
+    ``shifts`` x ``shifts`` (pixels, x and y) at every scale in ``scales``, plus a rotation
+    by each of ``angles`` (degrees, about the centre, unshifted and unscaled). The defaults
+    give 3 x 3 x 3 + 4 = 31 views; scoring costs one embedding per view and image and
+    ``views ** 2`` similarities per pair.
+    """
+
+    shifts: Sequence[int] = (-1, 0, 1)
+    scales: Sequence[float] = (0.92, 1.0, 1.08)
+    angles: Sequence[float] = (-8.0, -4.0, 4.0, 8.0)
+
+    def __post_init__(self) -> None:
+        if 0 not in self.shifts or 1.0 not in self.scales:
+            raise ValueError(
+                f"alignment views must include the image itself: shifts need 0 and scales 1.0, got shifts "
+                f"{list(self.shifts)} and scales {list(self.scales)}"
+            )
+        if any(scale <= 0 for scale in self.scales):
+            raise ValueError(f"alignment scales must be > 0, got {list(self.scales)}")
+
+    def matrices(self) -> torch.Tensor:
+        """Forward transforms ``[V, 2, 3]`` in pixels about the image centre, as :meth:`KochAffine.warp` takes them."""
+        views = [(dx, dy, scale, 0.0) for dy in self.shifts for dx in self.shifts for scale in self.scales]
+        views += [(0, 0, 1.0, angle) for angle in self.angles]
+        out = []
+        for dx, dy, scale, angle in views:
+            cos, sin = math.cos(math.radians(angle)) * scale, math.sin(math.radians(angle)) * scale
+            out.append([[cos, -sin, float(dx)], [sin, cos, float(dy)]])
+        return torch.tensor(out)
+
+    def __len__(self) -> int:
+        return len(self.shifts) ** 2 * len(self.scales) + len(self.angles)
+
+    def apply(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Float images ``[B, C, H, W]`` under every view (pixels moved in from outside are 0)."""
+        return [KochAffine.warp(images, forward.expand(len(images), 2, 3)) for forward in self.matrices()]
 
 
 class DarkShotAugment(nn.Module):

@@ -49,6 +49,25 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(values.mean()), 1.96 * float(values.std(unbiased=True)) / math.sqrt(len(values))
 
 
+class AlignedSimilarity:
+    """The best ``similarity`` over all pairs of views, for rows that hold ``views`` embeddings side by side.
+
+    Rows ``[..., V * D]`` (one image under each of its V alignment views, as
+    :func:`~lightning_siamese.callbacks.embed_aligned` makes them) broadcast like any head's
+    similarity. One query view at a time, so memory grows with V, not V squared.
+    """
+
+    def __init__(self, similarity: Similarity, views: int) -> None:
+        self.similarity = similarity
+        self.views = views
+
+    def __call__(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        a = first.unflatten(-1, (self.views, -1))
+        b = second.unflatten(-1, (self.views, -1))
+        best = [self.similarity(a[..., i : i + 1, :], b).amax(-1) for i in range(self.views)]
+        return torch.stack(best, -1).amax(-1)
+
+
 @torch.no_grad()
 def episode_scores(
     embeddings: torch.Tensor,

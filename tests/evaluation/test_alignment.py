@@ -1,0 +1,120 @@
+"""Test-time alignment: the views, the best-over-view-pairs similarity, and the report that uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lightning_siamese.callbacks import OneShotReport, embed_aligned, embed_all
+from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.transforms import AlignmentViews
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_accuracies, evaluate_episodes
+from lightning_siamese.models import KochHead, SiameseModule
+from tests.tiny import tiny_data, tiny_encoder
+
+
+def cosine(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    return (F.normalize(first, dim=-1) * F.normalize(second, dim=-1)).sum(-1)
+
+
+def test_the_default_views_are_the_shift_grid_at_three_scales_and_four_rotations() -> None:
+    views = AlignmentViews()
+    matrices = views.matrices()
+    assert len(views) == 31 and matrices.shape == (31, 2, 3)
+    identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert sum(torch.allclose(m, identity) for m in matrices) == 1
+    shifts = {(float(m[0, 2]), float(m[1, 2])) for m in matrices}
+    assert shifts == {(x, y) for x in (-1.0, 0.0, 1.0) for y in (-1.0, 0.0, 1.0)}
+    rotations = matrices[27:]  # about the centre, unscaled
+    assert torch.allclose(torch.linalg.det(rotations[:, :, :2]), torch.ones(4), atol=1e-6)
+    assert torch.rad2deg(torch.atan2(rotations[:, 1, 0], rotations[:, 0, 0])).round().tolist() == [-8, -4, 4, 8]
+
+
+def test_views_move_the_image_and_the_identity_view_keeps_it() -> None:
+    images = torch.rand(2, 1, 12, 12)
+    views = AlignmentViews(shifts=(0, 1), scales=(1.0,), angles=())
+    out = views.apply(images)  # order: (dx, dy) = (0, 0), (1, 0), (0, 1), (1, 1)
+    assert len(out) == 4
+    torch.testing.assert_close(out[0], images, atol=1e-5, rtol=0)
+    right = torch.zeros_like(images)
+    right[..., 1:] = images[..., :-1]  # moved 1 px right; pixels from outside are 0
+    torch.testing.assert_close(out[1], right, atol=1e-5, rtol=0)
+    down = torch.zeros_like(images)
+    down[..., 1:, :] = images[..., :-1, :]
+    torch.testing.assert_close(out[2], down, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"shifts": (1, 2)}, r"must include the image itself: shifts need 0 and scales 1.0, got shifts \[1, 2\]"),
+        ({"scales": (0.9, 1.1)}, r"scales 1.0, got shifts \[-1, 0, 1\] and scales \[0.9, 1.1\]"),
+        ({"scales": (1.0, -1.0)}, r"scales must be > 0, got \[1.0, -1.0\]"),
+    ],
+)
+def test_views_without_the_image_itself_or_with_a_bad_scale_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        AlignmentViews(**options)
+
+
+def test_aligned_similarity_is_the_best_over_all_pairs_of_views_and_broadcasts() -> None:
+    torch.manual_seed(0)
+    v, d = 3, 5
+    first, second = torch.randn(4, v * d), torch.randn(6, v * d)
+    aligned = AlignedSimilarity(cosine, v)
+    brute = torch.tensor([
+        [max(float(cosine(a[i * d : (i + 1) * d], b[j * d : (j + 1) * d])) for i in range(v) for j in range(v)) for b in second]
+        for a in first
+    ])
+    torch.testing.assert_close(aligned(first[:, None], second[None]), brute)
+    episode_shaped = aligned(first.reshape(2, 2, 1, v * d), second.reshape(2, 1, 3, v * d))  # [T, M, 1, .] x [T, 1, N, .]
+    torch.testing.assert_close(episode_shaped, torch.stack([brute[:2, :3], brute[2:, 3:]]))
+
+
+def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None:
+    # Way 0 is an L, way 1 a reversed L; each query is its way's drawing moved 1 px right. The
+    # first query shares its whole bar with way 1 and so picks it on raw pixels; aligned, each
+    # query meets its own drawing exactly.
+    images = torch.zeros(4, 1, 12, 12)
+    images[0, 0, 3, 2:8] = images[0, 0, 3:9, 2] = 1.0  # way 0
+    images[1, 0, 3, 3:9] = images[1, 0, 3:9, 8] = 1.0  # way 1
+    images[2, 0, 3, 3:9] = images[2, 0, 3:9, 3] = 1.0  # query of way 0
+    images[3, 0, 3, 4:10] = images[3, 0, 3:9, 9] = 1.0  # query of way 1
+    episodes = Episodes(support=torch.tensor([[[0], [1]]]), query=torch.tensor([[[2], [3]]]),
+                        classes=torch.tensor([[0, 1]]), seed=0)
+    views = AlignmentViews(scales=(1.0,), angles=())
+    table = torch.cat([view.flatten(1) for view in views.apply(images)], -1)
+    assert episode_accuracies(images.flatten(1), episodes, cosine).tolist() == [50.0]
+    assert episode_accuracies(table, episodes, AlignedSimilarity(cosine, len(views))).tolist() == [100.0]
+
+
+def test_the_report_scores_aligned_and_plain_on_the_same_episodes(tiny_omniglot: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    data = tiny_data(tiny_omniglot)
+    module = SiameseModule(tiny_encoder(), head=KochHead)
+    views = AlignmentViews(scales=(1.0,), angles=(-5.0, 5.0))
+    report = OneShotReport(tasks=30, seed=5, use_best=False, align=views)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
+                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, datamodule=data)
+    record = json.loads((tmp_path / "oneshot_val.json").read_text())
+    assert record["align"] == {"views": 11, "shifts": [-1, 0, 1], "scales": [1.0], "angles": [-5.0, 5.0]}
+
+    evaluation = data.evaluation_set("val", tasks=30, seed=5)
+    plain = evaluate_episodes(embed_all(module, evaluation.collection.images), evaluation.episodes, module.head.similarity)
+    table = embed_aligned(module, evaluation.collection.images, views)
+    assert table.shape == (len(evaluation.collection.images), 11 * module.encoder.embedding_dim)
+    aligned = evaluate_episodes(table, evaluation.episodes, AlignedSimilarity(module.head.similarity, 11))
+    assert record["without_align"] == {"accuracy": plain.accuracy, "ci95": plain.ci95}
+    assert record["accuracy"] == aligned.accuracy and record["tasks"] == 30
+    assert module.training  # embedding the views put the module back in training mode
+
+
+def test_the_report_takes_one_test_time_scheme() -> None:
+    with pytest.raises(ValueError, match=r"eval_shift \(1\) or align \(31 views\), not both"):
+        OneShotReport(eval_shift=1, align=AlignmentViews())
