@@ -110,9 +110,21 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     model.eval_shift = 0
     views = AlignmentViews(scales=(1.0,), angles=(5.0,))
     table = embed_aligned(model, evaluation.collection.images, views)
-    per_task = episode_accuracies(table, evaluation.episodes, AlignedSimilarity(model.head.similarity, 10))
+    per_task = episode_accuracies(table, evaluation.episodes, AlignedSimilarity(model.head.pairwise_similarity, 10))
     assert aligned["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "28 px, aligned over 10 views" in output.read_text()
+    # --precision bf16-mixed embeds under Lightning's bf16 autocast, as a bf16-mixed trainer's report does.
+    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--precision", "bf16-mixed",
+          "--output", str(output)])
+    (bf16,) = json.loads(output.with_suffix(".json").read_text())["rows"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        table = embed_all(model, evaluation.collection.images)
+    assert table.dtype == torch.bfloat16
+    per_task = episode_accuracies(table.float(), evaluation.episodes, model.head.similarity)
+    assert bf16["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
+    assert "28 px, embedded at bf16-mixed" in output.read_text()
+    with pytest.raises(ValueError, match="--precision must be 32, bf16-mixed or 16-mixed, got 'bf16'"):
+        main(["compare", "--config", str(config), "--baselines", "--ckpt", str(ckpt), "--precision", "bf16"])
     with pytest.raises(ValueError, match=r"give --eval_shift \(1\) or --align, not both"):
         main(["compare", "--config", str(config), "--baselines", "--ckpt", str(ckpt), "--align", "--eval_shift", "1"])
 

@@ -40,5 +40,7 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] < 0.1e-3  # the last step began near the budget's end
     report = json.loads((run_dir / "oneshot_val.json").read_text())
-    assert report["tasks"] == 10 and report["align"]["views"] == 31  # the report aligns 31 views of each image
+    # The report aligns 31 views of each image in each of the 8 symmetries (quarter-turns x mirror).
+    assert report["tasks"] == 10 and report["align"]["views"] == 31 * 8
+    assert report["align"]["rotations"] and report["align"]["mirrors"]
     assert 0 <= report["without_align"]["accuracy"] <= 100

@@ -170,13 +170,23 @@ class AlignmentViews:
     image's shifted copies: averaging blurs, alignment picks. The views: every shift in
     ``shifts`` x ``shifts`` (pixels, x and y) at every scale in ``scales``, plus a rotation
     by each of ``angles`` (degrees, about the centre, unshifted and unscaled). The defaults
-    give 3 x 3 x 3 + 4 = 31 views; scoring costs one embedding per view and image and
-    ``views ** 2`` similarities per pair.
+    give 3 x 3 x 3 + 4 = 31 views.
+
+    ``rotations`` and ``mirrors`` add symmetries: both images are turned by each quarter-turn
+    (and mirrored), aligned again, and the best-pair scores are averaged over these symmetries.
+    A net trained with ``class_rotations`` and ``class_mirrors`` (each turned or mirrored
+    character a class of its own) has learnt every orientation separately, so the eight are
+    an ensemble of nearly independent judges: +1.5 points on the Omniglot recipe without
+    alignment, +0.9 on top of it. Not for nets trained upright only, which have never seen a
+    turned image. Scoring costs one embedding per view, symmetry and image, and
+    ``views ** 2`` similarities per symmetry and pair; ``len()`` is views x symmetries.
     """
 
     shifts: Sequence[int] = (-1, 0, 1)
     scales: Sequence[float] = (0.92, 1.0, 1.08)
     angles: Sequence[float] = (-8.0, -4.0, 4.0, 8.0)
+    rotations: bool = False
+    mirrors: bool = False
 
     def __post_init__(self) -> None:
         if 0 not in self.shifts or 1.0 not in self.scales:
@@ -197,12 +207,32 @@ class AlignmentViews:
             out.append([[cos, -sin, float(dx)], [sin, cos, float(dy)]])
         return torch.tensor(out)
 
-    def __len__(self) -> int:
+    @property
+    def views(self) -> int:
+        """Alignment views per symmetry."""
         return len(self.shifts) ** 2 * len(self.scales) + len(self.angles)
 
+    @property
+    def symmetries(self) -> int:
+        """Quarter-turns (4 with ``rotations``) times mirrorings (2 with ``mirrors``)."""
+        return (4 if self.rotations else 1) * (2 if self.mirrors else 1)
+
+    def __len__(self) -> int:
+        return self.views * self.symmetries
+
+    def __str__(self) -> str:
+        return f"{self.views} views" + (f" x {self.symmetries} symmetries" if self.symmetries > 1 else "")
+
     def apply(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Float images ``[B, C, H, W]`` under every view (pixels moved in from outside are 0)."""
-        return [KochAffine.warp(images, forward.expand(len(images), 2, 3)) for forward in self.matrices()]
+        """Float images ``[B, C, H, W]`` under every view (pixels moved in from outside are 0), symmetry by symmetry."""
+        if self.symmetries > 1 and images.shape[-1] != images.shape[-2]:
+            raise ValueError(f"alignment with rotations or mirrors needs square images, got {images.shape[-2]}x{images.shape[-1]}")
+        out = []
+        for mirror in (False, True)[: 2 if self.mirrors else 1]:
+            for turns in range(4 if self.rotations else 1):
+                turned = torch.rot90(images.flip(-1) if mirror else images, turns, (-2, -1))
+                out += [KochAffine.warp(turned, forward.expand(len(images), 2, 3)) for forward in self.matrices()]
+        return out
 
 
 class DarkShotAugment(nn.Module):

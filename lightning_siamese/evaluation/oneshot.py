@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.transforms import AlignmentViews
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SHOT_REDUCTIONS = ("mean", "max", "prototype")
@@ -50,22 +51,36 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
 
 
 class AlignedSimilarity:
-    """The best ``similarity`` over all pairs of views, for rows that hold ``views`` embeddings side by side.
+    """Test-time alignment's score, for rows that hold ``symmetries`` x ``views`` embeddings side by side.
 
-    Rows ``[..., V * D]`` (one image under each of its V alignment views, as
+    Rows ``[..., S * V * D]`` (one image under each view of each symmetry, as
     :func:`~lightning_siamese.callbacks.embed_aligned` makes them) broadcast like any head's
-    similarity. One query view at a time, so memory grows with V, not V squared.
+    similarity. Two images score, for each symmetry, the best similarity over all V x V pairs
+    of their views, averaged over the symmetries. ``pairwise`` is a head's
+    ``pairwise_similarity`` (``[..., P, D], [..., R, D] -> [..., P, R]``); pairs are scored in
+    blocks of at most ``max_elements`` broadcast elements, so memory stays bounded whatever
+    the head.
     """
 
-    def __init__(self, similarity: Similarity, views: int) -> None:
-        self.similarity = similarity
+    def __init__(self, pairwise: Similarity, views: int, symmetries: int = 1, max_elements: int = 1 << 25) -> None:
+        self.pairwise = pairwise
         self.views = views
+        self.symmetries = symmetries
+        self.max_elements = max_elements
+
+    @classmethod
+    def of(cls, pairwise: Similarity, views: AlignmentViews) -> AlignedSimilarity:
+        """The score of embeddings made under ``views``."""
+        return cls(pairwise, views.views, views.symmetries)
 
     def __call__(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        a = first.unflatten(-1, (self.views, -1))
-        b = second.unflatten(-1, (self.views, -1))
-        best = [self.similarity(a[..., i : i + 1, :], b).amax(-1) for i in range(self.views)]
-        return torch.stack(best, -1).amax(-1)
+        shape = torch.broadcast_shapes(first.shape[:-1], second.shape[:-1])
+        split = (self.symmetries, self.views, first.shape[-1] // (self.symmetries * self.views))
+        a = first.expand(*shape, -1).reshape(-1, *split)
+        b = second.expand(*shape, -1).reshape(-1, *split)
+        block = max(1, self.max_elements // (self.symmetries * self.views**2 * split[-1]))
+        best = [self.pairwise(a[i : i + block], b[i : i + block]).amax((-2, -1)) for i in range(0, len(a), block)]
+        return torch.cat(best).mean(-1).reshape(shape)
 
 
 @torch.no_grad()

@@ -24,20 +24,20 @@ from lightning_siamese.models.losses import (
 
 
 def pairwise_euclidean(queries: torch.Tensor, keys: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """``euclidean(queries[:, None], keys[None], squared)`` as ``[Q, C]``, from a matrix product.
+    """``euclidean(queries[..., :, None, :], keys[..., None, :, :], squared)`` as ``[..., Q, C]``, from a matrix product.
 
     ``||q||^2 + ||k||^2 - 2 q.k`` is computed in float64: in float32 its cancellation leaves
     up to ~1e-4 in the squared distance of identical 128-d vectors (~1e-2 after the square root);
     in float64 it stays far below float32 rounding, so the scores match the broadcast form's.
     """
     q, k = queries.double(), keys.double()
-    d2 = (q.pow(2).sum(-1)[:, None] + k.pow(2).sum(-1)[None] - 2 * q @ k.T).clamp(min=0)
+    d2 = (q.pow(2).sum(-1)[..., :, None] + k.pow(2).sum(-1)[..., None, :] - 2 * q @ k.transpose(-1, -2)).clamp(min=0)
     return (d2 if squared else (d2 + EPS).sqrt()).to(torch.result_type(queries, keys))
 
 
 def pairwise_cosine(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """``F.cosine_similarity(queries[:, None], keys[None], dim=-1)`` as ``[Q, C]``, with its eps (1e-8) per norm."""
-    return F.normalize(queries, dim=-1, eps=1e-8) @ F.normalize(keys, dim=-1, eps=1e-8).T
+    """``F.cosine_similarity(queries[..., :, None, :], keys[..., None, :, :], dim=-1)`` as ``[..., Q, C]``, with its eps (1e-8) per norm."""
+    return F.normalize(queries, dim=-1, eps=1e-8) @ F.normalize(keys, dim=-1, eps=1e-8).transpose(-1, -2)
 
 
 class PairHead(nn.Module):
@@ -89,12 +89,13 @@ class PairHead(nn.Module):
         raise NotImplementedError
 
     def pairwise_similarity(self, queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """Similarity of every query ``[Q, D]`` to every key ``[C, D]``: ``[Q, C]``.
+        """Similarity of every query ``[..., Q, D]`` to every key ``[..., C, D]``: ``[..., Q, C]``.
 
-        The broadcast ``similarity``, which holds ``[Q, C, D]`` tensors; heads whose score is a
+        The broadcast ``similarity``, which holds ``[..., Q, C, D]`` tensors; heads whose score is a
         distance or a cosine override it with a matrix product, giving the same scores faster.
+        Leading dimensions broadcast (test-time alignment scores a batch of view sets at once).
         """
-        return self.similarity(queries[:, None], keys[None])
+        return self.similarity(queries[..., :, None, :], keys[..., None, :, :])
 
 
 class KochHead(PairHead):

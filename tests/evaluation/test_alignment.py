@@ -15,6 +15,7 @@ from lightning_siamese.data.samplers import Episodes
 from lightning_siamese.data.transforms import AlignmentViews
 from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_accuracies, evaluate_episodes
 from lightning_siamese.models import KochHead, SiameseModule
+from lightning_siamese.models.heads import pairwise_cosine
 from tests.tiny import tiny_data, tiny_encoder
 
 
@@ -62,18 +63,51 @@ def test_views_without_the_image_itself_or_with_a_bad_scale_are_refused(options:
         AlignmentViews(**options)
 
 
-def test_aligned_similarity_is_the_best_over_all_pairs_of_views_and_broadcasts() -> None:
-    torch.manual_seed(0)
-    v, d = 3, 5
-    first, second = torch.randn(4, v * d), torch.randn(6, v * d)
-    aligned = AlignedSimilarity(cosine, v)
-    brute = torch.tensor([
-        [max(float(cosine(a[i * d : (i + 1) * d], b[j * d : (j + 1) * d])) for i in range(v) for j in range(v)) for b in second]
+def brute_aligned(first: torch.Tensor, second: torch.Tensor, symmetries: int, v: int) -> torch.Tensor:
+    """Every row of ``first`` against every row of ``second``: the mean over symmetries of the best view pair, by loops."""
+    d = first.shape[-1] // (symmetries * v)
+
+    def view(row: torch.Tensor, s: int, i: int) -> torch.Tensor:
+        return row[(s * v + i) * d : (s * v + i + 1) * d]
+
+    return torch.tensor([
+        [sum(max(float(cosine(view(a, s, i), view(b, s, j))) for i in range(v) for j in range(v)) for s in range(symmetries))
+         / symmetries for b in second]
         for a in first
     ])
-    torch.testing.assert_close(aligned(first[:, None], second[None]), brute)
-    episode_shaped = aligned(first.reshape(2, 2, 1, v * d), second.reshape(2, 1, 3, v * d))  # [T, M, 1, .] x [T, 1, N, .]
-    torch.testing.assert_close(episode_shaped, torch.stack([brute[:2, :3], brute[2:, 3:]]))
+
+
+@pytest.mark.parametrize("symmetries", [1, 2])
+def test_aligned_similarity_averages_the_best_pair_of_views_over_symmetries_and_broadcasts(symmetries: int) -> None:
+    torch.manual_seed(0)
+    v, d = 3, 5
+    first, second = torch.randn(4, symmetries * v * d), torch.randn(6, symmetries * v * d)
+    brute = brute_aligned(first, second, symmetries, v)
+    for block in (1 << 25, 1):  # all pairs at once, and one pair per block
+        aligned = AlignedSimilarity(pairwise_cosine, v, symmetries, max_elements=block)
+        torch.testing.assert_close(aligned(first[:, None], second[None]), brute)
+        episode_shaped = aligned(first.reshape(2, 2, 1, -1), second.reshape(2, 1, 3, -1))  # [T, M, 1, .] x [T, 1, N, .]
+        torch.testing.assert_close(episode_shaped, torch.stack([brute[:2, :3], brute[2:, 3:]]))
+
+
+def test_symmetries_turn_and_mirror_the_image_before_its_views() -> None:
+    images = torch.rand(2, 1, 12, 12)
+    views = AlignmentViews(shifts=(0, 1), scales=(1.0,), angles=(), rotations=True, mirrors=True)
+    assert (views.views, views.symmetries, len(views)) == (4, 8, 32)
+    assert str(views) == "4 views x 8 symmetries" and str(AlignmentViews()) == "31 views"
+    out = views.apply(images)  # symmetry by symmetry (upright, then 1-3 quarter-turns; then the same mirrored), 4 views each
+    assert len(out) == 32
+    torch.testing.assert_close(out[0], images, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[4], torch.rot90(images, 1, (-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[16], images.flip(-1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[28], torch.rot90(images.flip(-1), 3, (-2, -1)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[5], views.apply(torch.rot90(images, 1, (-2, -1)))[1], atol=1e-5, rtol=0)  # then shifted
+    assert len(AlignmentViews(rotations=True)) == 4 * 31 and len(AlignmentViews(mirrors=True)) == 2 * 31
+
+
+def test_symmetries_need_square_images() -> None:
+    with pytest.raises(ValueError, match="rotations or mirrors needs square images, got 12x10"):
+        AlignmentViews(rotations=True).apply(torch.rand(1, 1, 12, 10))
 
 
 def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None:
@@ -90,26 +124,27 @@ def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None
     views = AlignmentViews(scales=(1.0,), angles=())
     table = torch.cat([view.flatten(1) for view in views.apply(images)], -1)
     assert episode_accuracies(images.flatten(1), episodes, cosine).tolist() == [50.0]
-    assert episode_accuracies(table, episodes, AlignedSimilarity(cosine, len(views))).tolist() == [100.0]
+    assert episode_accuracies(table, episodes, AlignedSimilarity.of(pairwise_cosine, views)).tolist() == [100.0]
 
 
 def test_the_report_scores_aligned_and_plain_on_the_same_episodes(tiny_omniglot: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     data = tiny_data(tiny_omniglot)
     module = SiameseModule(tiny_encoder(), head=KochHead)
-    views = AlignmentViews(scales=(1.0,), angles=(-5.0, 5.0))
+    views = AlignmentViews(scales=(1.0,), angles=(-5.0, 5.0), rotations=True)
     report = OneShotReport(tasks=30, seed=5, use_best=False, align=views)
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
                          default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(module, datamodule=data)
     record = json.loads((tmp_path / "oneshot_val.json").read_text())
-    assert record["align"] == {"views": 11, "shifts": [-1, 0, 1], "scales": [1.0], "angles": [-5.0, 5.0]}
+    assert record["align"] == {"views": 44, "shifts": [-1, 0, 1], "scales": [1.0], "angles": [-5.0, 5.0],
+                               "rotations": True, "mirrors": False}
 
     evaluation = data.evaluation_set("val", tasks=30, seed=5)
     plain = evaluate_episodes(embed_all(module, evaluation.collection.images), evaluation.episodes, module.head.similarity)
     table = embed_aligned(module, evaluation.collection.images, views)
-    assert table.shape == (len(evaluation.collection.images), 11 * module.encoder.embedding_dim)
-    aligned = evaluate_episodes(table, evaluation.episodes, AlignedSimilarity(module.head.similarity, 11))
+    assert table.shape == (len(evaluation.collection.images), 44 * module.encoder.embedding_dim)
+    aligned = evaluate_episodes(table, evaluation.episodes, AlignedSimilarity(module.head.pairwise_similarity, 11, 4))
     assert record["without_align"] == {"accuracy": plain.accuracy, "ci95": plain.ci95}
     assert record["accuracy"] == aligned.accuracy and record["tasks"] == 30
     assert module.training  # embedding the views put the module back in training mode
@@ -118,3 +153,27 @@ def test_the_report_scores_aligned_and_plain_on_the_same_episodes(tiny_omniglot:
 def test_the_report_takes_one_test_time_scheme() -> None:
     with pytest.raises(ValueError, match=r"eval_shift \(1\) or align \(31 views\), not both"):
         OneShotReport(eval_shift=1, align=AlignmentViews())
+
+
+@pytest.mark.parametrize(("precision", "autocast"), [("32-true", False), ("bf16-mixed", True)])
+def test_the_report_embeds_at_the_trainers_precision(tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     precision: str, autocast: bool) -> None:
+    import lightning_siamese.callbacks as callbacks
+
+    seen = []
+
+    def spy(embed):  # noqa: ANN001, ANN202
+        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            seen.append(torch.is_autocast_enabled("cpu"))
+            return embed(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(callbacks, "embed_all", spy(callbacks.embed_all))
+    monkeypatch.setattr(callbacks, "embed_aligned", spy(callbacks.embed_aligned))
+    report = OneShotReport(tasks=10, seed=5, use_best=False, align=AlignmentViews(shifts=(0,), scales=(1.0,), angles=(), mirrors=True))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
+                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False, precision=precision)
+    trainer.fit(SiameseModule(tiny_encoder(), head=KochHead), datamodule=tiny_data(tiny_omniglot))
+    assert seen == [autocast, autocast]  # the plain and the aligned embeddings
+    record = json.loads((tmp_path / "oneshot_val.json").read_text())
+    assert 0.0 <= record["accuracy"] <= 100.0 and record["align"]["views"] == 2

@@ -58,3 +58,16 @@ def test_pairwise_equals_broadcast_similarity(name: str, scale: float) -> None:
     assert got.shape == (7, 12) and got.dtype == expected.dtype
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
+
+
+@pytest.mark.parametrize("name", sorted(ALL_HEADS))
+def test_pairwise_broadcasts_leading_dimensions(name: str) -> None:
+    # Test-time alignment scores a batch of view sets at once: [B, S, V, D] x [B, S, V, D] -> [B, S, V, V].
+    head = ALL_HEADS[name](16)
+    g = torch.Generator().manual_seed(4)
+    queries, keys = torch.randn(3, 2, 5, 16, generator=g), torch.randn(3, 2, 4, 16, generator=g)
+    with torch.no_grad():
+        batched = head.pairwise_similarity(queries, keys)
+        one_by_one = torch.stack([torch.stack([head.pairwise_similarity(q, k) for q, k in zip(qs, ks)]) for qs, ks in zip(queries, keys)])
+    assert batched.shape == (3, 2, 5, 4)
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-5)
