@@ -32,9 +32,12 @@ def checkpoint_name(path: Path) -> str:
     return f"{run.parent.name}/{run.name}" if path.parent.name == "checkpoints" else path.stem
 
 
+FULL_PRECISION = ("32", "32-true")
+
+
 def embedding_precision(precision: str) -> AbstractContextManager:
     """Lightning's autocast for a ``*-mixed`` precision, as a trainer at that precision embeds; nothing for 32."""
-    if precision in ("32", "32-true"):
+    if precision in FULL_PRECISION:
         return nullcontext()
     if precision not in ("bf16-mixed", "16-mixed"):
         raise ValueError(f"--precision must be 32, bf16-mixed or 16-mixed, got {precision!r}")
@@ -90,7 +93,7 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         head = type(model.head).__name__
         views = f", eval_shift {model.eval_shift}" if model.eval_shift else ""
         views += f", aligned over {align}" if align is not None else ""
-        views += f", embedded at {args.precision}" if args.precision not in ("32", "32-true") else ""
+        views += f", embedded at {args.precision}" if args.precision not in FULL_PRECISION else ""
         row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
         for label, evaluation in own.items():
             per_task = episode_accuracies(embeddings, evaluation.episodes, similarity, model.shot_reduction)

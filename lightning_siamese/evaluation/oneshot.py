@@ -57,9 +57,10 @@ class AlignedSimilarity:
     :func:`~lightning_siamese.callbacks.embed_aligned` makes them) broadcast like any head's
     similarity. Two images score, for each symmetry, the best similarity over all V x V pairs
     of their views, averaged over the symmetries. ``pairwise`` is a head's
-    ``pairwise_similarity`` (``[..., P, D], [..., R, D] -> [..., P, R]``); pairs are scored in
-    blocks of at most ``max_elements`` broadcast elements, so memory stays bounded whatever
-    the head.
+    ``pairwise_similarity`` (``[..., P, D], [..., R, D] -> [..., P, R]``); the rows are broadcast
+    to each other first (episode scoring hands them over in bounded chunks), then scored in
+    blocks of pairs whose ``[block, S, V, V, D]`` broadcast, a broadcasting head's largest
+    tensor, holds at most ``max_elements`` elements.
     """
 
     def __init__(self, pairwise: Similarity, views: int, symmetries: int = 1, max_elements: int = 1 << 25) -> None:
