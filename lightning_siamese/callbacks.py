@@ -218,10 +218,7 @@ def embed_aligned(module: pl.LightningModule, images: torch.Tensor, views: Align
     """Embed uint8 images under every alignment view, in eval mode: ``[N, len(views) * D]``, the embeddings side by side."""
     was_training = module.training
     module.eval()
-    out = [
-        torch.cat([module.embed(view) for view in views.apply(to_float(chunk.to(module.device)))], -1)
-        for chunk in images.split(batch_size)
-    ]
+    out = [views.embed(module.embed, to_float(chunk.to(module.device))) for chunk in images.split(batch_size)]
     module.train(was_training)
     return torch.cat(out)
 

@@ -44,3 +44,14 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     assert report["tasks"] == 10 and report["align"]["views"] == 31 * 8
     assert report["align"]["rotations"] and report["align"]["mirrors"]
     assert 0 <= report["without_align"]["accuracy"] <= 100
+
+    # `lightning test` on Lake's runs scores with the same alignment, and logs the plain accuracy beside it.
+    from tests.data.test_lake_runs import make_lake_runs
+
+    runs = make_lake_runs(tmp_path / "all_runs")
+    tested = run_cli(tmp_path, "test", "--config", str(RECIPE), "--config", str(override), "--ckpt_path",
+                     str(run_dir / "checkpoints" / "last.ckpt"), "--data.init_args.runs_dir", str(runs))
+    assert "test/lake_runs_acc_unaligned" in tested.stdout and "aligned over 31 views x 8 symmetries" in tested.stdout
+    (written,) = (tmp_path / "logs" / "omniglot_cpu").glob("version_*/lake_runs.json")
+    lake = json.loads(written.read_text())
+    assert lake["align"] == "31 views x 8 symmetries" and 0 <= lake["without_align"]["accuracy"] <= 100

@@ -223,16 +223,27 @@ class AlignmentViews:
     def __str__(self) -> str:
         return f"{self.views} views" + (f" x {self.symmetries} symmetries" if self.symmetries > 1 else "")
 
+    @property
+    def identity(self) -> int:
+        """The index of the image itself (no shift, scale 1, upright) among the views: its plain embedding."""
+        centre = list(self.shifts).index(0)
+        return (centre * len(self.shifts) + centre) * len(self.scales) + list(self.scales).index(1.0)
+
     def apply(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Float images ``[B, C, H, W]`` under every view (pixels moved in from outside are 0), symmetry by symmetry."""
-        if self.symmetries > 1 and images.shape[-1] != images.shape[-2]:
-            raise ValueError(f"alignment with rotations or mirrors needs square images, got {images.shape[-2]}x{images.shape[-1]}")
+        if images.shape[-1] != images.shape[-2]:  # the warps and the quarter-turns are defined on squares
+            raise ValueError(f"test-time alignment needs square images, got {images.shape[-2]}x{images.shape[-1]}")
         out = []
         for mirror in (False, True)[: 2 if self.mirrors else 1]:
             for turns in range(4 if self.rotations else 1):
                 turned = torch.rot90(images.flip(-1) if mirror else images, turns, (-2, -1))
                 out += [KochAffine.warp(turned, forward.expand(len(images), 2, 3)) for forward in self.matrices()]
         return out
+
+    def embed(self, embed: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        """``embed`` of float images under every view, side by side: ``[B, len(self) * D]``, as
+        :class:`~lightning_siamese.evaluation.oneshot.AlignedSimilarity` takes them."""
+        return torch.cat([embed(view) for view in self.apply(images)], -1)
 
 
 class DarkShotAugment(nn.Module):

@@ -21,9 +21,10 @@ from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
 from lightning_siamese.data.samplers import check_unknown_fraction
-from lightning_siamese.data.transforms import embed_views, to_float
+from lightning_siamese.data.transforms import AlignmentViews, embed_views, to_float
 from lightning_siamese.evaluation.figures import RIGHT, WRONG, pair_tile, roc_figure, save_figure, save_image, tile_grid
 from lightning_siamese.evaluation.oneshot import (
+    AlignedSimilarity,
     OneShotResult,
     episode_accuracies,
     format_named_tasks,
@@ -131,6 +132,14 @@ class SiameseModule(pl.LightningModule):
         openset_fraction: the share of unknown queries in an open-set episode, in (0, 1).
         openset_far: the false-accept rate (unknown queries accepted) at which validation
             fits the rejection threshold, kept in checkpoints and applied at test.
+        test_align: test-time alignment for the test stage (``lightning test``: the test
+            episodes or Lake's runs; see :class:`~lightning_siamese.data.transforms.AlignmentViews`):
+            every image is embedded under each view, and a query and a way score their best view
+            pair, averaged over the symmetries. ``test/<name>_acc`` is then the aligned accuracy
+            and ``test/<name>_acc_unaligned`` the plain one, from the same pass (the unmoved view);
+            the loss, pair AUROC and open-set metrics stay plain (their thresholds were fitted on
+            plain validation scores). Validation, every epoch, stays plain: alignment costs one
+            embedding per view. Needs N-way episodes: a verification data module is refused.
     """
 
     def __init__(
@@ -150,6 +159,7 @@ class SiameseModule(pl.LightningModule):
         openset: bool = False,
         openset_fraction: float = 0.2,
         openset_far: float = 0.05,
+        test_align: AlignmentViews | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -181,6 +191,7 @@ class SiameseModule(pl.LightningModule):
         self.openset = openset
         self.openset_fraction = check_unknown_fraction(openset_fraction)
         self.openset_far = check_far(openset_far, "openset_far")
+        self.test_align = test_align
         self.openset_threshold: float | None = None  # fitted on validation, kept in checkpoints
         self.last_openset: dict[str, OpenSetResult] = {}
         self.channels_last = channels_last
@@ -228,6 +239,11 @@ class SiameseModule(pl.LightningModule):
             raise ValueError(
                 f"openset is on, but the data module {type(self.trainer.datamodule).__name__} is a {task} benchmark "
                 f"(pairs, no N-way episodes to add unknown queries to): set model openset to false"
+            )
+        if self.test_align is not None and task != "oneshot":
+            raise ValueError(
+                f"test_align is set, but the data module {type(self.trainer.datamodule).__name__} is a {task} benchmark: "
+                f"its threshold is fitted on plain validation scores, which aligned scores do not match; unset model test_align"
             )
 
     def on_fit_start(self) -> None:
@@ -286,21 +302,29 @@ class SiameseModule(pl.LightningModule):
 
     # --- evaluation: embed each image once, then score episodes ----------------------
 
-    def _collect(self, batch: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _stage_views(self, stage: str) -> AlignmentViews | None:
+        return self.test_align if stage == "test" else None
+
+    def _embed_stage(self, images: torch.Tensor, stage: str) -> torch.Tensor:
+        """The stage's embeddings: plain, or (test with ``test_align``) every alignment view's side by side."""
+        views = self._stage_views(stage)
+        return self.embed(images) if views is None else views.embed(self.embed, images)
+
+    def _collect(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         images, index = batch
-        self._outputs.append((self.embed(images), index))
+        self._outputs.append((self._embed_stage(images, stage), index))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._collect(batch)
+        self._collect(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._collect(batch)
+        self._collect(batch, "test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         images, index = batch
         return {"embedding": self.embed(images), "index": index}
 
-    def _embedding_table(self, dataset) -> torch.Tensor:  # noqa: ANN001 - an EvaluationSet
+    def _embedding_table(self, dataset, stage: str) -> torch.Tensor:  # noqa: ANN001 - an EvaluationSet
         """Embeddings of every image of ``dataset``, in dataset order, from all ranks, in float32
         (under mixed precision the steps embed in bf16/fp16; scoring runs in full precision)."""
         embeddings = torch.cat([e for e, _ in self._outputs]).float()
@@ -317,7 +341,7 @@ class SiameseModule(pl.LightningModule):
         # episodes are always scored in full.
         for chunk in missing.split(256) if len(missing) else ():
             images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
-            table[chunk] = self.embed(images)
+            table[chunk] = self._embed_stage(images, stage).float()
         return table
 
     def _pair_loss(self, table: torch.Tensor, dataset) -> torch.Tensor | None:  # noqa: ANN001
@@ -336,7 +360,12 @@ class SiameseModule(pl.LightningModule):
         if self.trainer.sanity_checking:  # a full evaluation here would only delay training
             self._outputs.clear()
             return
-        table = self._embedding_table(dataset)
+        table = self._embedding_table(dataset, stage)
+        views = self._stage_views(stage)
+        aligned = None
+        if views is not None:  # the aligned rows score the episodes; their unmoved view is the plain table
+            aligned = table
+            table = aligned.unflatten(-1, (len(views), -1))[:, views.identity]
         self.last_embeddings[stage] = table
         loss = self._pair_loss(table, dataset)
         metrics = {} if loss is None else {f"{stage}/loss": loss}
@@ -346,9 +375,16 @@ class SiameseModule(pl.LightningModule):
         first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
         auroc.update(self.head.similarity(table[first], table[second]), same)
         per_task = episode_accuracies(table, dataset.episodes, self.head.similarity, self.shot_reduction)
+        name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
+        unaligned = None
+        if aligned is not None:
+            unaligned = summarize(per_task, dataset.episodes)
+            similarity = AlignedSimilarity.of(self.head.pairwise_similarity, views)
+            per_task = episode_accuracies(aligned, dataset.episodes, similarity, self.shot_reduction)
+            metrics[f"{stage}/{name}_acc_unaligned"] = unaligned.accuracy
+            metrics[f"{stage}/{name}_ci95_unaligned"] = unaligned.ci95
         result = summarize(per_task, dataset.episodes)
         self.last_oneshot[stage] = result
-        name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
         metrics[f"{stage}/pair_auroc"] = auroc.compute()
         metrics[f"{stage}/{name}_ci95"] = result.ci95
         if self.openset and dataset.task_names is None:
@@ -363,7 +399,7 @@ class SiameseModule(pl.LightningModule):
         self.log_dict(metrics, sync_dist=sync)
         self.log(f"{stage}/{name}_acc", result.accuracy, prog_bar=True, sync_dist=sync)
         if dataset.task_names is not None and self.trainer.is_global_zero:
-            self._report_named_tasks(f"{stage}/{name}_acc", dataset, per_task)
+            self._report_named_tasks(f"{stage}/{name}_acc", dataset, per_task, views, unaligned)
 
     def _openset(self, stage: str, dataset, table: torch.Tensor) -> dict[str, float]:  # noqa: ANN001
         """Open-set metrics of the stage's episodes; validation fits the rejection threshold, test applies it."""
@@ -494,10 +530,21 @@ class SiameseModule(pl.LightningModule):
         if "triplet_subset_state" in checkpoint and isinstance(getattr(self.head, "mined_loss", None), MinedTripletLoss):
             self.head.mined_loss.load_subset_state(checkpoint["triplet_subset_state"])
 
-    def _report_named_tasks(self, metric: str, dataset, per_task: torch.Tensor) -> None:  # noqa: ANN001
+    def _report_named_tasks(
+        self,
+        metric: str,
+        dataset,  # noqa: ANN001 - an EvaluationSet
+        per_task: torch.Tensor,
+        views: AlignmentViews | None = None,
+        unaligned: OneShotResult | None = None,
+    ) -> None:
         """Print the accuracy of each named task (Lake's runs) and write ``<name>.json`` in the run folder."""
         record = named_task_record(per_task, dataset.task_names, dataset.episodes)
         record["checkpoint"] = str(self.trainer.ckpt_path)
+        if views is not None:
+            metric += f" (aligned over {views})"
+            record["align"] = str(views)
+            record["without_align"] = {"accuracy": unaligned.accuracy, "ci95": unaligned.ci95}
         path = self._run_dir() / f"{dataset.name}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")
         print(f"\n{format_named_tasks(metric, record)}\n  written to {path}")

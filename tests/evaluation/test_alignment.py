@@ -105,9 +105,25 @@ def test_symmetries_turn_and_mirror_the_image_before_its_views() -> None:
     assert len(AlignmentViews(rotations=True)) == 4 * 31 and len(AlignmentViews(mirrors=True)) == 2 * 31
 
 
-def test_symmetries_need_square_images() -> None:
-    with pytest.raises(ValueError, match="rotations or mirrors needs square images, got 12x10"):
-        AlignmentViews(rotations=True).apply(torch.rand(1, 1, 12, 10))
+@pytest.mark.parametrize("views", [AlignmentViews(), AlignmentViews(mirrors=True), AlignmentViews(rotations=True)])
+def test_alignment_needs_square_images(views: AlignmentViews) -> None:
+    with pytest.raises(ValueError, match="test-time alignment needs square images, got 12x10"):
+        views.apply(torch.rand(1, 1, 12, 10))
+
+
+@pytest.mark.parametrize(
+    "views",
+    [AlignmentViews(), AlignmentViews(shifts=(0, 1, 2), scales=(0.9, 1.0), angles=(5.0,), mirrors=True),
+     AlignmentViews(shifts=(-2, -1, 0), scales=(1.0, 1.1), angles=())],
+)
+def test_identity_is_the_index_of_the_unmoved_upright_view(views: AlignmentViews) -> None:
+    images = torch.rand(2, 1, 12, 12)
+    out = views.apply(images)
+    unmoved = [i for i, view in enumerate(out) if torch.allclose(view, images, atol=1e-5)]
+    assert unmoved == [views.identity]
+    embedded = views.embed(lambda x: x.flatten(1), images)  # the views side by side
+    assert embedded.shape == (2, len(views) * 144)
+    torch.testing.assert_close(embedded.unflatten(-1, (len(views), 144))[:, views.identity], images.flatten(1), atol=1e-5, rtol=0)
 
 
 def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None:
@@ -177,3 +193,55 @@ def test_the_report_embeds_at_the_trainers_precision(tiny_omniglot: Path, tmp_pa
     assert seen == [autocast, autocast]  # the plain and the aligned embeddings
     record = json.loads((tmp_path / "oneshot_val.json").read_text())
     assert 0.0 <= record["accuracy"] <= 100.0 and record["align"]["views"] == 2
+
+
+@pytest.mark.parametrize("lake", [False, True], ids=["test episodes", "lake runs"])
+def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbers(lake: bool, tiny_omniglot: Path, tmp_path: Path) -> None:
+    from tests.data.test_lake_runs import make_lake_runs
+
+    runs = make_lake_runs(tmp_path / "all_runs") if lake else None
+    views = AlignmentViews(shifts=(0, 1), scales=(1.0,), angles=(6.0,), mirrors=True)  # 5 views x 2 symmetries
+    torch.manual_seed(0)
+    module = SiameseModule(tiny_encoder(), KochHead)
+    data = tiny_data(tiny_omniglot, runs_dir=str(runs) if lake else None)
+    name = "lake_runs" if lake else "oneshot"
+
+    def test(test_align: AlignmentViews | None) -> tuple[dict[str, float], pl.Trainer]:
+        module.test_align = test_align
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None))
+        trainer.test(module, datamodule=data, verbose=False)
+        return {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer
+
+    plain, _ = test(None)
+    aligned, trainer = test(views)
+    dataset = trainer.test_dataloaders.dataset
+    # The headline is the aligned score of the same episodes, computed here by hand.
+    embeddings = embed_aligned(module, dataset.collection.images, views)
+    per_task = episode_accuracies(embeddings, dataset.episodes, AlignedSimilarity.of(module.head.pairwise_similarity, views))
+    assert aligned[f"test/{name}_acc"] == pytest.approx(float(per_task.double().mean()), abs=1e-4)
+    # The unaligned accuracy, loss and pair AUROC come from the unmoved view: the plain run's.
+    assert aligned[f"test/{name}_acc_unaligned"] == pytest.approx(plain[f"test/{name}_acc"], abs=1e-4)
+    assert aligned[f"test/{name}_ci95_unaligned"] == pytest.approx(plain[f"test/{name}_ci95"], abs=1e-4)
+    for key in ("test/loss", "test/pair_auroc"):
+        assert aligned[key] == pytest.approx(plain[key], abs=1e-5)
+    assert module.last_embeddings["test"].shape[-1] == module.encoder.embedding_dim
+    assert f"test/{name}_acc_unaligned" not in plain
+    if lake:  # Lake's runs' record says how it was scored
+        (record,) = (tmp_path / "True").rglob("lake_runs.json")
+        written = json.loads(record.read_text())
+        assert written["align"] == "5 views x 2 symmetries"
+        assert written["without_align"]["accuracy"] == pytest.approx(plain["test/lake_runs_acc"], abs=1e-4)
+        assert written["accuracy"] == pytest.approx(aligned["test/lake_runs_acc"], abs=1e-4)
+
+
+def test_test_align_on_a_verification_data_module_is_an_error_at_setup(tmp_path: Path) -> None:
+    from lightning_siamese.data import LFWDataModule
+    from tests.data.test_lfw_datamodule import write_lfw
+
+    data = LFWDataModule(root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    module = SiameseModule(tiny_encoder(), KochHead, test_align=AlignmentViews())
+    with pytest.raises(ValueError, match="test_align is set, but the data module LFWDataModule is a verification benchmark"):
+        trainer.test(module, datamodule=data, verbose=False)
