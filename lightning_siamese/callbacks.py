@@ -329,8 +329,7 @@ class OneShotReport(pl.Callback):
     def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
         record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
         if plain is not None and self.align is not None:  # `result` aligned; `plain` the module's own embeddings
-            record["align"] = {"views": len(self.align), **{k: list(getattr(self.align, k)) for k in ("shifts", "scales", "angles")},
-                               "rotations": self.align.rotations, "mirrors": self.align.mirrors}
+            record["align"] = self.align.as_dict()
             record["without_align"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
         elif plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
             record["eval_shift"] = self.eval_shift

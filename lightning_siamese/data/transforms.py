@@ -223,6 +223,11 @@ class AlignmentViews:
     def __str__(self) -> str:
         return f"{self.views} views" + (f" x {self.symmetries} symmetries" if self.symmetries > 1 else "")
 
+    def as_dict(self) -> dict:
+        """For JSON records: ``views`` (all of them, x symmetries) and the settings."""
+        settings = {k: list(getattr(self, k)) for k in ("shifts", "scales", "angles")}
+        return {"views": len(self), **settings, "rotations": self.rotations, "mirrors": self.mirrors}
+
     @property
     def identity(self) -> int:
         """The index of the image itself (no shift, scale 1, upright) among the views: its plain embedding."""

@@ -337,11 +337,12 @@ class SiameseModule(pl.LightningModule):
         seen = torch.zeros(len(dataset), dtype=torch.bool, device=embeddings.device)
         table[index], seen[index] = embeddings, True
         missing = (~seen).nonzero().flatten()
-        # limit_val_batches / fast_dev_run leave images out: embed them here, so the
-        # episodes are always scored in full.
-        for chunk in missing.split(256) if len(missing) else ():
-            images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
-            table[chunk] = self._embed_stage(images, stage).float()
+        # limit_val_batches / fast_dev_run leave images out: embed them here (at the steps'
+        # precision), so the episodes are always scored in full.
+        with self.trainer.precision_plugin.forward_context():
+            for chunk in missing.split(256) if len(missing) else ():
+                images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
+                table[chunk] = self._embed_stage(images, stage).float()
         return table
 
     def _pair_loss(self, table: torch.Tensor, dataset) -> torch.Tensor | None:  # noqa: ANN001
@@ -365,7 +366,7 @@ class SiameseModule(pl.LightningModule):
         aligned = None
         if views is not None:  # the aligned rows score the episodes; their unmoved view is the plain table
             aligned = table
-            table = aligned.unflatten(-1, (len(views), -1))[:, views.identity]
+            table = aligned.unflatten(-1, (len(views), -1))[:, views.identity].clone()  # not a view of the wide table
         self.last_embeddings[stage] = table
         loss = self._pair_loss(table, dataset)
         metrics = {} if loss is None else {f"{stage}/loss": loss}
@@ -543,7 +544,7 @@ class SiameseModule(pl.LightningModule):
         record["checkpoint"] = str(self.trainer.ckpt_path)
         if views is not None:
             metric += f" (aligned over {views})"
-            record["align"] = str(views)
+            record["align"] = views.as_dict()
             record["without_align"] = {"accuracy": unaligned.accuracy, "ci95": unaligned.ci95}
         path = self._run_dir() / f"{dataset.name}.json"
         path.write_text(json.dumps(record, indent=2) + "\n")

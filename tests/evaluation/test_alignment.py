@@ -203,18 +203,21 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
     views = AlignmentViews(shifts=(0, 1), scales=(1.0,), angles=(6.0,), mirrors=True)  # 5 views x 2 symmetries
     torch.manual_seed(0)
     module = SiameseModule(tiny_encoder(), KochHead)
-    data = tiny_data(tiny_omniglot, runs_dir=str(runs) if lake else None)
+    data = tiny_data(tiny_omniglot, runs_dir=str(runs) if lake else None, eval_batch_size=16)  # 2 or more test batches
     name = "lake_runs" if lake else "oneshot"
 
-    def test(test_align: AlignmentViews | None) -> tuple[dict[str, float], pl.Trainer]:
+    def test(test_align: AlignmentViews | None, **limits) -> tuple[dict[str, float], pl.Trainer]:
         module.test_align = test_align
         trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None))
+                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None), **limits)
         trainer.test(module, datamodule=data, verbose=False)
         return {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer
 
     plain, _ = test(None)
     aligned, trainer = test(views)
+    # Images the test steps leave out (limit_test_batches) are embedded under the same views at the epoch's end.
+    limited, _ = test(views, limit_test_batches=1)
+    assert limited == pytest.approx(aligned, abs=1e-5)
     dataset = trainer.test_dataloaders.dataset
     # The headline is the aligned score of the same episodes, computed here by hand.
     embeddings = embed_aligned(module, dataset.collection.images, views)
@@ -230,7 +233,7 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
     if lake:  # Lake's runs' record says how it was scored
         (record,) = (tmp_path / "True").rglob("lake_runs.json")
         written = json.loads(record.read_text())
-        assert written["align"] == "5 views x 2 symmetries"
+        assert written["align"] == {"views": 10, "shifts": [0, 1], "scales": [1.0], "angles": [6.0], "rotations": False, "mirrors": True}
         assert written["without_align"]["accuracy"] == pytest.approx(plain["test/lake_runs_acc"], abs=1e-4)
         assert written["accuracy"] == pytest.approx(aligned["test/lake_runs_acc"], abs=1e-4)
 
