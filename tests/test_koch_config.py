@@ -10,6 +10,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.test_cli import run_cli, scalars
+from tests.tiny import tiny_recipe_data
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +36,7 @@ def test_koch_config_trains_and_checkpoints_on_tiny_data(tmp_path: Path, tiny_om
         "model": {"init_args": {"encoder": {"init_args": {
             "input_size": 28, "kernel_sizes": [3, 3, 2, 2], "channels": [4, 8, 8, 16], "embedding_dim": 32,
         }}}},
-        "data": {"init_args": {
-            "root": str(tiny_omniglot), "sets": ["images_background"], "val_alphabets": ["Gamma"],
-            "test_alphabets": ["Delta"], "download": False, "image_size": 28, "batch_size": 16, "koch_pairs": 16,
-            "n_way": 5, "val_tasks": 4, "val_pairs": 8, "num_workers": 0,
-        }},
+        "data": {"init_args": tiny_recipe_data(tiny_omniglot, koch_pairs=16)},
         "oneshot_report": {"tasks": 10},
     }
     override = tmp_path / "tiny.yaml"

@@ -11,6 +11,7 @@ import yaml
 
 from tests.conftest import REPO
 from tests.test_cli import run_cli, scalars
+from tests.tiny import tiny_recipe_data
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +22,7 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     shrink = {
         "trainer": {"max_time": "00:00:00:15", "log_every_n_steps": 1},
         "model": {"init_args": {"encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}}}},
-        "data": {"init_args": {
-            "root": str(tiny_omniglot), "sets": ["images_background"], "val_alphabets": ["Gamma"],
-            "test_alphabets": ["Delta"], "download": False, "image_size": 28, "batch_size": 16, "pairs_per_epoch": 32,
-            "n_way": 5, "val_tasks": 4, "val_pairs": 8, "num_workers": 0,
-        }},
+        "data": {"init_args": tiny_recipe_data(tiny_omniglot, pairs_per_epoch=32)},
         "oneshot_report": {"tasks": 10},
     }
     override = tmp_path / "tiny.yaml"

@@ -21,3 +21,12 @@ def tiny_encoder(**overrides) -> KochEncoder:
     """Koch's four convolutions at 28 px with a few channels: fast enough for many short fits."""
     settings = dict(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
     return KochEncoder(**(settings | overrides))
+
+
+def tiny_recipe_data(root: Path, **overrides) -> dict:
+    """A recipe's ``data.init_args`` shrunk to the tiny set (for a ``--config`` override): 5-way, no downloads or workers."""
+    settings = dict(
+        root=str(root), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"], download=False,
+        image_size=28, batch_size=16, n_way=5, val_tasks=4, val_pairs=8, num_workers=0,
+    )
+    return settings | overrides

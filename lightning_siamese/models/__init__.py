@@ -1,4 +1,4 @@
-from lightning_siamese.models.encoders import ConvNetEncoder, KochEncoder, SigNet, SmallConvEmbedding
+from lightning_siamese.models.encoders import ConvNetEncoder, EnsembleEncoder, KochEncoder, SigNet, SmallConvEmbedding
 from lightning_siamese.models.heads import (
     ClassifierHead,
     ContrastiveHead,
@@ -17,6 +17,7 @@ __all__ = [
     "ConvNetEncoder",
     "CosFaceHead",
     "DistanceHead",
+    "EnsembleEncoder",
     "KochEncoder",
     "KochHead",
     "PairHead",

@@ -5,9 +5,10 @@ Every encoder exposes ``embedding_dim`` so a head can be sized to it. No Lightni
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -259,3 +260,41 @@ class SmallConvEmbedding(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
+
+
+class EnsembleEncoder(nn.Module):
+    """Several independently initialised encoders, trained side by side and scored as one.
+
+    The embedding is the concatenation of the members' L2-normalised embeddings, so a
+    Euclidean or cosine head scores the ensemble by the members' summed cosine similarity:
+    each member counts equally, whatever its own embedding norm. Training applies the head's
+    loss to each member's slice and averages (:meth:`member_embeddings`), so the members learn
+    independently (their only link is seeing the same batches) and their errors stay
+    uncorrelated enough for the sum to beat any one of them; a loss on the concatenation
+    would train them as one wider net.
+
+    Args:
+        member: builds one member, e.g. ``ConvNetEncoder`` with its arguments (in a config,
+            a ``class_path`` and ``init_args``); called ``members`` times for fresh weights.
+        members: how many members.
+    """
+
+    def __init__(self, member: Callable[[], nn.Module], members: int = 2) -> None:
+        super().__init__()
+        if members < 1:
+            raise ValueError(f"members must be at least 1, got {members}")
+        self.members = nn.ModuleList(member() for _ in range(members))
+        dims = {getattr(encoder, "embedding_dim", None) for encoder in self.members}
+        if None in dims:
+            raise TypeError(f"ensemble member {type(self.members[0]).__name__} must expose `embedding_dim`")
+        self.member_dim = dims.pop()
+        self.embedding_dim = self.member_dim * members
+        if hasattr(self.members[0], "input_size"):
+            self.input_size = self.members[0].input_size
+
+    def member_embeddings(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each member's slice of ensemble embeddings ``[B, members * member_dim]``."""
+        return embeddings.split(self.member_dim, dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.normalize(encoder(images), dim=-1) for encoder in self.members], dim=-1)

@@ -43,6 +43,7 @@ from lightning_siamese.evaluation.verification import (
     verification_metrics,
 )
 from lightning_siamese.evaluation.writers import fit_writer_k, writer_metrics
+from lightning_siamese.models.encoders import EnsembleEncoder
 from lightning_siamese.models.heads import KochHead, PairHead
 from lightning_siamese.models.losses import MinedTripletLoss
 
@@ -172,6 +173,12 @@ class SiameseModule(pl.LightningModule):
                 f"head expects {self.head.embedding_dim}-d embeddings but the encoder "
                 f"produces {encoder.embedding_dim}-d"
             )
+        if isinstance(encoder, EnsembleEncoder) and any(True for _ in self.head.parameters()):
+            raise ValueError(
+                f"an EnsembleEncoder trains each member with the head's loss on its own slice of the embedding, but "
+                f"{type(self.head).__name__} has learned weights sized to the whole embedding: use a head without "
+                f"weights (TripletHead, ContrastiveHead, PrototypicalHead)"
+            )
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
         self.param_groups = param_groups
@@ -269,19 +276,28 @@ class SiameseModule(pl.LightningModule):
         """
         if "same" in batch:
             first, second = self.embed(torch.cat([batch["first"], batch["second"]])).float().chunk(2)  # one pass
-            with self._full_precision():
-                return self.head.loss(first, second, batch["same"])
+            return self._head_loss(self.head.loss, first, second, same=batch["same"])
         if "anchor" in batch:
             anchor, positive, negative = self.embed(
                 torch.cat([batch["anchor"], batch["positive"], batch["negative"]])
             ).float().chunk(3)
-            with self._full_precision():
-                return self.head.triplet_loss(anchor, positive, negative)
+            return self._head_loss(self.head.triplet_loss, anchor, positive, negative)
         if "labels" in batch:
             embeddings = self.embed(batch["images"]).float()
-            with self._full_precision():
-                return self.head.batch_loss(embeddings, batch["labels"])
+            return self._head_loss(self.head.batch_loss, embeddings, labels=batch["labels"])
         raise ValueError(f"unknown training batch with keys {sorted(batch)}: expected pairs, triplets or classes")
+
+    def _head_loss(self, loss: Callable[..., torch.Tensor], *embeddings: torch.Tensor, **targets: torch.Tensor) -> torch.Tensor:
+        """A head loss on embeddings (positional) and labels (keywords), in float32.
+
+        An :class:`~lightning_siamese.models.encoders.EnsembleEncoder` is trained member by
+        member: the mean of the loss on each member's slice of the embeddings.
+        """
+        with self._full_precision():
+            if not isinstance(self.encoder, EnsembleEncoder):
+                return loss(*embeddings, **targets)
+            slices = zip(*(self.encoder.member_embeddings(e) for e in embeddings))
+            return torch.stack([loss(*members, **targets) for members in slices]).mean()
 
     def _full_precision(self) -> torch.autocast:
         return torch.autocast(self.device.type, enabled=False)
@@ -349,10 +365,10 @@ class SiameseModule(pl.LightningModule):
         """The head's loss on the split's fixed pairs (or triplets, for triplet heads)."""
         if "pairs" in self.head.trains_on:
             first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
-            return self.head.loss(table[first], table[second], same)
+            return self._head_loss(self.head.loss, table[first], table[second], same=same)
         if "triplets" in self.head.trains_on and dataset.triplets:
             anchor, positive, negative = (table[dataset.triplets[k].to(self.device)] for k in ("anchor", "positive", "negative"))
-            return self.head.triplet_loss(anchor, positive, negative)
+            return self._head_loss(self.head.triplet_loss, anchor, positive, negative)
         return None  # e.g. a triplet head scored on a pair list, or a classifying head: no loss to report
 
     def _evaluate(self, stage: str, auroc: BinaryAUROC) -> None:
