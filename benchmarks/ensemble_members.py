@@ -4,9 +4,10 @@ For a checkpoint whose encoder is an ``EnsembleEncoder`` (e.g. from
 ``benchmarks/omniglot_cpu_ensemble3.yaml``): each member's accuracy on its own slice of the
 embeddings, and the ensemble's (the members' summed cosine similarities), without and with the
 config's ``oneshot_report.align`` views; the ensemble aligned two ways: the best view pair of the
-summed similarity (what the report and ``lightning test`` do) and each member aligning on its
-own before the sum. Same episodes as the config's end-of-run report (split, tasks, seed).
-Embeds at bf16-mixed, as the recipe's report does; about 2.5x the report's time.
+summed similarity (nearly what the report and ``lightning test`` do: they average the
+symmetries' best Euclidean similarities, which rank like these cosines within a symmetry) and
+each member aligning on its own before the sum. Same episodes as the config's end-of-run report (split, tasks, seed).
+Embeds at bf16-mixed, as the recipe's report does; about 1.2x the report's time.
 
     python benchmarks/ensemble_members.py benchmarks/omniglot_cpu_ensemble3.yaml logs/.../epoch=60-....ckpt
 """

@@ -266,12 +266,12 @@ class EnsembleEncoder(nn.Module):
     """Several independently initialised encoders, trained side by side and scored as one.
 
     The embedding is the concatenation of the members' L2-normalised embeddings, so a
-    Euclidean or cosine head scores the ensemble by the members' summed cosine similarity:
-    each member counts equally, whatever its own embedding norm. Training applies the head's
-    loss to each member's slice and averages (:meth:`member_embeddings`), so the members learn
-    independently (their only link is seeing the same batches) and their errors stay
-    uncorrelated enough for the sum to beat any one of them; a loss on the concatenation
-    would train them as one wider net.
+    Euclidean head ranks pairs by the members' summed cosine similarity: each member counts
+    equally, whatever its own embedding norm. Training applies the head's loss to each member's
+    slice (:meth:`member_embeddings`; ``SiameseModule`` averages them), so each member learns
+    from its own loss alone (their only link is seeing the same batches) and their errors are
+    partly independent, which the sum averages out; a loss on the concatenation would train
+    them as one wider net.
 
     Args:
         member: builds one member, e.g. ``ConvNetEncoder`` with its arguments (in a config,

@@ -291,13 +291,18 @@ class SiameseModule(pl.LightningModule):
         """A head loss on embeddings (positional) and labels (keywords), in float32.
 
         An :class:`~lightning_siamese.models.encoders.EnsembleEncoder` is trained member by
-        member: the mean of the loss on each member's slice of the embeddings.
+        member: the mean of the loss on each member's slice of the embeddings (and of the head's
+        ``last_active_fraction``, which the training-health check reads).
         """
         with self._full_precision():
             if not isinstance(self.encoder, EnsembleEncoder):
                 return loss(*embeddings, **targets)
-            slices = zip(*(self.encoder.member_embeddings(e) for e in embeddings))
-            return torch.stack([loss(*members, **targets) for members in slices]).mean()
+            losses, active = [], []
+            for members in zip(*(self.encoder.member_embeddings(e) for e in embeddings)):
+                losses.append(loss(*members, **targets))
+                active.append(getattr(self.head, "last_active_fraction", float("nan")))
+            self.head.last_active_fraction = sum(active) / len(active)
+            return torch.stack(losses).mean()
 
     def _full_precision(self) -> torch.autocast:
         return torch.autocast(self.device.type, enabled=False)

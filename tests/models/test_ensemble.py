@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from functools import partial
+from types import SimpleNamespace
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 import yaml
 
 from lightning_siamese.commands import Embedder
-from lightning_siamese.models import ConvNetEncoder, EnsembleEncoder, KochHead, SiameseModule, TripletHead
+from lightning_siamese.models import ContrastiveHead, ConvNetEncoder, EnsembleEncoder, KochHead, SiameseModule, TripletHead
 from lightning_siamese.models.heads import pairwise_cosine
 from tests.conftest import REPO
 from tests.models.test_module import quiet_trainer, tiny_task
@@ -46,21 +47,48 @@ def test_members_are_fresh_nets_whose_unit_embeddings_sit_side_by_side() -> None
                                atol=1e-5, rtol=1e-5)
 
 
-def test_each_member_trains_on_its_own_slice_as_if_alone() -> None:
-    torch.manual_seed(0)
-    ensemble = EnsembleEncoder(MEMBER, members=2)
-    module = SiameseModule(ensemble, head=partial(TripletHead, normalize=True, mining="hard"))
-    batch = {"images": torch.rand(12, 1, 28, 28), "labels": torch.arange(4).repeat_interleave(3)}
-    module.training_loss(batch).backward()
+BATCHES = {
+    "pairs": (partial(ContrastiveHead, normalize=True),
+              lambda: {"first": torch.rand(8, 1, 28, 28), "second": torch.rand(8, 1, 28, 28), "same": torch.arange(8) % 2}),
+    "triplets": (partial(TripletHead, normalize=True),
+                 lambda: {key: torch.rand(6, 1, 28, 28) for key in ("anchor", "positive", "negative")}),
+    "classes": (partial(TripletHead, normalize=True, mining="hard"),
+                lambda: {"images": torch.rand(12, 1, 28, 28), "labels": torch.arange(4).repeat_interleave(3)}),
+}
 
-    head = TripletHead(6, normalize=True, mining="hard")
+
+@pytest.mark.parametrize("kind", sorted(BATCHES))
+def test_each_member_trains_on_its_own_slice_as_if_alone(kind: str) -> None:
+    torch.manual_seed(0)
+    head, make_batch = BATCHES[kind]
+    ensemble = EnsembleEncoder(MEMBER, members=2)
+    module = SiameseModule(ensemble, head=head)
+    batch = make_batch()
+    module.training_loss(batch).backward()
+    ensemble_active = float(module.head.last_active_fraction)
+
+    active = []
     for member in ensemble.members:
-        alone = SiameseModule(member, head=head)  # the same member object: compare its gradients
+        alone = SiameseModule(member, head=head(6))  # the same member object: compare its gradients
         grads = [p.grad.clone() for p in member.parameters()]
         member.zero_grad()
         (alone.training_loss(batch) / 2).backward()  # the ensemble's loss is the members' mean
         for grad, p in zip(grads, member.parameters()):
             torch.testing.assert_close(grad, p.grad)
+        active.append(float(alone.head.last_active_fraction))
+    assert ensemble_active == pytest.approx(sum(active) / 2)  # what the training-health check reads
+
+
+def test_the_validation_loss_is_the_members_mean_too() -> None:
+    torch.manual_seed(0)
+    module = SiameseModule(EnsembleEncoder(MEMBER, members=2), head=partial(ContrastiveHead, normalize=True))
+    table = torch.randn(10, 12)
+    pairs = {"first": torch.arange(5), "second": torch.arange(5, 10), "same": torch.tensor([1, 0, 1, 0, 0])}
+    loss = module._pair_loss(table, SimpleNamespace(pairs=pairs, triplets=None))
+    member_head = ContrastiveHead(6, normalize=True)
+    expected = [member_head.loss(part[:5], part[5:], pairs["same"]) for part in table.split(6, dim=-1)]
+    torch.testing.assert_close(loss, sum(expected) / 2)
+    assert not torch.allclose(loss, ContrastiveHead(12, normalize=True).loss(table[:5], table[5:], pairs["same"]))
 
 
 def test_an_ensemble_learns_the_tiny_task_and_beats_chance(tiny_omniglot: Path, tmp_path: Path) -> None:
