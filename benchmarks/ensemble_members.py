@@ -23,15 +23,13 @@ from lightning_siamese.callbacks import embed_aligned, embed_all
 from lightning_siamese.commands import data_module_from_config, load_trained
 from lightning_siamese.comparison import embedding_precision
 from lightning_siamese.data.transforms import AlignmentViews
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_scores, summarize
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_scores, score_accuracies, summarize
 from lightning_siamese.models import EnsembleEncoder
 from lightning_siamese.models.heads import pairwise_cosine
 
 
 def accuracy(scores: torch.Tensor, episodes) -> str:  # noqa: ANN001 - Episodes
-    n, q = episodes.n_way, episodes.query.shape[2]
-    target = torch.arange(n).repeat_interleave(q)
-    result = summarize((scores.argmax(-1) == target).sum(-1).double() * 100.0 / (n * q), episodes)
+    result = summarize(score_accuracies(scores, episodes), episodes)
     return f"{result.accuracy:.2f} +- {result.ci95:.2f}"
 
 
@@ -58,7 +56,7 @@ def main() -> None:
     print(f"embedded {len(images)} images under {align.views} views in {time.time() - start:.0f} s")
 
     # Member slices are unit vectors: their dot product is their cosine.
-    plain_scores = [episode_scores(part, episodes, lambda a, b: (a * b).sum(-1)) for part in plain.split(width, -1)]
+    plain_scores = [episode_scores(part, episodes, lambda a, b: (a * b).sum(-1)) for part in model.encoder.member_embeddings(plain)]
     by_view = aligned.view(len(aligned), align.symmetries * align.views, members, width)
     cosine = AlignedSimilarity(pairwise_cosine, align.views, align.symmetries)
     aligned_scores = [episode_scores(by_view[:, :, k].reshape(len(aligned), -1), episodes, cosine) for k in range(members)]

@@ -132,7 +132,11 @@ def episode_accuracies(
 
     Ties go to the first way, as in Lake et al.'s ``demo_classification.py``.
     """
-    scores = episode_scores(embeddings, episodes, similarity, shot_reduction)
+    return score_accuracies(episode_scores(embeddings, episodes, similarity, shot_reduction), episodes)
+
+
+def score_accuracies(scores: torch.Tensor, episodes: Episodes) -> torch.Tensor:
+    """Accuracy of each episode in percent, ``[T]``, from :func:`episode_scores` (ties to the first way)."""
     n, q = episodes.n_way, episodes.query.shape[2]
     target = torch.arange(n, device=scores.device).repeat_interleave(q)
     return ((scores.argmax(-1) == target).sum(-1).double() * 100.0 / (n * q)).cpu()  # 3 of 5: exactly 60.0

@@ -6,8 +6,8 @@ import json
 import subprocess
 import sys
 from functools import partial
-from types import SimpleNamespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
 import pytest
