@@ -78,7 +78,8 @@ def run_baseline(args: argparse.Namespace) -> dict:
     baseline = make_baseline(args.name, settings["seed"])
     if args.runs_dir is not None:
         image_size = args.image_size or (data.image_size if data is not None else 105)
-        collection, episodes = load_lake_runs(args.runs_dir, image_size, invert=True, download=args.download)
+        ink_fill = getattr(data, "ink_fill", None)  # the config's preparation of Omniglot's images, if it has one
+        collection, episodes = load_lake_runs(args.runs_dir, image_size, invert=True, download=args.download, ink_fill=ink_fill)
         per_task = baseline.accuracies(collection.images, episodes)
         record = named_task_record(per_task, collection.group_names, episodes)
         record |= {"baseline": args.name, "runs_dir": str(args.runs_dir), "image_size": image_size}
@@ -151,7 +152,9 @@ def read_image(path: str, data: dict) -> torch.Tensor:
     if data.get("kind") == "signatures":  # SigNet's preparation, with the training set's pixel std
         return read_signature(file.read_bytes(), path, data["image_size"], data["pixel_std"])
     channels = data.get("channels", 1)
-    image = fit_image(decode_image(file.read_bytes(), path, None, channels)[0], data.get("crop"), data.get("image_size"), path)
+    ink_fill = data.get("ink_fill")  # Omniglot's modules may centre and scale each drawing on its strokes
+    decoded = decode_image(file.read_bytes(), path, data.get("image_size") if ink_fill else None, channels, ink_fill)[0]
+    image = fit_image(decoded, data.get("crop"), data.get("image_size"), path)
     if data.get("invert", False):  # Omniglot's modules make strokes bright on black
         image = 255 - image
     return to_float(image[None])

@@ -556,6 +556,9 @@ class OmniglotDataModule(SiameseDataModule):
         same_alphabet_prob: probability that a different-character pair stays within one
             alphabet (the harder negatives the within-alphabet test asks about).
         within_alphabet: draw each task's characters from one alphabet (Koch's task).
+        ink_fill: centre every image (training, validation, test, Lake's runs) on its
+            strokes' bounding box and scale it so that their longer side spans this fraction
+            of the image, before resizing to ``image_size``; None keeps the drawing box.
         runs_dir: Lake et al.'s 20 one-shot runs (a folder holding ``run01/`` ..., a folder
             with ``all_runs/`` or ``all_runs.zip``, or the zip); when set, the test stage
             scores them (``test/lake_runs_acc``, ``lake_runs.json``) instead of episodes over
@@ -576,6 +579,7 @@ class OmniglotDataModule(SiameseDataModule):
         skip_bad_images: bool = False,
         same_alphabet_prob: float = 0.5,
         within_alphabet: bool = True,
+        ink_fill: float | None = None,
         runs_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -599,6 +603,9 @@ class OmniglotDataModule(SiameseDataModule):
         self.download = download
         self.invert = invert
         self.skip_bad_images = skip_bad_images
+        if ink_fill is not None and not 0.0 < ink_fill <= 1.0:
+            raise ValueError(f"ink_fill must be in (0, 1] (the strokes' share of the image side), got {ink_fill}")
+        self.ink_fill = ink_fill
         self.runs_dir = runs_dir
 
     def prepare_data(self) -> None:
@@ -611,7 +618,7 @@ class OmniglotDataModule(SiameseDataModule):
     def test_set(self) -> EvaluationSet:
         if self.runs_dir is None:
             return super().test_set()
-        collection, episodes = load_lake_runs(self.runs_dir, self.image_size, self.invert, self.download)
+        collection, episodes = load_lake_runs(self.runs_dir, self.image_size, self.invert, self.download, self.ink_fill)
         log.info("Lake's runs at %s: %s", self.runs_dir, collection.summary())
         return lake_runs_set(collection, episodes)
 
@@ -623,6 +630,7 @@ class OmniglotDataModule(SiameseDataModule):
             invert=self.invert,
             download=self.download,
             skip_bad_images=self.skip_bad_images,
+            ink_fill=self.ink_fill,
         )
 
     def select_split(self, name: str) -> ImageCollection:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lightning_siamese.data.samplers import Episodes
 
@@ -184,11 +184,36 @@ class ImageCollection:
         )
 
 
-def decode_image(data: bytes, where: str, size: int | None, channels: int = 1) -> tuple[torch.Tensor, tuple[int, int]]:
+def crop_to_ink(image: Image.Image, fill: float) -> Image.Image:
+    """The square around an image's dark ink, so that the ink's longer side spans ``fill`` of it.
+
+    Drawings (Omniglot's characters: dark strokes on white) are centred on their ink's
+    bounding box and scaled to a common size, the way MNIST's digits were normalised: a net
+    then spends its pixels on the strokes rather than on white margins, and no longer has to
+    learn where in the box, and how large, each hand drew. The square keeps the ink's aspect
+    ratio; what lies outside the image is white. An image without ink comes back unchanged.
+    """
+    if not 0.0 < fill <= 1.0:
+        raise ValueError(f"ink_fill must be in (0, 1], got {fill}")
+    gray = np.asarray(image.convert("L"))
+    rows, cols = np.nonzero((gray < 128).any(axis=1))[0], np.nonzero((gray < 128).any(axis=0))[0]
+    if len(rows) == 0:
+        return image
+    side = round(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / fill)
+    top = round((rows[0] + rows[-1] + 1 - side) / 2)
+    left = round((cols[0] + cols[-1] + 1 - side) / 2)
+    padded = ImageOps.expand(image, border=side, fill="white")  # the square may reach past the edges
+    return padded.crop((left + side, top + side, left + 2 * side, top + 2 * side))
+
+
+def decode_image(
+    data: bytes, where: str, size: int | None, channels: int = 1, ink_fill: float | None = None
+) -> tuple[torch.Tensor, tuple[int, int]]:
     """Decode image bytes of any mode to uint8 ``[C, size, size]``, and the original (w, h).
 
-    Transparency is flattened onto white. Raises ValueError naming ``where`` when the
-    bytes are not a readable image.
+    Transparency is flattened onto white. With ``ink_fill``, the image is first cropped to
+    the square around its dark ink (:func:`crop_to_ink`). Raises ValueError naming
+    ``where`` when the bytes are not a readable image.
     """
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -198,6 +223,8 @@ def decode_image(data: bytes, where: str, size: int | None, channels: int = 1) -
                 img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 img.alpha_composite(rgba)
             img = img.convert("L" if channels == 1 else "RGB")
+            if ink_fill is not None:
+                img = crop_to_ink(img, ink_fill).resize(original if size is None else (size, size), Image.Resampling.BILINEAR)
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)
@@ -325,6 +352,7 @@ def load_omniglot(
     invert: bool = True,
     download: bool = False,
     skip_bad_images: bool = False,
+    ink_fill: float | None = None,
 ) -> ImageCollection:
     """Load Omniglot sets into one collection: class = character, group = alphabet.
 
@@ -337,6 +365,9 @@ def load_omniglot(
             "no ink", which suits affine augmentation).
         download: fetch missing sets from the official repository.
         skip_bad_images: warn about and skip undecodable files instead of failing.
+        ink_fill: centre each character on its strokes and scale it so that their longer
+            side spans this fraction of the image (:func:`crop_to_ink`); None keeps the
+            drawing box as drawn.
     """
     root = Path(root)
     images: list[torch.Tensor] = []
@@ -360,7 +391,7 @@ def load_omniglot(
             if (class_name, Path(where).name) in seen:
                 continue  # the same image from another set (the small sets overlap)
             try:
-                image, _ = decode_image(data, where, image_size)
+                image, _ = decode_image(data, where, image_size, ink_fill=ink_fill)
             except ValueError as err:
                 if not skip_bad_images:
                     raise ValueError(f"{err}. Remove or replace the file, or set skip_bad_images: true") from err
@@ -609,6 +640,7 @@ def load_lake_runs(
     image_size: int | None = None,
     invert: bool = True,
     download: bool = False,
+    ink_fill: float | None = None,
 ) -> tuple[ImageCollection, Episodes]:
     """Load Lake et al.'s (2015) one-shot runs: the official 20 within-alphabet 20-way 1-shot tasks.
 
@@ -627,6 +659,7 @@ def load_lake_runs(
         image_size: resize to ``image_size`` x ``image_size`` (None keeps 105).
         invert: strokes bright on black, as :func:`load_omniglot` loads them.
         download: fetch ``all_runs.zip`` when nothing is at ``path``.
+        ink_fill: centre and scale each image on its strokes, as :func:`load_omniglot` does.
 
     Raises:
         ValueError: naming the run and file, for a malformed ``class_labels.txt`` line,
@@ -665,7 +698,7 @@ def load_lake_runs(
         for train in sorted(answer):
             class_names.append(f"{run}/{Path(train).stem}")
             for name, slot in ((train, run_support), (answer[train], run_query)):
-                image, _ = decode_image(files[name], f"{location}/{name}", image_size)
+                image, _ = decode_image(files[name], f"{location}/{name}", image_size, ink_fill=ink_fill)
                 slot.append([len(images)])
                 images.append(image)
                 labels.append(len(class_names) - 1)
