@@ -195,8 +195,8 @@ def crop_to_ink(image: Image.Image, fill: float) -> Image.Image:
     """
     if not 0.0 < fill <= 1.0:
         raise ValueError(f"ink_fill must be in (0, 1], got {fill}")
-    gray = np.asarray(image.convert("L"))
-    rows, cols = np.nonzero((gray < 128).any(axis=1))[0], np.nonzero((gray < 128).any(axis=0))[0]
+    ink = np.asarray(image.convert("L")) < 128
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
     if len(rows) == 0:
         return image
     side = round(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) / fill)
