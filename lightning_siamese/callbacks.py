@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import asdict
 from pathlib import Path
 from weakref import proxy
 
@@ -313,17 +314,18 @@ class OneShotReport(pl.Callback):
         # Embedded at the trainer's precision, as validation embeds (bf16-mixed: half the time of
         # float32 on a CPU, which matters for aligned views); scored in float32.
         images = evaluation.collection.images
+        hubness = getattr(pl_module, "hubness", None)  # the module's own scoring rule, as validation scores
         with trainer.precision_plugin.forward_context():
             embeddings = (embed_aligned(pl_module, images, align) if align is not None else embed_all(pl_module, images)).float()
         if align is not None:  # open-set scores stay those of the plain embeddings, which fitted their threshold
             similarity = AlignedSimilarity.of(pl_module.head.pairwise_similarity, align)
-            return evaluate_episodes(embeddings, evaluation.episodes, similarity, pl_module.shot_reduction)
+            return evaluate_episodes(embeddings, evaluation.episodes, similarity, pl_module.shot_reduction, hubness)
         self.openset = None
         if getattr(pl_module, "openset", False) and pl_module.openset_threshold is not None:
             scores = score_with_unknowns(evaluation.collection, evaluation.episodes, embeddings, pl_module.head.similarity,
                                          pl_module.shot_reduction, pl_module.openset_fraction, getattr(data, "within_group", True))
             self.openset = evaluate_openset(scores, pl_module.openset_threshold, evaluation.episodes)
-        return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.shot_reduction)
+        return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.shot_reduction, hubness)
 
     @rank_zero_only
     def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
@@ -334,6 +336,9 @@ class OneShotReport(pl.Callback):
         elif plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
             record["eval_shift"] = self.eval_shift
             record["without_eval_shift"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
+        hubness = getattr(trainer.lightning_module, "hubness", None)
+        if hubness is not None:
+            record["hubness"] = asdict(hubness)
         if self.openset is not None:
             record["openset"] = self.openset.as_dict()
             print(f"\nFinal open-set evaluation on the {self.split} split: {self.openset}")

@@ -96,7 +96,7 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         views += f", embedded at {args.precision}" if args.precision not in FULL_PRECISION else ""
         row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
         for label, evaluation in own.items():
-            per_task = episode_accuracies(embeddings, evaluation.episodes, similarity, model.shot_reduction)
+            per_task = episode_accuracies(embeddings, evaluation.episodes, similarity, model.shot_reduction, model.hubness)
             row.results[label] = summarize(per_task, evaluation.episodes)
         print(f"{row.name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())}")
         rows.append(row)

@@ -86,6 +86,14 @@ def run_cli(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def fit_shrunk(cwd: Path, config: Path, shrink: dict) -> Path:
+    """`lightning fit` a shipped config with `shrink` merged over it (a second ``--config``); returns the override file."""
+    override = cwd / "tiny.yaml"
+    override.write_text(yaml.safe_dump(shrink))
+    run_cli(cwd, "fit", "--config", str(config), "--config", str(override))
+    return override
+
+
 @pytest.fixture
 def experiment(tmp_path: Path, tiny_omniglot: Path) -> Path:
     config = tmp_path / "tiny.yaml"

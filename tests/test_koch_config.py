@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from tests.conftest import REPO
-from tests.test_cli import run_cli, scalars
+from tests.test_cli import fit_shrunk, scalars
 from tests.tiny import tiny_recipe_data
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,7 @@ def test_koch_config_trains_and_checkpoints_on_tiny_data(tmp_path: Path, tiny_om
         "data": {"init_args": tiny_recipe_data(tiny_omniglot, koch_pairs=16)},
         "oneshot_report": {"tasks": 10},
     }
-    override = tmp_path / "tiny.yaml"
-    override.write_text(yaml.safe_dump(shrink))
-    run_cli(tmp_path, "fit", "--config", str(KOCH), "--config", str(override))
+    fit_shrunk(tmp_path, KOCH, shrink)
 
     run_dir = tmp_path / "logs" / "omniglot_koch" / "version_0"
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

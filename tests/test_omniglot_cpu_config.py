@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from tests.conftest import REPO
-from tests.test_cli import run_cli, scalars
+from tests.test_cli import fit_shrunk, run_cli, scalars
 from tests.tiny import tiny_recipe_data
 
 pytestmark = pytest.mark.slow
@@ -21,13 +20,12 @@ RECIPE = REPO / "experiments" / "omniglot_cpu.yaml"
 def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omniglot: Path) -> None:
     shrink = {
         "trainer": {"max_time": "00:00:00:15", "log_every_n_steps": 1},
-        "model": {"init_args": {"encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}}}},
+        "model": {"init_args": {"encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}},
+                                "hubness": {"weight": 0.2, "k": 2}}},  # the recipe's k of 5 needs more than 5 ways
         "data": {"init_args": tiny_recipe_data(tiny_omniglot, pairs_per_epoch=32)},
         "oneshot_report": {"tasks": 10},
     }
-    override = tmp_path / "tiny.yaml"
-    override.write_text(yaml.safe_dump(shrink))
-    run_cli(tmp_path, "fit", "--config", str(RECIPE), "--config", str(override))
+    override = fit_shrunk(tmp_path, RECIPE, shrink)
 
     run_dir = tmp_path / "logs" / "omniglot_cpu" / "version_0"
     rates = [v for _, v in scalars(run_dir)["lr-Adam"]]
@@ -39,6 +37,7 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     report = json.loads((run_dir / "oneshot_val.json").read_text())
     # The report aligns 31 views of each image in each of the 8 symmetries (quarter-turns x mirror).
     assert report["tasks"] == 10 and report["align"]["views"] == 31 * 8
+    assert report["hubness"] == {"weight": 0.2, "k": 2}  # the scoring rule, recorded with the number
     assert report["align"]["rotations"] and report["align"]["mirrors"]
     assert 0 <= report["without_align"]["accuracy"] <= 100
 

@@ -42,6 +42,37 @@ class OneShotResult:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SupportHubness:
+    """Discount the ways whose supports resemble the task's other supports (hubs), as CSLS does for words.
+
+    A support drawn in a generic hand is near many queries, right and wrong; how near it is to
+    the other ways' supports tells how much. Each way's scores are lowered by ``weight`` x the
+    mean of its ``k`` highest similarities to the other ways (Conneau et al. 2018, "Word
+    translation without parallel data", CSLS; here only supports are looked at, never the
+    other queries, so each query is still scored alone). ``weight`` is in the head's
+    similarity units: chosen for unit-norm Euclidean scores on Omniglot (README, "Omniglot
+    results").
+    """
+
+    weight: float = 0.2
+    k: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.weight >= 0:
+            raise ValueError(f"hubness weight must be >= 0, got {self.weight}")
+        if self.k < 1:
+            raise ValueError(f"hubness k must be >= 1 (other ways to average over), got {self.k}")
+
+    def correct(self, scores: torch.Tensor, way_scores: torch.Tensor) -> torch.Tensor:
+        """``scores [T, M, N]`` lowered by each way's hubness, from the ways' similarities to each other ``[T, N, N]``."""
+        n = way_scores.shape[-1]
+        if self.k >= n:
+            raise ValueError(f"hubness k ({self.k}) must be below the number of ways ({n})")
+        others = way_scores.masked_fill(torch.eye(n, dtype=torch.bool, device=way_scores.device), -torch.inf)
+        return scores - self.weight * others.topk(self.k, dim=-1).values.mean(-1).unsqueeze(-2)
+
+
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     """Mean and half-width of the normal-approximation 95% confidence interval."""
     values = values.double()
@@ -92,6 +123,7 @@ def episode_scores(
     shot_reduction: str = "mean",
     max_elements: int = 1 << 25,
     queries: torch.Tensor | None = None,
+    hubness: SupportHubness | None = None,
 ) -> torch.Tensor:
     """Similarity of every query to every way: ``[T, N * Q, N]``.
 
@@ -99,7 +131,8 @@ def episode_scores(
     ``[T, M]``, e.g. open-set unknowns) are scored against the ways instead, ``[T, M, N]``. With K > 1 shots the scores
     of a query against the K shots of a way are averaged (``"mean"``), the best one is
     kept (``"max"``, nearest shot), or the K shot embeddings are averaged into one
-    prototype first (``"prototype"``, Snell et al. 2017).
+    prototype first (``"prototype"``, Snell et al. 2017). ``hubness`` then lowers each way's
+    scores by how like the other ways its supports are (:class:`SupportHubness`).
     """
     if shot_reduction not in SHOT_REDUCTIONS:
         raise ValueError(f"shot_reduction must be one of {SHOT_REDUCTIONS}, got {shot_reduction!r}")
@@ -119,7 +152,11 @@ def episode_scores(
             continue
         scores = similarity(query, support.reshape(t, 1, n * k, dim)).reshape(t, m, n, k).float()
         out.append(scores.mean(-1) if shot_reduction == "mean" else scores.amax(-1))
-    return torch.cat(out)
+    if hubness is None:
+        return torch.cat(out)
+    # Each way's supports scored as queries against every way, their K shots' rows averaged: [T, N, N].
+    supports = episode_scores(embeddings, episodes, similarity, shot_reduction, max_elements, episodes.support.flatten(1))
+    return hubness.correct(torch.cat(out), supports.unflatten(1, (n, k)).mean(2))
 
 
 def episode_accuracies(
@@ -127,12 +164,13 @@ def episode_accuracies(
     episodes: Episodes,
     similarity: Similarity,
     shot_reduction: str = "mean",
+    hubness: SupportHubness | None = None,
 ) -> torch.Tensor:
     """Accuracy of each episode in percent, ``[T]``: a query is right when its most similar way is its own.
 
     Ties go to the first way, as in Lake et al.'s ``demo_classification.py``.
     """
-    return score_accuracies(episode_scores(embeddings, episodes, similarity, shot_reduction), episodes)
+    return score_accuracies(episode_scores(embeddings, episodes, similarity, shot_reduction, hubness=hubness), episodes)
 
 
 def score_accuracies(scores: torch.Tensor, episodes: Episodes) -> torch.Tensor:
@@ -161,9 +199,10 @@ def evaluate_episodes(
     episodes: Episodes,
     similarity: Similarity,
     shot_reduction: str = "mean",
+    hubness: SupportHubness | None = None,
 ) -> OneShotResult:
     """Score episodes: a query is right when its most similar way is its own."""
-    return summarize(episode_accuracies(embeddings, episodes, similarity, shot_reduction), episodes)
+    return summarize(episode_accuracies(embeddings, episodes, similarity, shot_reduction, hubness), episodes)
 
 
 def named_task_record(per_task: torch.Tensor, task_names: list[str], episodes: Episodes) -> dict:

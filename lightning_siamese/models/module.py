@@ -26,6 +26,7 @@ from lightning_siamese.evaluation.figures import RIGHT, WRONG, pair_tile, roc_fi
 from lightning_siamese.evaluation.oneshot import (
     AlignedSimilarity,
     OneShotResult,
+    SupportHubness,
     episode_accuracies,
     format_named_tasks,
     named_task_record,
@@ -105,6 +106,9 @@ class SiameseModule(pl.LightningModule):
         shot_reduction: how K > 1 shots of a way are combined in N-way evaluation:
             ``"mean"`` of the scores, ``"max"`` (nearest shot), or ``"prototype"`` (score
             against the mean shot embedding).
+        hubness: lower each way's episode scores by how like the task's other ways its supports
+            are (:class:`~lightning_siamese.evaluation.oneshot.SupportHubness`): validation, test
+            and the end-of-run report alike. ``None``: plain nearest-support scores.
         eval_flip: outside training, embed each image as the mean of its embedding and its
             mirror image's (test-time augmentation for faces; not for writing, where a
             mirrored character is another character).
@@ -151,6 +155,7 @@ class SiameseModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         param_groups: list[dict[str, Any]] | None = None,
         shot_reduction: str = "mean",
+        hubness: SupportHubness | None = None,
         eval_flip: bool = False,
         eval_shift: int = 0,
         channels_last: bool = False,
@@ -185,6 +190,7 @@ class SiameseModule(pl.LightningModule):
         if param_groups is not None:  # a misnamed module fails here, before any data loads
             resolve_param_groups(self.named_parameters(), param_groups)
         self.shot_reduction = shot_reduction
+        self.hubness = hubness
         self.eval_flip = eval_flip
         if eval_shift < 0:
             raise ValueError(f"eval_shift must be a number of pixels >= 0, got {eval_shift}")
@@ -396,13 +402,13 @@ class SiameseModule(pl.LightningModule):
             return
         first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
         auroc.update(self.head.similarity(table[first], table[second]), same)
-        per_task = episode_accuracies(table, dataset.episodes, self.head.similarity, self.shot_reduction)
+        per_task = episode_accuracies(table, dataset.episodes, self.head.similarity, self.shot_reduction, self.hubness)
         name = dataset.name  # "oneshot", or "lake_runs" for Lake's 20 runs
         unaligned = None
         if aligned is not None:
             unaligned = summarize(per_task, dataset.episodes)
             similarity = AlignedSimilarity.of(self.head.pairwise_similarity, views)
-            per_task = episode_accuracies(aligned, dataset.episodes, similarity, self.shot_reduction)
+            per_task = episode_accuracies(aligned, dataset.episodes, similarity, self.shot_reduction, self.hubness)
             metrics[f"{stage}/{name}_acc_unaligned"] = unaligned.accuracy
             metrics[f"{stage}/{name}_ci95_unaligned"] = unaligned.ci95
         result = summarize(per_task, dataset.episodes)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lightning_siamese.data.samplers import Episodes, sample_episodes
-from lightning_siamese.evaluation.oneshot import evaluate_episodes, mean_ci95
+from lightning_siamese.evaluation.oneshot import SupportHubness, episode_scores, evaluate_episodes, mean_ci95
 
 
 def negative_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,6 @@ def test_chunked_scoring_matches_one_pass() -> None:
     labels = np.repeat(np.arange(12), 4)
     episodes = sample_episodes(labels, np.zeros(12, dtype=int), 4, 2, 2, 50, seed=1)
     embeddings = torch.randn(len(labels), 8)
-    from lightning_siamese.evaluation.oneshot import episode_scores
 
     full = episode_scores(embeddings, episodes, negative_distance)
     chunked = episode_scores(embeddings, episodes, negative_distance, max_elements=1)
@@ -85,3 +84,55 @@ def test_prototype_scores_against_the_mean_shot() -> None:
     assert evaluate_episodes(embeddings, episodes, negative_distance, "mean").accuracy == 50.0
     with pytest.raises(ValueError, match="shot_reduction"):
         evaluate_episodes(embeddings, episodes, negative_distance, "median")
+
+
+def hub_episode(query: float) -> tuple[torch.Tensor, Episodes]:
+    # 1-d supports: a hub A at 0 between B at -3 and C at 3, and D far off at 10; one query of way C.
+    embeddings = torch.tensor([[0.0], [-3.0], [3.0], [10.0], [query]])
+    episodes = Episodes(
+        support=torch.tensor([[[0], [1], [2], [3]]]),
+        query=torch.tensor([[[4], [4], [4], [4]]]),  # the same image under each way: only way C's is scored below
+        classes=torch.tensor([[0, 1, 2, 3]]),
+        seed=0,
+    )
+    return embeddings, episodes
+
+
+def test_support_hubness_discounts_the_way_nearest_the_others() -> None:
+    embeddings, episodes = hub_episode(1.4)  # 1.4 from the hub A, 1.6 from its own C
+    hubness = SupportHubness(weight=0.2, k=2)
+    plain = episode_scores(embeddings, episodes, negative_distance)
+    corrected = episode_scores(embeddings, episodes, negative_distance, hubness=hubness)
+    # Mean of each way's 2 nearest other supports: A -3 (B, C), B -4.5 (A, C), C -4.5 (A, B), D -8.5 (C, A).
+    expected = plain - 0.2 * torch.tensor([-3.0, -4.5, -4.5, -8.5])
+    torch.testing.assert_close(corrected, expected)
+    assert plain[0, 2].argmax() == 0 and corrected[0, 2].argmax() == 2  # the C query: A before, C after
+    assert SupportHubness(weight=0.0, k=2).correct(plain, plain[:, :4]).equal(plain)
+
+
+def test_support_hubness_averages_a_ways_shots_and_never_looks_at_other_queries() -> None:
+    labels = np.repeat(np.arange(10), 5)
+    episodes = sample_episodes(labels, np.zeros(10, dtype=int), n_way=5, k_shot=2, n_query=2, num_tasks=20, seed=3)
+    embeddings = torch.randn(len(labels), 6)
+    hubness = SupportHubness(weight=0.5, k=3)
+    corrected = episode_scores(embeddings, episodes, negative_distance, hubness=hubness)
+    plain = episode_scores(embeddings, episodes, negative_distance)
+    for t in range(len(episodes)):
+        shots = embeddings[episodes.support[t]]  # [N, K, D]
+        ways = negative_distance(shots[:, :, None, None], shots[None, None]).mean((1, 3))  # [N, N]: shot pairs averaged
+        hub = torch.stack([ways[i][torch.arange(5) != i].topk(3).values.mean() for i in range(5)])
+        torch.testing.assert_close(corrected[t], plain[t] - 0.5 * hub, rtol=1e-5, atol=1e-5)
+    moved = embeddings.clone()
+    moved[episodes.query.flatten()] += 5.0  # other queries moving changes nothing but their own rows
+    shifted = episode_scores(moved, episodes, negative_distance, hubness=hubness) - episode_scores(moved, episodes, negative_distance)
+    torch.testing.assert_close(shifted, corrected - plain)
+
+
+def test_support_hubness_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="weight must be >= 0, got -0.1"):
+        SupportHubness(weight=-0.1)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        SupportHubness(k=0)
+    embeddings, episodes = hub_episode(1.4)
+    with pytest.raises(ValueError, match=r"hubness k \(4\) must be below the number of ways \(4\)"):
+        episode_scores(embeddings, episodes, negative_distance, hubness=SupportHubness(k=4))

@@ -20,7 +20,7 @@ from lightning_siamese.models import ContrastiveHead, ConvNetEncoder, EnsembleEn
 from lightning_siamese.models.heads import pairwise_cosine
 from tests.conftest import REPO
 from tests.models.test_module import quiet_trainer, tiny_task
-from tests.test_cli import run_cli
+from tests.test_cli import fit_shrunk
 from tests.tiny import tiny_recipe_data
 
 MEMBER = partial(ConvNetEncoder, input_size=28, channels=(4, 8), embedding_dim=6)
@@ -139,9 +139,7 @@ def test_the_ensemble_trial_config_trains_reports_aligned_and_scores_its_members
         "data": {"init_args": tiny_recipe_data(tiny_omniglot, pairs_per_epoch=32)},
         "oneshot_report": {"tasks": 10},
     }
-    override = tmp_path / "tiny.yaml"
-    override.write_text(yaml.safe_dump(shrink))
-    run_cli(tmp_path, "fit", "--config", str(config), "--config", str(override))
+    fit_shrunk(tmp_path, config, shrink)
     run_dir = tmp_path / "logs" / "omniglot_cpu_ensemble3" / "version_0"
     report = json.loads((run_dir / "oneshot_val.json").read_text())
     assert report["align"]["views"] == 31 * 8 and 0 <= report["without_align"]["accuracy"] <= 100
