@@ -21,31 +21,27 @@ from lightning_siamese.callbacks import embed_aligned, embed_all
 from lightning_siamese.commands import data_module_from_config, load_trained
 from lightning_siamese.comparison import embedding_precision
 from lightning_siamese.data.transforms import AlignmentViews
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, SupportHubness, episode_scores, score_accuracies
+from lightning_siamese.evaluation.oneshot import AlignedSimilarity, SupportHubness, episode_scores, score_accuracies, way_scores
 
 WEIGHTS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 KS = (1, 2, 3, 5)
 
 
-def cached_scores(config: str, ckpt: str, seeds: list[int], cache: Path) -> dict:
+def cached_scores(data, align: AlignmentViews, ckpt: str, episodes: dict, cache: Path) -> dict:  # noqa: ANN001 - a data module
     """``{(scheme, seed): (query scores [T, M, N], way-to-way scores [T, N, N])}`` for schemes plain and aligned."""
     path = cache / f"{Path(ckpt).parent.parent.parent.name}_{Path(ckpt).stem}.pt"
     if path.exists():
         return torch.load(path)
-    data, report = data_module_from_config(config)
     model, _ = load_trained(ckpt)
-    align = AlignmentViews(**(report.get("align") or {}))
     images = data.evaluation_set("val", tasks=1).collection.images
     with embedding_precision("bf16-mixed"):  # as the recipe's report embeds
         tables = {"plain": embed_all(model, images).float(), "aligned": embed_aligned(model, images, align).float()}
     similarity = {"plain": model.head.similarity, "aligned": AlignedSimilarity.of(model.head.pairwise_similarity, align)}
-    out = {}
-    for seed in seeds:
-        episodes = data.evaluation_set("val", tasks=report.get("tasks", 1000), seed=seed).episodes
-        for scheme, table in tables.items():
-            queries = episode_scores(table, episodes, similarity[scheme])
-            ways = episode_scores(table, episodes, similarity[scheme], queries=episodes.support.flatten(1))  # 1 shot
-            out[scheme, seed] = (queries, ways)
+    out = {
+        (scheme, seed): (episode_scores(table, tasks, similarity[scheme]), way_scores(table, tasks, similarity[scheme]))
+        for seed, tasks in episodes.items()
+        for scheme, table in tables.items()
+    }
     cache.mkdir(parents=True, exist_ok=True)
     torch.save(out, path)
     return out
@@ -61,7 +57,8 @@ def main() -> None:
     data, report = data_module_from_config(args.config)
     seeds = [args.tune_seed, report.get("seed", 1234)]
     episodes = {seed: data.evaluation_set("val", tasks=report.get("tasks", 1000), seed=seed).episodes for seed in seeds}
-    runs = [cached_scores(args.config, ckpt, seeds, args.cache) for ckpt in args.ckpts]
+    align = AlignmentViews(**(report.get("align") or {}))
+    runs = [cached_scores(data, align, ckpt, episodes, args.cache) for ckpt in args.ckpts]
     for scheme in ("aligned", "plain"):
         for seed in seeds:
             e = episodes[seed]

@@ -154,9 +154,19 @@ def episode_scores(
         out.append(scores.mean(-1) if shot_reduction == "mean" else scores.amax(-1))
     if hubness is None:
         return torch.cat(out)
-    # Each way's supports scored as queries against every way, their K shots' rows averaged: [T, N, N].
-    supports = episode_scores(embeddings, episodes, similarity, shot_reduction, max_elements, episodes.support.flatten(1))
-    return hubness.correct(torch.cat(out), supports.unflatten(1, (n, k)).mean(2))
+    return hubness.correct(torch.cat(out), way_scores(embeddings, episodes, similarity, shot_reduction, max_elements))
+
+
+def way_scores(
+    embeddings: torch.Tensor,
+    episodes: Episodes,
+    similarity: Similarity,
+    shot_reduction: str = "mean",
+    max_elements: int = 1 << 25,
+) -> torch.Tensor:
+    """Similarity of every way to every way, ``[T, N, N]``: each way's supports scored as queries, their K rows averaged."""
+    scores = episode_scores(embeddings, episodes, similarity, shot_reduction, max_elements, episodes.support.flatten(1))
+    return scores.unflatten(1, episodes.support.shape[1:]).mean(2)
 
 
 def episode_accuracies(
