@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from lightning_siamese.commands import main as lightning_siamese
-from lightning_siamese.data.datamodules import FolderDataModule
+from lightning_siamese.cli.siamese import main as lightning_siamese
+from lightning_siamese.data.datamodules.folder import FolderDataModule
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

@@ -19,13 +19,19 @@ import time
 
 import torch
 
-from lightning_siamese.callbacks import embed_aligned, embed_all
-from lightning_siamese.commands import data_module_from_config, load_trained
-from lightning_siamese.comparison import embedding_precision
-from lightning_siamese.data.transforms import AlignmentViews
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_scores, score_accuracies, summarize
+from lightning_siamese.cli.tools.compare import embedding_precision
+from lightning_siamese.data.transforms.views import AlignmentViews
+from lightning_siamese.evaluation.oneshot import (
+    AlignedSimilarity,
+    episode_scores,
+    score_accuracies,
+    summarize,
+)
+from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.model import load_trained
 from lightning_siamese.models import EnsembleEncoder
-from lightning_siamese.models.heads import pairwise_cosine
+from lightning_siamese.models.distances import pairwise_cosine
+from lightning_siamese.models.embedding import embed_aligned, embed_all
 
 
 def accuracy(scores: torch.Tensor, episodes) -> str:  # noqa: ANN001 - Episodes

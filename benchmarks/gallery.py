@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_siamese.gallery import chunked_search
+from lightning_siamese.inference.gallery import chunked_search
 from lightning_siamese.models.heads import KochHead, PairHead, TripletHead
 
 DIM = 128

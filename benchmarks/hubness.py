@@ -17,11 +17,18 @@ from pathlib import Path
 
 import torch
 
-from lightning_siamese.callbacks import embed_aligned, embed_all
-from lightning_siamese.commands import data_module_from_config, load_trained
-from lightning_siamese.comparison import embedding_precision
-from lightning_siamese.data.transforms import AlignmentViews
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, SupportHubness, episode_scores, score_accuracies, way_scores
+from lightning_siamese.cli.tools.compare import embedding_precision
+from lightning_siamese.data.transforms.views import AlignmentViews
+from lightning_siamese.evaluation.oneshot import (
+    AlignedSimilarity,
+    SupportHubness,
+    episode_scores,
+    score_accuracies,
+    way_scores,
+)
+from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.model import load_trained
+from lightning_siamese.models.embedding import embed_aligned, embed_all
 
 WEIGHTS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 KS = (1, 2, 3, 5)

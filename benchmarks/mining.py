@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lightning_siamese.models.losses import MinedTripletLoss, _masks, pairwise_distances
+from lightning_siamese.models.distances import pairwise_distances
+from lightning_siamese.models.losses import MinedTripletLoss, _masks
 
 MARGIN = 0.2
 DIM = 128

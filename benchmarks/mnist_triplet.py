@@ -25,8 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lightning_siamese.commands import data_module_from_config, load_trained  # noqa: E402
-from lightning_siamese.data.transforms import to_float  # noqa: E402
+from lightning_siamese.data.transforms.views import to_float  # noqa: E402
+from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.model import load_trained  # noqa: E402
 
 
 def train(margin: float, args: argparse.Namespace) -> tuple[Path, float]:

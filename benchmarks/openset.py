@@ -19,10 +19,14 @@ import json
 import time
 from pathlib import Path
 
-from lightning_siamese.callbacks import embed_all
-from lightning_siamese.commands import data_module_from_config
-from lightning_siamese.evaluation.openset import evaluate_openset, rejection_threshold, score_with_unknowns
+from lightning_siamese.evaluation.openset import (
+    evaluate_openset,
+    rejection_threshold,
+    score_with_unknowns,
+)
+from lightning_siamese.inference.config import data_module_from_config
 from lightning_siamese.models import SiameseModule
+from lightning_siamese.models.embedding import embed_all
 
 
 def main() -> None:
@@ -46,7 +50,7 @@ def main() -> None:
     records, rows = [], []
     for fraction in args.fractions:
         fit_scores, test_scores = (
-            score_with_unknowns(s.collection, s.episodes, table, model.head.similarity, model.shot_reduction, fraction, data.within_group)
+            score_with_unknowns(s.collection, s.episodes, table, model.head.similarity, model.scoring.shot_reduction, fraction, data.within_group)
             for s in (fitting, testing)
         )
         for far in [None, *args.fars]:

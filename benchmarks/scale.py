@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -24,9 +23,9 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from lightning_siamese.callbacks import embed_all
-from lightning_siamese.cli import SiameseCLI
+from lightning_siamese.cli.lightning import SiameseCLI
 from lightning_siamese.evaluation.oneshot import evaluate_episodes
+from lightning_siamese.models.embedding import embed_all
 
 
 def build(config: str, *overrides: str):  # noqa: ANN201

@@ -18,10 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lightning_siamese.commands import load_trained
-from lightning_siamese.data.signature_datamodule import SignatureDataModule
+from lightning_siamese.data.datamodules.signatures import SignatureDataModule
 from lightning_siamese.evaluation.verification import verification_metrics
-from lightning_siamese.evaluation.writers import error_rates, reference_normalized_scores
+from lightning_siamese.evaluation.writers import (
+    error_rates,
+    reference_normalized_scores,
+)
+from lightning_siamese.inference.model import load_trained
 
 
 def scores_on(ckpt: str, test_root: str) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, object]:

@@ -20,7 +20,7 @@ import time
 import torch
 from lightning.pytorch import seed_everything
 
-from lightning_siamese.cli import SiameseCLI
+from lightning_siamese.cli.lightning import SiameseCLI
 
 
 def measure(config: str, steps: int, warmup: int, batch_size: int | None, precision: str | None) -> dict:

@@ -11,11 +11,12 @@ import torch
 import yaml
 from PIL import Image
 
-from lightning_siamese.analysis import retrieval_embeddings
-from lightning_siamese.commands import embed_paths, load_trained, main
+from lightning_siamese.cli.siamese import main
+from lightning_siamese.cli.tools.analysis import retrieval_embeddings
 from lightning_siamese.evaluation.probe import fit_probe
 from lightning_siamese.evaluation.retrieval import Gallery, evaluate_retrieval
-from lightning_siamese.gallery import labelled_images
+from lightning_siamese.inference.images import labelled_images
+from lightning_siamese.inference.model import embed_paths, load_trained
 from tests.data.test_mnist import write_mnist
 from tests.test_gallery import ckpt, write_characters  # noqa: F401 - ckpt: the tiny checkpoint fixture
 

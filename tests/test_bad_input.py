@@ -14,13 +14,22 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.cli import check_checkpoint_file, check_checkpoint_model
-from lightning_siamese.data import ClassBalancedSampler, KochAffine, LFWDataModule, OmniglotDataModule
-from lightning_siamese.data.lfw import read_pairs, read_people
-from lightning_siamese.data.sources import load_image_folder, load_lake_runs, load_omniglot
+from lightning_siamese.data import (
+    ClassBalancedSampler,
+    KochAffine,
+    LFWDataModule,
+    OmniglotDataModule,
+)
+from lightning_siamese.data.sources.folder import load_image_folder
+from lightning_siamese.data.sources.lfw import read_pairs, read_people
+from lightning_siamese.data.sources.omniglot import load_lake_runs, load_omniglot
 from lightning_siamese.evaluation.verification import verification_metrics
+from lightning_siamese.inference.checkpoints import (
+    check_checkpoint_file,
+    check_checkpoint_model,
+)
 from lightning_siamese.models import CosFaceHead, KochEncoder, KochHead
-from lightning_siamese.models.module import resolve_param_groups
+from lightning_siamese.models.optim import resolve_param_groups
 from tests.data.test_lfw_datamodule import write_lfw
 
 

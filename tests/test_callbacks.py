@@ -8,7 +8,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.callbacks import OneShotReport, RunCheckpoint
+from lightning_siamese.callbacks.checkpoint import RunCheckpoint
+from lightning_siamese.callbacks.report import OneShotReport
 from lightning_siamese.models import KochHead, SiameseModule
 from tests.tiny import tiny_data, tiny_encoder
 

@@ -260,7 +260,7 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
 
     # Model switches on the command line win over the checkpoint's saved hyper-parameters
     # (Lightning's CLI would merge those over the command line and drop eval_flip silently).
-    from lightning_siamese.cli import SiameseCLI
+    from lightning_siamese.cli.lightning import SiameseCLI
 
     monkeypatch.chdir(cwd)
     base = ["validate", "--config", str(experiment), "--ckpt_path", str(ckpt), "--trainer.logger", "false",
@@ -270,7 +270,7 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
 
 
 def test_a_checkpoint_of_another_model_class_encoder_or_head_is_described(tmp_path: Path) -> None:
-    from lightning_siamese.cli import check_checkpoint_model
+    from lightning_siamese.inference.checkpoints import check_checkpoint_model
 
     encoder = {"class_path": "lightning_siamese.models.KochEncoder", "init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 32}}
     head = {"class_path": "lightning_siamese.models.KochHead", "init_args": {"init": "default"}}

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_siamese.commands import build_parser, data_module_from_config, main
+from lightning_siamese.cli.siamese import build_parser, main
 from lightning_siamese.evaluation.baselines import make_baseline
 from lightning_siamese.evaluation.oneshot import summarize
+from lightning_siamese.inference.config import data_module_from_config
 from tests.data.test_lake_runs import make_lake_runs
 from tests.test_cli import tiny_config
 
@@ -86,7 +87,7 @@ def test_unknown_arguments_are_refused_before_anything_runs(argv: list[str], cap
 
 
 def test_console_script_and_module_help() -> None:
-    module = subprocess.run([sys.executable, "-m", "lightning_siamese.commands", "baseline", "--help"], capture_output=True, text=True, timeout=120)
+    module = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "baseline", "--help"], capture_output=True, text=True, timeout=120)
     assert module.returncode == 0 and "--runs_dir" in module.stdout and "38.8%" in module.stdout
     script = shutil.which("lightning-siamese", path=str(Path(sys.executable).parent))
     if script is not None:  # the console script, as installed by pip
@@ -97,7 +98,7 @@ def test_console_script_and_module_help() -> None:
 def test_the_exported_embedder_keeps_the_models_test_time_views() -> None:
     import torch
 
-    from lightning_siamese.commands import Embedder
+    from lightning_siamese.inference.model import Embedder
     from lightning_siamese.models import ConvNetEncoder, SiameseModule, TripletHead
 
     torch.manual_seed(0)

@@ -11,13 +11,24 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese.callbacks import embed_aligned, embed_all
-from lightning_siamese.commands import data_module_from_config, load_trained, main
-from lightning_siamese.data.samplers import Episodes
-from lightning_siamese.data.transforms import AlignmentViews
+from lightning_siamese.cli.siamese import main
+from lightning_siamese.data.samplers.episodes import Episodes
+from lightning_siamese.data.transforms.views import AlignmentViews
 from lightning_siamese.evaluation.baselines import make_baseline
-from lightning_siamese.evaluation.compare import Row, check_same_episodes, markdown_table
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, OneShotResult, episode_accuracies, summarize
+from lightning_siamese.evaluation.compare import (
+    Row,
+    check_same_episodes,
+    markdown_table,
+)
+from lightning_siamese.evaluation.oneshot import (
+    AlignedSimilarity,
+    OneShotResult,
+    episode_accuracies,
+    summarize,
+)
+from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.model import load_trained
+from lightning_siamese.models.embedding import embed_aligned, embed_all
 from tests.test_cli import run_cli, tiny_config
 
 

@@ -13,9 +13,11 @@ import pytest
 import torch
 from lightning.pytorch.cli import instantiate_module
 
-from lightning_siamese import gallery as gallery_module
-from lightning_siamese.commands import load_trained, main, read_image
-from lightning_siamese.gallery import Gallery, chunked_search, labelled_images, model_identity
+from lightning_siamese.cli.siamese import main
+from lightning_siamese.cli.tools import gallery as gallery_module
+from lightning_siamese.inference.gallery import Gallery, chunked_search, model_identity
+from lightning_siamese.inference.images import labelled_images, read_image
+from lightning_siamese.inference.model import load_trained
 from lightning_siamese.models import SiameseModule
 from lightning_siamese.models.heads import CosFaceHead, KochHead, TripletHead
 from tests.conftest import REPO, character_image
@@ -352,7 +354,7 @@ def test_the_console_command_exits_with_the_message(tmp_path: Path, ckpt: Path) 
     path = tmp_path / "gallery.pt"
     main(["enroll", str(path), str(enroll_dir), "--ckpt", str(ckpt)])
     path.write_bytes(path.read_bytes()[:100])
-    done = subprocess.run([sys.executable, "-m", "lightning_siamese.commands", "identify", str(path), str(enroll_dir),
+    done = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "identify", str(path), str(enroll_dir),
                            "--ckpt", str(ckpt)], capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 1 and "gallery.pt is corrupt or truncated" in done.stderr
@@ -361,9 +363,9 @@ def test_the_console_command_exits_with_the_message(tmp_path: Path, ckpt: Path) 
 def test_identify_prefers_the_open_set_threshold_over_the_pair_one() -> None:
     from types import SimpleNamespace
 
-    from lightning_siamese.gallery import identify_threshold
+    from lightning_siamese.inference.gallery import identify_threshold
 
-    model = SimpleNamespace(openset_threshold=-0.52, openset_far=0.05, verification_threshold=0.3,
+    model = SimpleNamespace(openset_threshold=-0.52, scoring=SimpleNamespace(openset_far=0.05), verification_threshold=0.3,
                             verification_threshold_rule="accuracy", head=SimpleNamespace(probability=False))
     value, source = identify_threshold(model, "m.ckpt", None)
     assert value == -0.52 and "open-set" in source and "0.05" in source

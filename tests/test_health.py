@@ -15,11 +15,11 @@ import yaml
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese.cli import SiameseCLI
+from lightning_siamese.callbacks.health import TrainingHealth
+from lightning_siamese.cli.lightning import SiameseCLI
 from lightning_siamese.data import OmniglotDataModule
 from lightning_siamese.evaluation.health import TrainingHealthWarning, binomial_ci95
 from lightning_siamese.evaluation.verification import VerificationResult
-from lightning_siamese.health import TrainingHealth
 from lightning_siamese.models import SiameseModule
 from lightning_siamese.models.heads import ContrastiveHead, PairHead, TripletHead
 from tests.models.test_finite_gradients import concrete_heads

@@ -12,7 +12,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese import commands
+from lightning_siamese.cli import siamese as commands
+from lightning_siamese.inference.images import read_image
+from lightning_siamese.inference.model import load_trained
 from tests.conftest import REPO
 from tests.data.test_lfw_datamodule import write_lfw
 from tests.test_cli import run_cli, scalars
@@ -72,7 +74,7 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     # interpreter start-up each).
     first, second = (root / "lfw2" / "PA_Q" / "PA_Q_0001.jpg"), (root / "lfw2" / "PB_Q" / "PB_Q_0001.jpg")
     verify = ["verify", str(first), str(second), "--ckpt", str(last)]
-    result = subprocess.run([sys.executable, "-m", "lightning_siamese.commands", *verify], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", *verify], capture_output=True, text=True,
                             timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     line = result.stdout.strip().splitlines()[-1]
@@ -84,8 +86,8 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     assert forced.endswith("SAME") and "from --threshold" in forced
 
     # embed and export: the files give the checkpoint's own embeddings.
-    model, data = commands.load_trained(str(last))
-    expected = model.embed(torch.cat([commands.read_image(str(p), data) for p in (first, second)])).detach()
+    model, data = load_trained(str(last))
+    expected = model.embed(torch.cat([read_image(str(p), data) for p in (first, second)])).detach()
     for output in ("e.npz", "e.csv"):
         commands.main(["embed", str(first), str(second), "--ckpt", str(last), "--output", str(tmp_path / output)])
     saved_npz = np.load(tmp_path / "e.npz")

@@ -10,10 +10,10 @@ import pytest
 import torch
 import yaml
 
-from lightning_siamese.callbacks import RunCheckpoint, StopOnNonFiniteLoss
+from lightning_siamese.callbacks.checkpoint import RunCheckpoint, StopOnNonFiniteLoss
 from lightning_siamese.models import SiameseModule
-from tests.tiny import tiny_data, tiny_encoder
 from tests.test_cli import run_cli, scalars, tiny_config
+from tests.tiny import tiny_data, tiny_encoder
 
 pytestmark = pytest.mark.slow
 

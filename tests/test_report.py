@@ -12,8 +12,9 @@ import yaml
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_siamese.commands import main as commands_main
-from lightning_siamese.report import ReportError, check_run_dir, write_report
+from lightning_siamese.cli.siamese import main as commands_main
+from lightning_siamese.cli.tools.report import write_report
+from lightning_siamese.inference.runs import ReportError, check_run_dir
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_siamese.commands import load_trained, main, read_image
-from lightning_siamese.data.signature_datamodule import SignatureDataModule
+from lightning_siamese.cli.siamese import main
+from lightning_siamese.data.datamodules.signatures import SignatureDataModule
+from lightning_siamese.inference.images import read_image
+from lightning_siamese.inference.model import load_trained
 from tests.conftest import REPO
 from tests.data.test_signatures import write_sign_data
 from tests.test_cli import run_cli

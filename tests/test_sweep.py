@@ -12,8 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_siamese.report import write_report
-from lightning_siamese.sweep import SweepError, check_grid, parse_grid, resolve_key, run_name, run_sweep
+from lightning_siamese.cli.tools.report import write_report
+from lightning_siamese.cli.tools.sweep import (
+    SweepError,
+    check_grid,
+    parse_grid,
+    resolve_key,
+    run_name,
+    run_sweep,
+)
 from tests.conftest import REPO
 from tests.test_cli import tiny_config
 from tests.test_report import PNG
@@ -81,7 +88,7 @@ def test_the_grid_is_checked_against_the_real_config_before_running() -> None:
 
 def sweep_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "lightning_siamese.commands", "sweep", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "sweep", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -157,7 +164,7 @@ def test_a_sweep_runs_each_combination_records_failures_plots_reports_and_reruns
 
 def test_an_unknown_grid_key_fails_before_anything_runs(tmp_path: Path, tiny_omniglot: Path, capsys: pytest.CaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from lightning_siamese.commands import main
+    from lightning_siamese.cli.siamese import main
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
     monkeypatch.chdir(tmp_path)

@@ -10,8 +10,8 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.trainer.states import RunningStage
 
-from lightning_siamese.callbacks import CosineOverTime
-from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.callbacks.schedules import CosineOverTime
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
 from lightning_siamese.models import KochHead, SiameseModule
 from tests.tiny import tiny_data, tiny_encoder
 

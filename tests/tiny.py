@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
 from lightning_siamese.models import KochEncoder
 
 

@@ -1,24 +1,31 @@
-from lightning_siamese.data.datamodules import (
+"""Data: sources (files to tensors), samplers (labels to pairs, batches, episodes), transforms, data modules.
+
+The names here are the ones configs use as ``class_path`` (``lightning_siamese.data.OmniglotDataModule``).
+"""
+
+from lightning_siamese.data.datamodules.base import (
     EvaluationSet,
-    FolderDataModule,
     KochPairBatches,
-    LFWDataModule,
-    MNISTDataModule,
-    OmniglotDataModule,
     SampledBatches,
     SiameseDataModule,
 )
-from lightning_siamese.data.samplers import (
+from lightning_siamese.data.datamodules.folder import FolderDataModule
+from lightning_siamese.data.datamodules.lfw import LFWDataModule
+from lightning_siamese.data.datamodules.mnist import MNISTDataModule
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
+from lightning_siamese.data.datamodules.signatures import SignatureDataModule
+from lightning_siamese.data.samplers.classes import ClassBalancedSampler
+from lightning_siamese.data.samplers.episodes import Episodes, sample_episodes
+from lightning_siamese.data.samplers.pairs import (
     BalancedPairSampler,
-    ClassBalancedSampler,
-    Episodes,
     ImagePairSampler,
     TripletSampler,
-    sample_episodes,
 )
-from lightning_siamese.data.signature_datamodule import SignatureDataModule
-from lightning_siamese.data.sources import ImageCollection, load_image_folder, load_lake_runs, load_omniglot
-from lightning_siamese.data.transforms import AlignmentViews, DarkShotAugment, KochAffine
+from lightning_siamese.data.sources.collection import ImageCollection
+from lightning_siamese.data.sources.folder import load_image_folder
+from lightning_siamese.data.sources.omniglot import load_lake_runs, load_omniglot
+from lightning_siamese.data.transforms.augment import DarkShotAugment, KochAffine
+from lightning_siamese.data.transforms.views import AlignmentViews
 
 __all__ = [
     "AlignmentViews",
@@ -28,17 +35,17 @@ __all__ = [
     "Episodes",
     "EvaluationSet",
     "FolderDataModule",
-    "ImagePairSampler",
     "ImageCollection",
+    "ImagePairSampler",
     "KochAffine",
     "KochPairBatches",
     "LFWDataModule",
     "MNISTDataModule",
     "OmniglotDataModule",
-    "TripletSampler",
     "SampledBatches",
     "SiameseDataModule",
     "SignatureDataModule",
+    "TripletSampler",
     "load_image_folder",
     "load_lake_runs",
     "load_omniglot",

@@ -1,6 +1,18 @@
 from lightning_siamese.evaluation.baselines import Baseline, make_baseline
-from lightning_siamese.evaluation.oneshot import OneShotResult, episode_accuracies, evaluate_episodes, mean_ci95, summarize
-from lightning_siamese.evaluation.verification import VerificationResult, best_threshold, equal_error_rate, kfold_accuracy, verification_metrics
+from lightning_siamese.evaluation.oneshot import (
+    OneShotResult,
+    episode_accuracies,
+    evaluate_episodes,
+    mean_ci95,
+    summarize,
+)
+from lightning_siamese.evaluation.verification import (
+    VerificationResult,
+    best_threshold,
+    equal_error_rate,
+    kfold_accuracy,
+    verification_metrics,
+)
 
 __all__ = [
     "Baseline",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.evaluation.oneshot import Similarity, episode_accuracies
 
 BASELINES = ("mhd", "pixel", "knn", "chance")

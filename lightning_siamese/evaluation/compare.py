@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.evaluation.oneshot import OneShotResult
 
 

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from lightning_siamese.data.samplers import Episodes
-from lightning_siamese.data.transforms import AlignmentViews
+from lightning_siamese.data.samplers.episodes import Episodes
+from lightning_siamese.data.transforms.views import AlignmentViews
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SHOT_REDUCTIONS = ("mean", "max", "prototype")

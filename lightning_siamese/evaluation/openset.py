@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torchmetrics.functional.classification import binary_auroc, multilabel_auroc
 
-from lightning_siamese.data.samplers import Episodes, sample_unknown_queries
+from lightning_siamese.data.samplers.episodes import Episodes, sample_unknown_queries
 from lightning_siamese.evaluation.oneshot import Similarity, episode_scores, mean_ci95
 from lightning_siamese.evaluation.verification import threshold_at_far
 

@@ -1,12 +1,4 @@
-"""A linear probe on frozen embeddings, and the ekeany seed's out-of-distribution rule.
-
-The probe is the seed's softmax classifier on the embeddings: a multinomial logistic
-regression (scikit-learn). The out-of-distribution rule scores each softmax output by its
-Gini coefficient, ``G(x) = 0.5 * mean_ij |x_i - x_j| / mean(x)``: 0 for a uniform output,
-``(n - 1) / n`` for a one-hot one (0.9 with ten classes). A confident output (high G) is
-taken as in-distribution; an output with G below the threshold (the seed's 0.87) is "not
-one of the classes". The ROC of G (in-distribution positive) shows every threshold at once.
-"""
+"""A linear probe on frozen embeddings, and the Gini out-of-distribution rule (ekeany's seed)."""
 
 from __future__ import annotations
 
@@ -77,24 +69,3 @@ def gini_ood(in_probabilities: np.ndarray, out_probabilities: np.ndarray, thresh
         in_scores=in_scores,
         out_scores=out_scores,
     )
-
-
-def plot_roc(result: OODResult, path: str, title: str) -> None:
-    """The ROC of the Gini score, with the threshold's operating point marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fpr, tpr, _ = result.roc
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.plot(fpr, tpr, label=f"Gini score (AUC {result.auc:.3f})")
-    axis.plot([0, 1], [0, 1], ":", color="grey", label="chance")
-    axis.plot(1 - result.caught, result.kept, "o", color="C3", label=f"threshold {result.threshold:g}")
-    axis.set_xlabel("out-of-distribution images kept (false positive rate)")
-    axis.set_ylabel("in-distribution images kept (true positive rate)")
-    axis.set_title(title, fontsize=8)
-    axis.legend(loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)

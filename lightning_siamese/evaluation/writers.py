@@ -16,7 +16,10 @@ from collections.abc import Callable
 
 import torch
 
-from lightning_siamese.evaluation.verification import best_threshold, verification_metrics
+from lightning_siamese.evaluation.verification import (
+    best_threshold,
+    verification_metrics,
+)
 
 
 def reference_statistics(
@@ -41,6 +44,21 @@ def reference_normalized_scores(
     mean = torch.stack([m for m, _ in stats])[writer]
     std = torch.stack([s for _, s in stats]).clamp_min(min_std)[writer]
     return (scores.float() - mean) / std
+
+
+def writer_scores(
+    table: torch.Tensor,
+    pairs: dict[str, torch.Tensor],
+    references: list[torch.Tensor],
+    similarity: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Each pair's score normalised by its writer's reference signatures.
+
+    ``pairs`` holds ``first``, ``second`` and ``writer`` (rows of ``table``, the embeddings);
+    ``references[w]`` are the rows of writer ``w``'s references.
+    """
+    first, second, writer = (pairs[k].to(table.device) for k in ("first", "second", "writer"))
+    return reference_normalized_scores(similarity(table[first], table[second]), writer, table, references, similarity)
 
 
 def fit_writer_k(normalized: torch.Tensor, same: torch.Tensor) -> float:

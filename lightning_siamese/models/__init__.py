@@ -1,4 +1,10 @@
-from lightning_siamese.models.encoders import ConvNetEncoder, EnsembleEncoder, KochEncoder, SigNet, SmallConvEmbedding
+from lightning_siamese.models.encoders import (
+    ConvNetEncoder,
+    EnsembleEncoder,
+    KochEncoder,
+    SigNet,
+    SmallConvEmbedding,
+)
 from lightning_siamese.models.heads import (
     ClassifierHead,
     ContrastiveHead,

@@ -12,32 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_siamese.models.distances import (
+    euclidean,
+    pairwise_cosine,
+    pairwise_euclidean,
+)
 from lightning_siamese.models.losses import (
-    EPS,
     ContrastiveLoss,
     MinedContrastiveLoss,
     MinedTripletLoss,
     PrototypicalLoss,
     TripletLoss,
-    euclidean,
 )
-
-
-def pairwise_euclidean(queries: torch.Tensor, keys: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """``euclidean(queries[..., :, None, :], keys[..., None, :, :], squared)`` as ``[..., Q, C]``, from a matrix product.
-
-    ``||q||^2 + ||k||^2 - 2 q.k`` is computed in float64: in float32 its cancellation leaves
-    up to ~1e-4 in the squared distance of identical 128-d vectors (~1e-2 after the square root);
-    in float64 it stays far below float32 rounding, so the scores match the broadcast form's.
-    """
-    q, k = queries.double(), keys.double()
-    d2 = (q.pow(2).sum(-1)[..., :, None] + k.pow(2).sum(-1)[..., None, :] - 2 * q @ k.transpose(-1, -2)).clamp(min=0)
-    return (d2 if squared else (d2 + EPS).sqrt()).to(torch.result_type(queries, keys))
-
-
-def pairwise_cosine(queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-    """``F.cosine_similarity(queries[..., :, None, :], keys[..., None, :, :], dim=-1)`` as ``[..., Q, C]``, with its eps (1e-8) per norm."""
-    return F.normalize(queries, dim=-1, eps=1e-8) @ F.normalize(keys, dim=-1, eps=1e-8).transpose(-1, -2)
 
 
 class PairHead(nn.Module):
@@ -216,6 +202,13 @@ class TripletHead(DistanceHead):
 
     def batch_loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return self._margin_loss(self.mined_loss, self.prepare(embeddings), labels)
+
+    def mining_state(self) -> dict:
+        """The triplet cap's random state, kept in checkpoints so a resumed run draws the same subsets."""
+        return self.mined_loss.subset_state()
+
+    def load_mining_state(self, state: dict) -> None:
+        self.mined_loss.load_subset_state(state)
 
 
 class PrototypicalHead(DistanceHead):

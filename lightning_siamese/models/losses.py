@@ -20,20 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EPS = 1e-12
+from lightning_siamese.models.distances import euclidean, pairwise_distances
 
 MINING = ("all", "hard", "semihard")
-
-
-def euclidean(first: torch.Tensor, second: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """Row-wise (broadcasting) Euclidean distance, or its square."""
-    d2 = (first - second).pow(2).sum(-1)
-    return d2 if squared else (d2 + EPS).sqrt()
-
-
-def pairwise_distances(embeddings: torch.Tensor, squared: bool = False) -> torch.Tensor:
-    """All distances ``[B, B]`` within a batch (exact differences, not the Gram trick)."""
-    return euclidean(embeddings[:, None, :], embeddings[None, :, :], squared)
 
 
 def _check_margin(margin: float, allow_zero: bool = False) -> None:

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import EpochKeySampler, SampledBatches
-from lightning_siamese.data.samplers import BalancedPairSampler, ClassBalancedSampler, TripletSampler
+from lightning_siamese.data.datamodules.base import EpochKeySampler, SampledBatches
+from lightning_siamese.data.samplers.classes import ClassBalancedSampler
+from lightning_siamese.data.samplers.pairs import BalancedPairSampler, TripletSampler
 
 CLASS_GROUPS = np.array([0, 0, 0, 0, 1, 1, 1, 2])
 LABELS = np.concatenate([np.repeat(np.arange(7), 5), [7]])  # class 7 has a single image
@@ -89,7 +90,7 @@ def test_two_ranks_get_disjoint_whole_batches_of_every_kind(sampler, keys) -> No
 
 
 def test_darkshot_pair_generators() -> None:
-    from lightning_siamese.data.samplers import ImagePairSampler
+    from lightning_siamese.data.samplers.pairs import ImagePairSampler
 
     labels = np.repeat(np.arange(5), 2)
     out = ImagePairSampler(labels, balanced=True).sample(2000, np.random.default_rng(0))
@@ -104,7 +105,7 @@ def test_darkshot_pair_generators() -> None:
 
 
 def test_darkshot_augment_applies_the_six_operations() -> None:
-    from lightning_siamese.data.transforms import DarkShotAugment
+    from lightning_siamese.data.transforms.augment import DarkShotAugment
 
     images = torch.rand(64, 1, 20, 20)
     out = DarkShotAugment(p_identity=0.0)(images, torch.Generator().manual_seed(0))

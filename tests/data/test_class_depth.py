@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lightning_siamese.data.datamodules import FolderDataModule
-from lightning_siamese.data.sources import load_image_folder
+from lightning_siamese.data.datamodules.folder import FolderDataModule
+from lightning_siamese.data.sources.folder import load_image_folder
 from tests.data.test_folder import write_tree
 
 # shape / type / batch: 2 shapes, 3 types, 4 leaf folders, 2 images in each.

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import OmniglotDataModule
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
 from tests.tiny import tiny_data
 
 
@@ -115,7 +115,7 @@ def test_bad_batch_kind_settings_are_named(tiny_omniglot: Path) -> None:
 
 
 def test_darkshot_parity_options_reach_the_training_batches(tiny_omniglot: Path) -> None:
-    from lightning_siamese.data.transforms import DarkShotAugment
+    from lightning_siamese.data.transforms.augment import DarkShotAugment
 
     dm = make_module(tiny_omniglot, pair_sampling="darkshot", augment=DarkShotAugment())
     dm.setup("fit")

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_siamese.data.datamodules import FolderDataModule
-from lightning_siamese.data.sources import load_image_folder
+from lightning_siamese.data.datamodules.folder import FolderDataModule
+from lightning_siamese.data.sources.folder import load_image_folder
 
 MODES = [("RGB", "png"), ("L", "jpg"), ("RGBA", "png"), ("P", "gif"), ("L", "pgm"), ("RGB", "tiff")]
 

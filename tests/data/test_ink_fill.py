@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from lightning_siamese.commands import read_image
-from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.data.sources import crop_to_ink, load_lake_runs, load_omniglot
-from lightning_siamese.data.transforms import to_float
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
+from lightning_siamese.data.sources.collection import crop_to_ink
+from lightning_siamese.data.sources.omniglot import load_lake_runs, load_omniglot
+from lightning_siamese.data.transforms.views import to_float
+from lightning_siamese.inference.images import read_image
 from tests.data.test_lake_runs import make_lake_runs
 
 

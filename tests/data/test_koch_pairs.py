@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import EpochKeySampler, KochPairBatches, OmniglotDataModule
-from lightning_siamese.data.samplers import BalancedPairSampler
-from lightning_siamese.data.transforms import KochAffine, to_float
+from lightning_siamese.data.datamodules.base import EpochKeySampler, KochPairBatches
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
+from lightning_siamese.data.samplers.pairs import BalancedPairSampler
+from lightning_siamese.data.transforms.augment import KochAffine
+from lightning_siamese.data.transforms.views import to_float
 
 CLASS_GROUPS = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
 LABELS = np.repeat(np.arange(9), 4)

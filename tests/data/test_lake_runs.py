@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import OmniglotDataModule, lake_runs_set
-from lightning_siamese.data.sources import load_lake_runs
+from lightning_siamese.data.datamodules.base import lake_runs_set
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
+from lightning_siamese.data.sources.omniglot import load_lake_runs
 from lightning_siamese.evaluation.oneshot import episode_accuracies, evaluate_episodes
 from tests.conftest import character_image
 from tests.data.test_sources import http_server  # noqa: F401 - a fixture
@@ -185,7 +186,7 @@ def test_missing_runs_are_named_with_the_download_hint(tmp_path: Path) -> None:
 def test_download_fetches_all_runs_zip(runs: Path, tmp_path: Path, http_server, monkeypatch) -> None:  # noqa: F811
     served, url = http_server
     zip_folder(runs, served / "all_runs.zip")
-    import lightning_siamese.data.sources as sources
+    import lightning_siamese.data.sources.omniglot as sources
 
     monkeypatch.setattr(sources, "LAKE_RUNS_URL", f"{url}/all_runs.zip")
     with pytest.warns(UserWarning, match="no published checksum"):

@@ -9,7 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_siamese.data.lfw import LFWFiles, load_lfw, read_pairs, read_people
+from lightning_siamese.data.sources.lfw import (
+    LFWFiles,
+    load_lfw,
+    read_pairs,
+    read_people,
+)
 
 PEOPLE = {"Ann_Lee": 3, "Bo_Chen": 2, "Cy_Diaz": 1}
 

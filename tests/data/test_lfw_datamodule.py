@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from lightning_siamese.data import LFWDataModule
-from lightning_siamese.data.lfw import read_pairs
+from lightning_siamese.data.sources.lfw import read_pairs
 from tests.data.test_sources import http_server  # noqa: F401 - a fixture
 
 # 16 people: the training list names A..L, the test list M..P.
@@ -205,7 +205,7 @@ def test_download_fetches_the_archive_and_lists_from_a_server(tmp_path: Path, ht
         archive.add(source / "lfw2", arcname="lfw")
     for name in ("pairsDevTrain.txt", "pairsDevTest.txt"):
         (served / name).write_bytes((source / name).read_bytes())
-    import lightning_siamese.data.lfw as lfw_module
+    import lightning_siamese.data.sources.lfw as lfw_module
 
     md5 = {name: hashlib.md5((served / name).read_bytes()).hexdigest() for name in ("lfw.tgz", "pairsDevTrain.txt", "pairsDevTest.txt")}
     monkeypatch.setitem(lfw_module.LFW_ARCHIVES, "original", ("lfw.tgz", md5["lfw.tgz"]))

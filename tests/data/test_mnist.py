@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lightning_siamese.data import MNISTDataModule
-from lightning_siamese.data.mnist import MNIST_FILES, load_mnist
+from lightning_siamese.data.sources.mnist import MNIST_FILES, load_mnist
 from tests.conftest import SHARED_DATA
 
 

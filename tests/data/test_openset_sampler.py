@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.samplers import sample_episodes, sample_unknown_queries, unknown_count
+from lightning_siamese.data.samplers.episodes import (
+    sample_episodes,
+    sample_unknown_queries,
+    unknown_count,
+)
 
 # 3 groups of 6, 6 and 2 classes, 5 images each.
 GROUPS = np.array([0] * 6 + [1] * 6 + [2] * 2)

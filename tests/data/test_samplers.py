@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.samplers import BalancedPairSampler, sample_episodes
+from lightning_siamese.data.samplers.episodes import sample_episodes
+from lightning_siamese.data.samplers.pairs import BalancedPairSampler
 
 # 3 groups: group 0 has classes 0-3, group 1 classes 4-6, group 2 class 7 alone.
 CLASS_GROUPS = np.array([0, 0, 0, 0, 1, 1, 1, 2])

@@ -11,14 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lightning_siamese.data.signature_datamodule import SignatureDataModule
-from lightning_siamese.data.signatures import (
-    SignaturePairSampler,
-    evaluation_pairs,
-    find_signatures,
-    load_signatures,
-)
-from lightning_siamese.data.transforms import to_float
+from lightning_siamese.data.datamodules.signatures import SignatureDataModule
+from lightning_siamese.data.samplers.pairs import SignaturePairSampler, evaluation_pairs
+from lightning_siamese.data.sources.signatures import find_signatures, load_signatures
+from lightning_siamese.data.transforms.views import to_float
 
 
 def signature_image(writer: int, number: int, forged: bool, size: tuple[int, int] = (30, 44)) -> Image.Image:
@@ -183,7 +179,7 @@ def kinds(collection) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
 
 def test_training_pairs_are_labelled_balanced_and_seeded(collection) -> None:  # noqa: ANN001
     writer, genuine = kinds(collection)
-    sampler = SignaturePairSampler(collection)
+    sampler = SignaturePairSampler(writer, genuine)
     pairs = sampler.sample(200, np.random.default_rng(3))
     first, second, same = pairs["first"], pairs["second"], pairs["same"]
     assert same.sum() == 100
@@ -199,16 +195,16 @@ def test_training_pairs_are_labelled_balanced_and_seeded(collection) -> None:  #
 
 def test_random_forgeries_pair_with_other_writers(collection) -> None:  # noqa: ANN001
     writer, genuine = kinds(collection)
-    pairs = SignaturePairSampler(collection, random_forgeries=1.0).sample(100, np.random.default_rng(0))
+    pairs = SignaturePairSampler(writer, genuine, random_forgeries=1.0).sample(100, np.random.default_rng(0))
     neg = pairs["same"] == 0
     assert genuine[pairs["second"][neg]].all() and (writer[pairs["first"][neg]] != writer[pairs["second"][neg]]).all()
     with pytest.raises(ValueError, match=r"random_forgeries must be in \[0, 1\], got 1.5"):
-        SignaturePairSampler(collection, random_forgeries=1.5)
+        SignaturePairSampler(writer, genuine, random_forgeries=1.5)
 
 
 def test_evaluation_pairs_score_questioned_signatures_against_references(collection) -> None:  # noqa: ANN001
     writer, genuine = kinds(collection)
-    pairs, references = evaluation_pairs(collection, references=3, pairs_per_writer=10, random_forgeries=0.0, seed=0)
+    pairs, references = evaluation_pairs(writer, genuine, collection.group_names, references=3, pairs_per_writer=10, random_forgeries=0.0, seed=0)
     assert len(references) == len(WRITERS) and all(len(r) == 3 for r in references)
     for w, refs in enumerate(references):
         mine = pairs["writer"] == w
@@ -218,14 +214,14 @@ def test_evaluation_pairs_score_questioned_signatures_against_references(collect
         assert (writer[refs.numpy()] == w).all() and genuine[refs.numpy()].all()
     same = pairs["same"].bool().numpy()
     assert genuine[pairs["second"].numpy()[same]].all() and not genuine[pairs["second"].numpy()[~same]].any()
-    again, _ = evaluation_pairs(collection, 3, 10, 0.0, seed=0)
+    again, _ = evaluation_pairs(writer, genuine, collection.group_names, 3, 10, 0.0, seed=0)
     assert all(torch.equal(again[k], pairs[k]) for k in pairs)
-    mixed, _ = evaluation_pairs(collection, 3, 10, random_forgeries=0.4, seed=0)  # 2 of each writer's 5 forged pairs
+    mixed, _ = evaluation_pairs(writer, genuine, collection.group_names, 3, 10, random_forgeries=0.4, seed=0)  # 2 of each writer's 5 forged pairs
     neg = (mixed["same"] == 0).numpy()
     random = neg & (writer[mixed["first"].numpy()] != writer[mixed["second"].numpy()])
     assert random.sum() == 2 * len(WRITERS) and genuine[mixed["second"].numpy()[random]].all()
     with pytest.raises(ValueError, match="writer 001 has 8 genuine signatures: 8 references"):
-        evaluation_pairs(collection, 8, 10, 0.0, seed=0)
+        evaluation_pairs(writer, genuine, collection.group_names, 8, 10, 0.0, seed=0)
 
 
 # --- the data module ----------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_siamese.data.sources import download_omniglot, load_omniglot
+from lightning_siamese.data.sources.omniglot import download_omniglot, load_omniglot
 from tests.conftest import TINY_ALPHABETS, make_omniglot_set
 
 
@@ -131,7 +131,7 @@ def test_load_with_download_fetches_missing_sets(tmp_path: Path, tiny_omniglot: 
     served, url = http_server
     shutil.copy(tiny_omniglot / "images_background.zip", served)
     md5 = hashlib.md5((served / "images_background.zip").read_bytes()).hexdigest()
-    import lightning_siamese.data.sources as sources
+    import lightning_siamese.data.sources.omniglot as sources
 
     monkeypatch.setattr(sources, "OMNIGLOT_URL", url)
     monkeypatch.setitem(sources.OMNIGLOT_MD5, "images_background", md5)

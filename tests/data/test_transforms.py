@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lightning_siamese.data.transforms import KochAffine
+from lightning_siamese.data.transforms.augment import KochAffine
 
 
 def test_no_component_applied_is_identity() -> None:

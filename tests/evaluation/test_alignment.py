@@ -10,12 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_siamese.callbacks import OneShotReport, embed_aligned, embed_all
-from lightning_siamese.data.samplers import Episodes
-from lightning_siamese.data.transforms import AlignmentViews
-from lightning_siamese.evaluation.oneshot import AlignedSimilarity, episode_accuracies, evaluate_episodes
+from lightning_siamese.callbacks.report import OneShotReport, StageRecords
+from lightning_siamese.data.samplers.episodes import Episodes
+from lightning_siamese.data.transforms.views import AlignmentViews
+from lightning_siamese.evaluation.oneshot import (
+    AlignedSimilarity,
+    episode_accuracies,
+    evaluate_episodes,
+)
 from lightning_siamese.models import KochHead, SiameseModule
-from lightning_siamese.models.heads import pairwise_cosine
+from lightning_siamese.models.distances import pairwise_cosine
+from lightning_siamese.models.embedding import embed_aligned, embed_all
 from tests.tiny import tiny_data, tiny_encoder
 
 
@@ -174,7 +179,7 @@ def test_the_report_takes_one_test_time_scheme() -> None:
 @pytest.mark.parametrize(("precision", "autocast"), [("32-true", False), ("bf16-mixed", True)])
 def test_the_report_embeds_at_the_trainers_precision(tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      precision: str, autocast: bool) -> None:
-    import lightning_siamese.callbacks as callbacks
+    import lightning_siamese.callbacks.report as callbacks
 
     seen = []
 
@@ -209,7 +214,8 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
     def test(test_align: AlignmentViews | None, **limits) -> tuple[dict[str, float], pl.Trainer]:
         module.test_align = test_align
         trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None), **limits)
+                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None),
+                             callbacks=[StageRecords()], **limits)
         trainer.test(module, datamodule=data, verbose=False)
         return {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer
 

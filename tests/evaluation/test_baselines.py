@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_siamese.data.samplers import Episodes
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.evaluation.baselines import (
     ChanceSimilarity,
     ink_points,

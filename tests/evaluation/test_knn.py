@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lightning_siamese.data.samplers import sample_episodes
+from lightning_siamese.data.samplers.episodes import sample_episodes
 from lightning_siamese.evaluation.baselines import knn_accuracies, make_baseline
 
 

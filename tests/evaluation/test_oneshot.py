@@ -4,8 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.samplers import Episodes, sample_episodes
-from lightning_siamese.evaluation.oneshot import SupportHubness, episode_scores, evaluate_episodes, mean_ci95
+from lightning_siamese.data.samplers.episodes import Episodes, sample_episodes
+from lightning_siamese.evaluation.oneshot import (
+    SupportHubness,
+    episode_scores,
+    evaluate_episodes,
+    mean_ci95,
+)
 
 
 def negative_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

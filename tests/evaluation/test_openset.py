@@ -5,9 +5,16 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from lightning_siamese.data.samplers import sample_episodes, sample_unknown_queries
+from lightning_siamese.data.samplers.episodes import (
+    sample_episodes,
+    sample_unknown_queries,
+)
 from lightning_siamese.evaluation.oneshot import episode_accuracies, mean_ci95
-from lightning_siamese.evaluation.openset import evaluate_openset, openset_scores, rejection_threshold
+from lightning_siamese.evaluation.openset import (
+    evaluate_openset,
+    openset_scores,
+    rejection_threshold,
+)
 from lightning_siamese.models.heads import TripletHead
 
 GROUPS = np.array([0] * 8 + [1] * 8)

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from lightning_siamese.evaluation.probe import fit_probe, gini, gini_ood, plot_roc
+from lightning_siamese.callbacks.figures import plot_roc
+from lightning_siamese.evaluation.probe import fit_probe, gini, gini_ood
 
 
 def gini_by_formula(x: np.ndarray) -> float:

@@ -10,9 +10,10 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_siamese.callbacks import EmbeddingProjector
-from lightning_siamese.data.sources import ImageCollection
-from lightning_siamese.evaluation.projection import sample_classes, tsne_points, write_embedding_visuals
+from lightning_siamese.callbacks.figures import write_embedding_visuals
+from lightning_siamese.callbacks.visuals import EmbeddingProjector
+from lightning_siamese.data.sources.collection import ImageCollection
+from lightning_siamese.evaluation.projection import sample_classes, tsne_points
 
 
 def collection(classes: int = 6, per_class: int = 5) -> ImageCollection:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lightning_siamese.evaluation.retrieval import Gallery, evaluate_retrieval, ranked_metrics
+from lightning_siamese.evaluation.retrieval import (
+    Gallery,
+    evaluate_retrieval,
+    ranked_metrics,
+)
 
 
 def brute_force(gallery: np.ndarray, gallery_labels: list[str], queries: np.ndarray | None, query_labels: list[str] | None, k: int) -> dict:

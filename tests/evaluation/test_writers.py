@@ -7,7 +7,12 @@ import itertools
 import pytest
 import torch
 
-from lightning_siamese.evaluation.writers import error_rates, fit_writer_k, reference_normalized_scores, writer_metrics
+from lightning_siamese.evaluation.writers import (
+    error_rates,
+    fit_writer_k,
+    reference_normalized_scores,
+    writer_metrics,
+)
 
 
 def negative_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

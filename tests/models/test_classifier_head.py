@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_siamese.data.samplers import sample_episodes
+from lightning_siamese.data.samplers.episodes import sample_episodes
 from lightning_siamese.evaluation.oneshot import episode_accuracies
 from lightning_siamese.models import ClassifierHead, KochEncoder, SiameseModule
 

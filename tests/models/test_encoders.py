@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from lightning_siamese.models import ConvNetEncoder, KochEncoder, KochHead, SiameseModule
+from lightning_siamese.models import (
+    ConvNetEncoder,
+    KochEncoder,
+    KochHead,
+    SiameseModule,
+)
 
 
 def test_koch_net_has_the_paper_parameter_count_and_shapes() -> None:

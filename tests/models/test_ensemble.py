@@ -15,9 +15,16 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from lightning_siamese.commands import Embedder
-from lightning_siamese.models import ContrastiveHead, ConvNetEncoder, EnsembleEncoder, KochHead, SiameseModule, TripletHead
-from lightning_siamese.models.heads import pairwise_cosine
+from lightning_siamese.inference.model import Embedder
+from lightning_siamese.models import (
+    ContrastiveHead,
+    ConvNetEncoder,
+    EnsembleEncoder,
+    KochHead,
+    SiameseModule,
+    TripletHead,
+)
+from lightning_siamese.models.distances import pairwise_cosine
 from tests.conftest import REPO
 from tests.models.test_module import quiet_trainer, tiny_task
 from tests.test_cli import fit_shrunk

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_siamese.models import TripletHead
-from lightning_siamese.models.losses import MinedTripletLoss, _masks, pairwise_distances
+from lightning_siamese.models.distances import pairwise_distances
+from lightning_siamese.models.losses import MinedTripletLoss, _masks
 
 
 def batch(n_classes: int = 5, per_class: int = 4, dim: int = 6, seed: int = 0, grad: bool = False):

@@ -6,8 +6,16 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules import OmniglotDataModule
-from lightning_siamese.models import ContrastiveHead, CosFaceHead, KochEncoder, KochHead, PrototypicalHead, SiameseModule, TripletHead
+from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
+from lightning_siamese.models import (
+    ContrastiveHead,
+    CosFaceHead,
+    KochEncoder,
+    KochHead,
+    PrototypicalHead,
+    SiameseModule,
+    TripletHead,
+)
 from tests.tiny import tiny_data, tiny_encoder
 
 

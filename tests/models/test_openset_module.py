@@ -7,8 +7,8 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.callbacks import OneShotReport
-from lightning_siamese.data.datamodules import LFWDataModule
+from lightning_siamese.callbacks.report import OneShotReport
+from lightning_siamese.data.datamodules.lfw import LFWDataModule
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
 from tests.tiny import tiny_data
 

@@ -7,9 +7,9 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.callbacks import MomentumRamp
+from lightning_siamese.callbacks.schedules import MomentumRamp
 from lightning_siamese.models import KochHead, SiameseModule
-from lightning_siamese.models.module import resolve_param_groups
+from lightning_siamese.models.optim import resolve_param_groups
 from tests.tiny import tiny_data, tiny_encoder
 
 

@@ -6,11 +6,14 @@ import lightning.pytorch as pl
 import pytest
 import torch
 
-from lightning_siamese.callbacks import embed_all
-from lightning_siamese.commands import decision_threshold
 from lightning_siamese.data import LFWDataModule
-from lightning_siamese.evaluation.verification import fit_threshold, verification_metrics
+from lightning_siamese.evaluation.verification import (
+    fit_threshold,
+    verification_metrics,
+)
+from lightning_siamese.inference.model import decision_threshold
 from lightning_siamese.models import KochEncoder, SiameseModule, TripletHead
+from lightning_siamese.models.embedding import embed_all
 from tests.data.test_lfw_datamodule import write_lfw
 
 

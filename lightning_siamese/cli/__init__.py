@@ -1,0 +1,1 @@
+"""The command line: ``lightning`` (LightningCLI) and the ``lightning-siamese`` tools."""

@@ -1,0 +1,1 @@
+"""The ``lightning-siamese`` subcommands, one module each."""

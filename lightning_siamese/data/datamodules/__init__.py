@@ -1,0 +1,1 @@
+"""LightningDataModules: a source, a split by class, a sampler and transforms, joined."""

@@ -1,0 +1,1 @@
+"""Where images come from: load a labelled image collection into memory once (one module per format)."""

@@ -1,0 +1,137 @@
+"""Any folder-per-class image set: ``root/<class>/<image>``, classes possibly nested."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from lightning_siamese.data.sources.collection import (
+    IMAGE_SUFFIXES,
+    ImageCollection,
+    decode_image,
+)
+
+
+def load_image_folder(
+    root: str | Path,
+    image_size: int | None = 105,
+    channels: int = 1,
+    skip_bad_images: bool = False,
+    class_depth: int | str = "leaf",
+) -> tuple[ImageCollection, dict]:
+    """Load ``root/<class>/<image>`` (classes may nest: ``root/Benzos/Xanax_Pills/x.jpg``).
+
+    With ``class_depth="leaf"`` a class is a folder that holds image files and its name is
+    its path under ``root``; with ``class_depth=k`` it is the first ``k`` folder levels of
+    that path, so one nested tree labels the same images at several granularities (the
+    DarkShotLearning seed's 25 shape, 67 type and 100 type-and-shape classes). A class's
+    group is its top-level folder. Images of any mode are converted to ``channels`` (1 or
+    3) and resized to ``image_size`` x ``image_size`` (aspect ratio not kept). Hidden files
+    are ignored; any other file that is not a readable image is an error naming it, or,
+    with ``skip_bad_images``, a warning. A ``class_depth`` deeper than a folder holding
+    images is an error naming that folder.
+
+    Returns the collection and a summary: image sizes before resizing, the number of
+    classes at each depth the tree allows, and what was skipped.
+    """
+    root = Path(root)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if class_depth != "leaf" and not (isinstance(class_depth, int) and class_depth >= 1):
+        raise ValueError(f"class_depth must be 'leaf' or a folder depth of at least 1, got {class_depth!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root.resolve()} does not exist: expected root/<class>/<image>")
+    images: list[torch.Tensor] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    sizes: list[tuple[int, int]] = []
+    skipped: list[str] = []
+    class_index: dict[str, int] = {}
+    image_folders = _image_folders(root)
+    depths = class_depths(root, [folder for folder, _ in image_folders])
+    if class_depth != "leaf" and class_depth > max(depths, default=0):
+        shallow = next(f for f, _ in image_folders if len(f.relative_to(root).parts) < class_depth)
+        level = len(shallow.relative_to(root).parts)
+        raise ValueError(
+            f"class_depth={class_depth} is deeper than the folder tree: {shallow} holds images {level} folder "
+            f"level(s) below {root}, expected root/<level 1>/.../<level {class_depth}>/<image>; this tree allows "
+            f"class_depth {', '.join(map(str, depths)) or 'none'} or 'leaf'"
+        )
+    for folder, files in image_folders:
+        parts = folder.relative_to(root).parts
+        name = "/".join(parts if class_depth == "leaf" else parts[:class_depth])
+        decoded = 0
+        for path in files:
+            problem = None
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                problem = f"{path} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"
+            else:
+                try:
+                    image, size = decode_image(path.read_bytes(), str(path), image_size, channels)
+                except ValueError as err:
+                    problem = str(err)
+            if problem is not None:
+                if not skip_bad_images:
+                    raise ValueError(f"{problem}. Remove the file, or set skip_bad_images: true")
+                warnings.warn(f"skipping {problem}")
+                skipped.append(str(path))
+                continue
+            images.append(image)
+            labels.append(class_index.setdefault(name, len(class_index)))
+            paths.append(str(path))
+            sizes.append(size)
+            decoded += 1
+        if decoded == 0:
+            raise ValueError(f"class folder {folder} holds no readable image")
+    if not images:
+        raise ValueError(f"no class folders with images under {root}: expected root/<class>/<image>")
+    if image_size is None and len({tuple(i.shape) for i in images}) > 1:
+        raise ValueError(f"images under {root} differ in size: set image_size to resize them")
+    widths, heights = zip(*sizes)
+    summary = {
+        "classes": len(class_index),
+        "images": len(images),
+        "original_width": (min(widths), max(widths)),
+        "original_height": (min(heights), max(heights)),
+        "classes_per_depth": depths,
+        "leaf_classes": len(image_folders),
+        "skipped": skipped,
+    }
+    return ImageCollection.from_class_names(torch.stack(images), labels, list(class_index), paths), summary
+
+
+def _image_folders(root: Path) -> list[tuple[Path, list[Path]]]:
+    """Every folder under ``root`` that holds files, with its files (hidden ones ignored), sorted.
+
+    An empty folder, or files directly in ``root``, are errors that name them.
+    """
+    found = []
+    folders = sorted(p for p in [root, *root.rglob("*")] if p.is_dir() and not p.name.startswith("."))
+    for folder in folders:
+        files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
+        subfolders = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        if folder != root and not files and not subfolders:
+            raise ValueError(f"empty class folder {folder}: expected at least one image in it")
+        if not files:
+            continue
+        if folder == root:
+            raise ValueError(f"image files directly in {root} (e.g. {files[0].name}): expected root/<class>/<image>")
+        found.append((folder, files))
+    return found
+
+
+def class_depths(root: Path, image_folders: Sequence[Path]) -> dict[int, int]:
+    """Number of classes at each ``class_depth`` the tree allows: from 1 to the depth of its
+    shallowest image folder (a deeper one would leave that folder's images without a class)."""
+    parts = [folder.relative_to(root).parts for folder in image_folders]
+    shallowest = min((len(p) for p in parts), default=0)
+    return {depth: len({p[:depth] for p in parts}) for depth in range(1, shallowest + 1)}
+
+
+def depth_counts(summary: dict) -> str:
+    """``load_image_folder``'s class counts by depth as text, e.g. ``"1: 30, 2: 964, leaf: 964"``."""
+    counts = [f"{depth}: {n}" for depth, n in summary["classes_per_depth"].items()]
+    return ", ".join([*counts, f"leaf: {summary['leaf_classes']}"])

@@ -1,0 +1,1 @@
+"""Image transforms: training augmentation and evaluation-time views."""

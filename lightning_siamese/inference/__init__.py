@@ -1,0 +1,1 @@
+"""Everything a tool needs to use a trained model: checkpoints, images, thresholds, galleries, run folders."""
