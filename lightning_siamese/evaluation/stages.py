@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -89,6 +90,7 @@ class EpisodeScores:
     per_task: torch.Tensor
     result: OneShotResult
     unaligned: OneShotResult | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def score_episodes(
@@ -132,11 +134,9 @@ def score_openset(
     scoring: StageScoring,
     within_group: bool,
     threshold: float | None,
-) -> tuple[OpenSetResult, float]:
-    """Open-set scores of the stage's episodes; validation fits the rejection threshold, later stages apply ``threshold``.
-
-    Returns the result and the threshold used (the fitted one for validation).
-    """
+) -> OpenSetResult:
+    """Open-set scores of the stage's episodes; validation fits the rejection threshold, later stages apply
+    ``threshold`` (the result's ``threshold`` is the one used)."""
     scores = score_with_unknowns(
         collection, episodes, table, similarity, scoring.shot_reduction, scoring.openset_fraction, within_group
     )
@@ -149,7 +149,7 @@ def score_openset(
             stacklevel=2,
         )
         threshold = rejection_threshold(scores, scoring.openset_far)
-    return evaluate_openset(scores, threshold, episodes), threshold
+    return evaluate_openset(scores, threshold, episodes)
 
 
 def openset_metrics(stage: str, result: OpenSetResult) -> dict[str, float]:
@@ -228,3 +228,45 @@ def score_pairs(
         mean, se, _ = kfold_accuracy(scores, same, folds)
         metrics |= {f"{stage}/kfold_acc": mean, f"{stage}/kfold_se": se}
     return PairScores(scores, same, result, metrics, threshold, writer_k)
+
+
+@dataclass
+class StageRecord:
+    """What a stage scored, for the callbacks that write files: its data set and its scores."""
+
+    dataset: Any  # the stage's EvaluationSet
+    episodes: EpisodeScores | None = None
+    pairs: PairScores | None = None
+    views: AlignmentViews | None = None
+
+
+def score_episode_stage(
+    stage: str,
+    dataset: Any,
+    table: torch.Tensor,
+    head: Any,
+    scoring: StageScoring,
+    within_group: bool,
+    openset_threshold: float | None,
+    aligned: torch.Tensor | None = None,
+    views: AlignmentViews | None = None,
+) -> tuple[EpisodeScores, OpenSetResult | None]:
+    """A stage's N-way K-shot scores (plain or aligned) and, with ``scoring.openset``, its open-set result.
+
+    ``dataset`` is the stage's evaluation set (episodes, and ``task_names`` for Lake's runs, which hold only
+    their own 20 characters and so are scored closed-set); ``head`` gives ``similarity`` and
+    ``pairwise_similarity``. The scores' ``metrics`` hold every ``<stage>/...`` value but the accuracy itself
+    and, for validation, ``hp_metric``. The open-set result's ``threshold`` is the one fitted (validation) or applied.
+    """
+    scores = score_episodes(table, dataset.episodes, head.similarity, scoring, aligned, head.pairwise_similarity, views)
+    scores.metrics = episode_metrics(stage, dataset.name, scores)
+    openset = None
+    if scoring.openset and dataset.task_names is None:
+        openset = score_openset(stage, dataset.collection, dataset.episodes, table, head.similarity, scoring,
+                                   within_group, openset_threshold)
+        scores.metrics |= openset_metrics(stage, openset)
+    elif scoring.openset:
+        warnings.warn(f"openset: {stage} scores Lake's runs closed-set (a run holds only its own 20 characters)", stacklevel=2)
+    if stage == "val":
+        scores.metrics["hp_metric"] = scores.result.accuracy  # the HPARAMS tab's metric column
+    return scores, openset

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import lightning.pytorch as pl
 import torch
 
@@ -29,3 +32,29 @@ def embed_aligned(module: pl.LightningModule, images: torch.Tensor, views: Align
     out = [views.embed(module.embed, to_float(chunk.to(module.device))) for chunk in images.split(batch_size)]
     module.train(was_training)
     return torch.cat(out)
+
+
+def embedding_table(
+    module: pl.LightningModule,
+    outputs: list[tuple[torch.Tensor, torch.Tensor]],
+    dataset: Any,
+    embed: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Every image of ``dataset`` embedded, in dataset order and float32, from a stage's ``(embeddings, index)``
+    outputs on all ranks. Images no step saw (``limit_*_batches``, ``fast_dev_run``) are embedded here with
+    ``embed``, at the trainer's precision, so a stage's episodes are always scored in full."""
+    embeddings = torch.cat([e for e, _ in outputs]).float()
+    index = torch.cat([i for _, i in outputs])
+    trainer = module.trainer
+    if trainer.world_size > 1:
+        embeddings = module.all_gather(embeddings).flatten(0, 1)  # type: ignore[union-attr]  # a tensor in, a tensor out
+        index = module.all_gather(index).flatten()  # type: ignore[union-attr]
+    table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
+    seen = torch.zeros(len(dataset), dtype=torch.bool, device=embeddings.device)
+    table[index], seen[index] = embeddings, True
+    missing = (~seen).nonzero().flatten()
+    with trainer.precision_plugin.forward_context():
+        for chunk in missing.split(256) if len(missing) else ():
+            images = torch.stack([dataset[int(i)][0] for i in chunk]).to(module.device)
+            table[chunk] = embed(images).float()
+    return table

@@ -296,5 +296,26 @@ class EnsembleEncoder(nn.Module):
         """Each member's slice of ensemble embeddings ``[B, members * member_dim]``."""
         return embeddings.split(self.member_dim, dim=-1)
 
+    def check_head(self, head: nn.Module) -> None:
+        """Refuse a head with learned weights: they would be sized to the whole embedding, not a member's slice."""
+        if any(True for _ in head.parameters()):
+            raise ValueError(
+                f"an EnsembleEncoder trains each member with the head's loss on its own slice of the embedding, but "
+                f"{type(head).__name__} has learned weights sized to the whole embedding: use a head without "
+                f"weights (TripletHead, ContrastiveHead, PrototypicalHead)"
+            )
+
+    def member_loss(
+        self, loss: Callable[..., torch.Tensor], head: nn.Module, *embeddings: torch.Tensor, **targets: torch.Tensor
+    ) -> torch.Tensor:
+        """The mean over members of ``loss`` on each member's slice of ``embeddings`` (and of the head's
+        ``last_active_fraction``, which the training-health check reads)."""
+        losses, active = [], []
+        for members in zip(*(self.member_embeddings(e) for e in embeddings)):
+            losses.append(loss(*members, **targets))
+            active.append(getattr(head, "last_active_fraction", float("nan")))
+        head.last_active_fraction = sum(active) / len(active)
+        return torch.stack(losses).mean()
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([F.normalize(encoder(images), dim=-1) for encoder in self.members], dim=-1)

@@ -7,13 +7,11 @@ test stage in ``evaluation/stages.py``; files and figures are written by callbac
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
@@ -21,59 +19,45 @@ from lightning_siamese.data.transforms.views import AlignmentViews, embed_views
 from lightning_siamese.evaluation.oneshot import OneShotResult, SupportHubness
 from lightning_siamese.evaluation.openset import OpenSetResult
 from lightning_siamese.evaluation.stages import (
-    EpisodeScores,
-    PairScores,
+    StageRecord,
     StageScoring,
-    episode_metrics,
-    openset_metrics,
-    score_episodes,
-    score_openset,
+    score_episode_stage,
     score_pairs,
 )
 from lightning_siamese.evaluation.verification import VerificationResult
+from lightning_siamese.models.embedding import embedding_table
 from lightning_siamese.models.encoders import EnsembleEncoder
 from lightning_siamese.models.heads import KochHead, PairHead
 from lightning_siamese.models.optim import resolve_param_groups
 
-
-@dataclass
-class StageRecord:
-    """What a stage leaves for the callbacks that write files: its data set and its scores."""
-
-    dataset: Any  # the stage's EvaluationSet
-    episodes: EpisodeScores | None = None
-    pairs: PairScores | None = None
-    views: AlignmentViews | None = None
+# What validation fits, kept in checkpoints: the verification threshold and how it was fitted (e.g. "far 0.01"),
+# the open-set rejection threshold, and for signatures the k of each writer's t_w = mean_w - k std_w.
+FITTED = ("verification_threshold", "verification_threshold_rule", "openset_threshold", "writer_threshold_k")
 
 
 class SiameseModule(pl.LightningModule):
-    """A Siamese network: one shared encoder, one head that compares embeddings.
+    """A Siamese network: one shared encoder, one head that compares embeddings (user guide: Models).
 
     Args:
-        encoder: maps images ``[B, C, H, W]`` to embeddings ``[B, D]`` and has ``embedding_dim``.
-        head: a head class (or factory) called with the encoder's ``embedding_dim``, e.g.
-            :class:`~lightning_siamese.models.heads.KochHead`; or a built head.
-        optimizer: called with the parameters (Adam by default).
-        lr_scheduler: called with the optimizer; stepped every epoch.
-        param_groups: per-module optimizer settings, e.g. Koch et al.'s per-layer ``lr``,
-            ``momentum`` and ``weight_decay`` (see :func:`~lightning_siamese.models.optim.resolve_param_groups`).
-        shot_reduction: how K > 1 shots of a way combine in N-way scoring: ``"mean"`` of the scores,
-            ``"max"`` (nearest shot) or ``"prototype"`` (the mean shot embedding).
-        hubness: lower each way's episode scores by how like the task's other ways its supports are
-            (:class:`~lightning_siamese.evaluation.oneshot.SupportHubness`), in every stage and the report.
-        eval_flip, eval_shift: outside training, average each image's embedding with its mirror's
-            and/or its copies shifted by ``eval_shift`` pixels (see ``data/transforms/views.py``).
-        channels_last: keep weights and inputs in channels-last memory order.
-        compile: run the encoder through ``torch.compile`` (checkpoints keep the plain names).
-        threshold_rule, target_far: how validation fits the verification threshold kept in
-            checkpoints: ``"accuracy"``, ``"eer"`` or ``"far"`` (at ``target_far``).
-        openset, openset_fraction, openset_far: also score open-set episodes with this share of
-            unknown queries, rejecting below a threshold fitted on validation at ``openset_far``
-            (``evaluation/openset.py``). Needs N-way episodes.
-        test_align: test-time alignment for ``lightning test``
-            (:class:`~lightning_siamese.data.transforms.views.AlignmentViews`): ``test/<name>_acc`` is
-            aligned and ``test/<name>_acc_unaligned`` plain, from one pass. Needs N-way episodes.
+        encoder: images ``[B, C, H, W]`` to embeddings ``[B, D]``; exposes ``embedding_dim``.
+        head: a head (or a factory called with ``embedding_dim``), e.g. :class:`~lightning_siamese.models.heads.KochHead`.
+        optimizer, lr_scheduler: called with the parameters / the optimizer (the scheduler steps every epoch).
+        param_groups: per-module optimizer settings (:func:`~lightning_siamese.models.optim.resolve_param_groups`).
+        shot_reduction, hubness, threshold_rule, target_far, openset, openset_fraction, openset_far: how each
+            stage is scored (:class:`~lightning_siamese.evaluation.stages.StageScoring`).
+        eval_flip, eval_shift: outside training, average each image's embedding with its mirror's and/or its
+            copies shifted by ``eval_shift`` pixels (:func:`~lightning_siamese.data.transforms.views.embed_views`).
+        channels_last: channels-last weights and inputs. compile: ``torch.compile`` the encoder.
+        test_align: ``lightning test`` scores episodes over these alignment views
+            (:class:`~lightning_siamese.data.transforms.views.AlignmentViews`) and logs the plain accuracy beside.
     """
+
+    encoder: nn.Module
+    head: PairHead
+    verification_threshold: float | None
+    verification_threshold_rule: str | None
+    openset_threshold: float | None
+    writer_threshold_k: float | None
 
     def __init__(
         self,
@@ -105,12 +89,8 @@ class SiameseModule(pl.LightningModule):
             raise ValueError(
                 f"head expects {self.head.embedding_dim}-d embeddings but the encoder produces {encoder.embedding_dim}-d"
             )
-        if isinstance(encoder, EnsembleEncoder) and any(True for _ in self.head.parameters()):
-            raise ValueError(
-                f"an EnsembleEncoder trains each member with the head's loss on its own slice of the embedding, but "
-                f"{type(self.head).__name__} has learned weights sized to the whole embedding: use a head without "
-                f"weights (TripletHead, ContrastiveHead, PrototypicalHead)"
-            )
+        if isinstance(encoder, EnsembleEncoder):
+            encoder.check_head(self.head)
         self.optimizer, self.lr_scheduler, self.param_groups = optimizer, lr_scheduler, param_groups
         if param_groups is not None:  # a misnamed module fails here, before any data loads
             resolve_param_groups(self.named_parameters(), param_groups)
@@ -124,11 +104,8 @@ class SiameseModule(pl.LightningModule):
         self.__dict__["_encode"] = torch.compile(self.encoder) if compile else self.encoder
         self.val_auroc, self.test_auroc = BinaryAUROC(), BinaryAUROC()
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
-        # Fitted on validation and kept in checkpoints, so a test or a tool applies what validation chose.
-        self.verification_threshold: float | None = None
-        self.verification_threshold_rule: str | None = None  # how it was fitted, e.g. "far 0.01"
-        self.openset_threshold: float | None = None
-        self.writer_threshold_k: float | None = None  # signatures: t_w = mean_w - k std_w (evaluation/writers.py)
+        for name in FITTED:  # fitted on validation, kept in checkpoints: a test or a tool applies what validation chose
+            setattr(self, name, None)
         # Each stage's latest results, for callbacks (health, records) and tools.
         self.last_oneshot: dict[str, OneShotResult] = {}
         self.last_verification: dict[str, VerificationResult] = {}
@@ -198,17 +175,11 @@ class SiameseModule(pl.LightningModule):
         raise ValueError(f"unknown training batch with keys {sorted(batch)}: expected pairs, triplets or classes")
 
     def _head_loss(self, loss: Callable[..., torch.Tensor], *embeddings: torch.Tensor, **targets: torch.Tensor) -> torch.Tensor:
-        """A head loss in float32; an :class:`EnsembleEncoder` is trained member by member (the mean of
-        the loss, and of the head's ``last_active_fraction``, over the members' slices)."""
+        """A head loss in float32; an ensemble is trained member by member."""
         with torch.autocast(self.device.type, enabled=False):
-            if not isinstance(self.encoder, EnsembleEncoder):
-                return loss(*embeddings, **targets)
-            losses, active = [], []
-            for members in zip(*(self.encoder.member_embeddings(e) for e in embeddings)):
-                losses.append(loss(*members, **targets))
-                active.append(getattr(self.head, "last_active_fraction", float("nan")))
-            self.head.last_active_fraction = sum(active) / len(active)
-            return torch.stack(losses).mean()
+            if isinstance(self.encoder, EnsembleEncoder):
+                return self.encoder.member_loss(loss, self.head, *embeddings, **targets)
+            return loss(*embeddings, **targets)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.training_loss(batch)
@@ -239,25 +210,6 @@ class SiameseModule(pl.LightningModule):
         images, index = batch
         return {"embedding": self.embed(images), "index": index}
 
-    def _embedding_table(self, dataset: Any, stage: str) -> torch.Tensor:
-        """Every image of ``dataset`` embedded, in dataset order, from all ranks, in float32."""
-        embeddings = torch.cat([e for e, _ in self._outputs]).float()
-        index = torch.cat([i for _, i in self._outputs])
-        self._outputs.clear()
-        if self.trainer.world_size > 1:
-            embeddings = self.all_gather(embeddings).flatten(0, 1)
-            index = self.all_gather(index).flatten()
-        table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
-        seen = torch.zeros(len(dataset), dtype=torch.bool, device=embeddings.device)
-        table[index], seen[index] = embeddings, True
-        missing = (~seen).nonzero().flatten()
-        # limit_val_batches / fast_dev_run leave images out: embed them here, so episodes are scored in full.
-        with self.trainer.precision_plugin.forward_context():
-            for chunk in missing.split(256) if len(missing) else ():
-                images = torch.stack([dataset[int(i)][0] for i in chunk]).to(self.device)
-                table[chunk] = self._embed_stage(images, stage).float()
-        return table
-
     def _pair_loss(self, table: torch.Tensor, dataset: Any) -> torch.Tensor | None:
         """The head's loss on the split's fixed pairs (or triplets, for triplet heads)."""
         if "pairs" in self.head.trains_on:
@@ -274,7 +226,8 @@ class SiameseModule(pl.LightningModule):
         if self.trainer.sanity_checking:  # a full evaluation here would only delay training
             self._outputs.clear()
             return
-        table = self._embedding_table(dataset, stage)
+        table = embedding_table(self, self._outputs, dataset, lambda images: self._embed_stage(images, stage))
+        self._outputs.clear()
         views = self.test_align if stage == "test" else None
         aligned = None
         if views is not None:  # the aligned rows score the episodes; their unmoved view is the plain table
@@ -297,23 +250,17 @@ class SiameseModule(pl.LightningModule):
             return
         first, second, same = (dataset.pairs[k].to(self.device) for k in ("first", "second", "same"))
         auroc.update(self.head.similarity(table[first], table[second]), same)
-        scores = score_episodes(table, dataset.episodes, self.head.similarity, self.scoring, aligned,
-                                self.head.pairwise_similarity, views)
-        self.last_oneshot[stage] = scores.result
-        metrics |= {f"{stage}/pair_auroc": auroc.compute(), **episode_metrics(stage, dataset.name, scores)}
+        metrics[f"{stage}/pair_auroc"] = auroc.compute()
         auroc.reset()
-        if self.scoring.openset and dataset.task_names is None:
-            within_group = getattr(self.trainer.datamodule, "within_group", True)
-            result, threshold = score_openset(stage, dataset.collection, dataset.episodes, table, self.head.similarity,
-                                              self.scoring, within_group, self.openset_threshold)
+        within_group = getattr(self.trainer.datamodule, "within_group", True)
+        scores, openset = score_episode_stage(stage, dataset, table, self.head, self.scoring, within_group,
+                                              self.openset_threshold, aligned, views)
+        self.last_oneshot[stage] = scores.result
+        if openset is not None:
+            self.last_openset[stage] = openset
             if stage == "val":
-                self.openset_threshold = threshold
-            self.last_openset[stage] = result
-            metrics |= openset_metrics(stage, result)
-        elif self.scoring.openset:
-            rank_zero_warn(f"openset: {stage} scores Lake's runs closed-set (a run holds only its own 20 characters)")
-        if stage == "val":
-            metrics["hp_metric"] = scores.result.accuracy  # the HPARAMS tab's metric column
+                self.openset_threshold = openset.threshold
+        metrics |= scores.metrics
         self.stage_records[stage] = StageRecord(dataset, episodes=scores, views=views)
         self.log_dict(metrics, sync_dist=sync)
         self.log(f"{stage}/{dataset.name}_acc", scores.result.accuracy, prog_bar=True, sync_dist=sync)
@@ -327,17 +274,12 @@ class SiameseModule(pl.LightningModule):
     # --- checkpoints keep what validation fitted ---------------------------------------
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["verification_threshold"] = self.verification_threshold
-        checkpoint["verification_threshold_rule"] = self.verification_threshold_rule
-        checkpoint["openset_threshold"] = self.openset_threshold
-        checkpoint["writer_threshold_k"] = self.writer_threshold_k
+        checkpoint.update({name: getattr(self, name) for name in FITTED})
         if hasattr(self.head, "mining_state"):
             checkpoint["triplet_subset_state"] = self.head.mining_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.verification_threshold = checkpoint.get("verification_threshold")
-        self.verification_threshold_rule = checkpoint.get("verification_threshold_rule")
-        self.openset_threshold = checkpoint.get("openset_threshold")
-        self.writer_threshold_k = checkpoint.get("writer_threshold_k")
+        for name in FITTED:
+            setattr(self, name, checkpoint.get(name))
         if "triplet_subset_state" in checkpoint and hasattr(self.head, "load_mining_state"):
             self.head.load_mining_state(checkpoint["triplet_subset_state"])
