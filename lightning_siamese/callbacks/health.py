@@ -76,9 +76,11 @@ class TrainingHealth(pl.Callback):
         """The spread before any training step: the reference a collapse is measured against."""
         if not self.enabled or self.monitor.reference_spread is not None or trainer.datamodule is None:
             return
-        dataset = trainer.datamodule.val_dataloader().dataset
+        data = trainer.datamodule
+        dataset = data.val_dataloader().dataset
         images = dataset.collection.images[self._probe(len(dataset))]
-        embeddings = pl_module.head.prepare(embed_all(pl_module, images))
+        # The data module's preparation, as validation's: the spread compares like with like.
+        embeddings = pl_module.head.prepare(embed_all(pl_module, images, prepare=data.prepare))
         self.monitor.reference_spread = embedding_spread(embeddings)[0]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001

@@ -128,7 +128,11 @@ class OneShotReport(pl.Callback):
         images = evaluation.collection.images
         hubness = pl_module.scoring.hubness  # the module's own scoring rule, as validation scores
         with trainer.precision_plugin.forward_context():
-            embeddings = (embed_aligned(pl_module, images, align) if align is not None else embed_all(pl_module, images)).float()
+            embeddings = (
+                embed_aligned(pl_module, images, align, prepare=data.prepare)
+                if align is not None
+                else embed_all(pl_module, images, prepare=data.prepare)
+            ).float()
         if align is not None:  # open-set scores stay those of the plain embeddings, which fitted their threshold
             similarity = AlignedSimilarity.of(pl_module.head.pairwise_similarity, align)
             return evaluate_episodes(embeddings, evaluation.episodes, similarity, pl_module.scoring.shot_reduction, hubness)

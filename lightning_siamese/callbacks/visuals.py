@@ -49,7 +49,7 @@ class EmbeddingProjector(pl.Callback):
         if not self.classes or trainer.interrupted or trainer.fast_dev_run or not trainer.is_global_zero:
             return
         collection = sample_classes(trainer.datamodule.split(self.split), self.classes, self.seed, self.groups)
-        embeddings = embed_all(pl_module, collection.images)
+        embeddings = embed_all(pl_module, collection.images, prepare=trainer.datamodule.prepare)
         writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         run = Path(trainer.log_dir or trainer.default_root_dir)
         png = run / f"tsne_{self.split}.png"

@@ -3,12 +3,8 @@
 The names here are the ones configs use as ``class_path`` (``lightning_siamese.data.OmniglotDataModule``).
 """
 
-from lightning_siamese.data.datamodules.base import (
-    EvaluationSet,
-    KochPairBatches,
-    SampledBatches,
-    SiameseDataModule,
-)
+from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
+from lightning_siamese.data.datamodules.batches import KochPairBatches, SampledBatches
 from lightning_siamese.data.datamodules.folder import FolderDataModule
 from lightning_siamese.data.datamodules.lfw import LFWDataModule
 from lightning_siamese.data.datamodules.mnist import MNISTDataModule

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules.base import EpochKeySampler, SampledBatches
+from lightning_siamese.data.datamodules.batches import EpochKeySampler, SampledBatches
 from lightning_siamese.data.samplers.classes import ClassBalancedSampler
 from lightning_siamese.data.samplers.pairs import BalancedPairSampler, TripletSampler
 
@@ -69,7 +69,7 @@ def test_class_balanced_sampler_rejects_what_the_data_cannot_supply() -> None:
 
 
 @pytest.mark.parametrize(
-    "sampler, keys",
+    ("sampler", "keys"),
     [
         (BalancedPairSampler(LABELS, CLASS_GROUPS), {"first", "second", "same"}),
         (TripletSampler(LABELS, CLASS_GROUPS), {"anchor", "positive", "negative"}),

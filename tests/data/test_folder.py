@@ -49,12 +49,12 @@ def test_transparent_pixels_become_white(tmp_path: Path) -> None:
 def test_bad_inputs_are_named(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "r1", {"a": 2, "b": 2})
     (root / "empty").mkdir()
-    with pytest.raises(ValueError, match="empty class folder .*empty"):
+    with pytest.raises(ValueError, match=r"empty class folder .*empty"):
         load_image_folder(root)
 
     root = write_tree(tmp_path / "r2", {"a": 2, "b": 2})
     (root / "a" / "notes.txt").write_text("hi")
-    with pytest.raises(ValueError, match="notes.txt is not an image file"):
+    with pytest.raises(ValueError, match=r"notes.txt is not an image file"):
         load_image_folder(root)
     with pytest.warns(UserWarning, match="notes.txt"):
         data, summary = load_image_folder(root, skip_bad_images=True)
@@ -62,7 +62,7 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
 
     root = write_tree(tmp_path / "r3", {"a": 2, "b": 2})
     (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    with pytest.raises(ValueError, match="cannot decode image .*broken.jpg"):
+    with pytest.raises(ValueError, match=r"cannot decode image .*broken.jpg"):
         load_image_folder(root)
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -72,8 +72,8 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
 
 
 def make_module(root: Path, **overrides) -> FolderDataModule:
-    options = dict(root=str(root), image_size=16, n_way=3, val_tasks=10, test_tasks=10, val_pairs=8, batch_size=8,
-                   pairs_per_epoch=16, val_fraction=0.25, test_fraction=0.25, seed=0)
+    options = {"root": str(root), "image_size": 16, "n_way": 3, "val_tasks": 10, "test_tasks": 10, "val_pairs": 8, "batch_size": 8,
+                   "pairs_per_epoch": 16, "val_fraction": 0.25, "test_fraction": 0.25, "seed": 0}
     options.update(overrides)
     return FolderDataModule(**options)
 
@@ -119,3 +119,38 @@ def test_folder_module_rejects_bad_settings(tmp_path: Path) -> None:
         make_module(root, min_images=1)
     with pytest.raises(ValueError, match="need at least two classes"):  # one training class left
         make_module(root, val_fraction=0.5, test_fraction=0.0).setup("fit")
+
+
+def test_non_image_files_at_the_root_are_skipped_with_one_warning(tmp_path: Path) -> None:
+    """The AT&T face database as distributed: a README beside s1/ ... s40/."""
+    root = write_tree(tmp_path / "att", {"s1": 2, "s2": 2, "s3": 2})
+    (root / "README").write_text("The ORL Database of Faces\n")
+    (root / "index.html").write_text("<html></html>")
+    (root / "thumb.jpg").write_bytes(b"\xff\xd8 not really a jpeg")  # an image by name, not by the decoder
+    with pytest.warns(UserWarning, match="not images") as caught:
+        data, summary = load_image_folder(root, image_size=16)
+    messages = [str(w.message) for w in caught if "not images" in str(w.message)]
+    assert len(messages) == 1 and all(name in messages[0] for name in ("README", "index.html", "thumb.jpg"))
+    assert data.class_names == ["s1", "s2", "s3"] and len(data) == 6
+    assert summary["ignored"] == [str(root / n) for n in ("README", "index.html", "thumb.jpg")]
+
+
+def test_images_at_the_root_are_an_error_naming_them(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "mixed", {"a": 2, "b": 2})
+    (root / "README").write_text("hello")
+    Image.new("L", (8, 8)).save(root / "stray.png")
+    Image.new("L", (8, 8)).save(root / "scan", format="PNG")  # an image by the decoder, whatever its name
+    with pytest.raises(ValueError, match=r"image files directly in .*mixed \(scan, stray.png\): expected root/<class>/<image>") as error:
+        load_image_folder(root)
+    assert "README" not in str(error.value)
+
+
+def test_too_few_classes_for_a_class_batch_names_the_option_and_a_value_that_works(tmp_path: Path) -> None:
+    root = write_tree(tmp_path / "faces", {f"p{i:02d}": 3 for i in range(8)})  # 4 training classes after the split
+    dm = make_module(root, batch_kind="classes", batch_size=16, images_per_class=2, n_way=2)
+    with pytest.raises(ValueError, match=r"needs 8 classes with at least 2 images; the training split has 4 such classes of 4.*"
+                                         r"--data.init_args.batch_size 8 \(4 classes x 2 images\)"):
+        dm.setup("fit")
+    fits = make_module(root, batch_kind="classes", batch_size=8, images_per_class=2, n_way=2)
+    fits.setup("fit")
+    assert fits.train_dataloader().dataset[(0, 0)]["images"].shape[0] == 8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.data.datamodules.base import EpochKeySampler, KochPairBatches
+from lightning_siamese.data.datamodules.batches import EpochKeySampler, KochPairBatches
 from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
 from lightning_siamese.data.samplers.pairs import BalancedPairSampler
 from lightning_siamese.data.transforms.augment import KochAffine

@@ -85,7 +85,10 @@ def test_folder_parent_and_zips_load_alike(runs: Path, tmp_path: Path) -> None:
 def test_scoring_perfect_and_known_wrong(runs: Path) -> None:
     collection, episodes = load_lake_runs(runs)
     one_hot = torch.nn.functional.one_hot(collection.labels).float()
-    dot = lambda a, b: (a * b).sum(-1)  # noqa: E731
+
+    def dot(a, b):
+        return (a * b).sum(-1)
+
     result = evaluate_episodes(one_hot, episodes, dot)
     assert result.accuracy == 100.0 and result.tasks == 3 and result.n_way == 5
     # In run01 two test items trade places: 3 of 5 right there, every other run perfect.
@@ -138,7 +141,7 @@ def _rewrite_line(runs: Path, run: str, number: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage, message",
+    ("damage", "message"),
     [
         (lambda r: (r / "run02" / "training" / "class02.png").unlink(), r"run02/class_labels.txt line \d+ names run02/training/class02.png, which is missing"),
         (lambda r: (r / "run01" / "test" / "item04.png").unlink(), r"run01/class_labels.txt line 4 names run01/test/item04.png, which is missing"),

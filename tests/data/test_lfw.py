@@ -115,7 +115,7 @@ def test_the_real_view1_training_list() -> None:
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("", "is empty"),
         ("two\n", r"line 1: header 'two' is not 'N' or 'folds N'"),

@@ -92,8 +92,9 @@ def test_validation_is_a_seeded_stratified_share_of_the_training_pairs(lfw: Path
     assert len(train) == 16 and len(val) == 4
     assert int(val.same.sum()) == 2  # 20% of each label
     assert not as_names(dm, "train") & as_names(dm, "val")
+    listed = read_pairs(lfw / "pairsDevTrain.txt")
     assert as_names(dm, "train") | as_names(dm, "val") == {
-        (a, b, int(s)) for a, b, s in zip(*(lambda p: (p.first, p.second, p.same))(read_pairs(lfw / "pairsDevTrain.txt")))
+        (a, b, int(s)) for a, b, s in zip(listed.first, listed.second, listed.same)
     }
     again, other = module(lfw), module(lfw, split_seed=1)
     assert as_names(again, "val") == as_names(dm, "val")
@@ -163,7 +164,7 @@ def test_view2_fold_trains_on_the_other_folds_and_tests_on_its_own(lfw: Path) ->
     assert len(test) == 6 and set(test.folds.tolist()) == {1}
     assert len(dm.pair_list("train")) + len(dm.pair_list("val")) == 18
     assert not train_and_val & test.people()  # View 2's folds are person-disjoint
-    with pytest.raises(ValueError, match="view2_fold=5, but .* has 4 folds"):
+    with pytest.raises(ValueError, match=r"view2_fold=5, but .* has 4 folds"):
         module(lfw, view2_fold=5).pair_list("test")
 
 
@@ -192,7 +193,7 @@ def test_bad_options_are_refused(lfw: Path) -> None:
         module(lfw, val_fraction=0.0)
     with pytest.raises(FileNotFoundError, match="no LFW images at"):
         module(lfw, images=str(lfw / "lfw2" / "PA_Q")).setup("fit")
-    with pytest.raises(FileNotFoundError, match="LFW pair list .*nowhere.txt does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"LFW pair list .*nowhere.txt does not exist"):
         module(lfw, train_pairs="nowhere.txt").setup("fit")
     with pytest.raises(ValueError, match="needs test_pairs"):
         module(lfw, test_pairs=None).setup("test")
@@ -219,3 +220,32 @@ def test_download_fetches_the_archive_and_lists_from_a_server(tmp_path: Path, ht
     assert (tmp_path / "fresh" / "lfw" / "PA_Q" / "PA_Q_0001.jpg").is_file()
     dm.setup("fit")
     assert dm.files.prefix == "lfw" and len(dm.pair_list("val")) == 4
+
+
+@pytest.mark.parametrize("train_on", ["pairs", "people"])
+def test_a_malformed_test_list_is_an_error_naming_its_file_and_line(lfw: Path, train_on: str) -> None:
+    lines = (lfw / "pairsDevTest.txt").read_text().splitlines()
+    lines[2] = "PM_Q\t1\tx"  # a matched line whose image number is no number
+    (lfw / "pairsDevTest.txt").write_text("\n".join(lines) + "\n")
+    options = {"train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2} if train_on == "people" else {}
+    with pytest.raises(ValueError, match=r"pairsDevTest.txt, line 3: 'x' is not an image number"):
+        module(lfw, train_on=train_on, **options).setup("fit")
+
+
+def test_pair_mode_refuses_test_people_in_the_training_pairs(lfw: Path) -> None:
+    lines = (lfw / "pairsDevTrain.txt").read_text().splitlines()
+    lines[-1] = "PA_Q\t1\tPM_Q\t2"  # a mismatched training pair with a test person
+    (lfw / "leaky.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"1 training people are in the test pairs \(PM_Q\)"):
+        module(lfw, train_pairs="leaky.txt").setup("fit")
+
+
+def test_training_without_the_test_list_at_hand_skips_the_check(lfw: Path) -> None:
+    (lfw / "pairsDevTest.txt").unlink()  # held back while training
+    for options in ({}, {"train_on": "people", "train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2}):
+        dm = module(lfw, **options)
+        dm.setup("fit")
+        assert len(dm.split("train")) > 0
+    dm = module(lfw, test_pairs=None)
+    dm.setup("fit")
+    assert len(dm.split("train")) > 0

@@ -23,9 +23,9 @@ def test_pairs_are_half_same_half_different_and_correct() -> None:
 
 def test_same_group_probability_controls_negatives() -> None:
     rng = np.random.default_rng(1)
-    within = BalancedPairSampler(LABELS, CLASS_GROUPS[:7].tolist() + [1], same_group_prob=1.0)
+    within = BalancedPairSampler(LABELS, [*CLASS_GROUPS[:7].tolist(), 1], same_group_prob=1.0)
     first, second, same = within.sample(2000, rng).values()
-    groups = np.array(CLASS_GROUPS[:7].tolist() + [1])
+    groups = np.array([*CLASS_GROUPS[:7].tolist(), 1])
     neg = same == 0
     assert np.all(groups[LABELS[first[neg]]] == groups[LABELS[second[neg]]])
 
@@ -102,7 +102,7 @@ def test_impossible_tasks_fail_with_counts() -> None:
     assert "A: 4" in str(err.value) and "B: 3" in str(err.value)
     with pytest.raises(ValueError, match="at least 6 images"):
         sample_episodes(LABELS, CLASS_GROUPS, 2, 3, 3, 10, seed=0, within_group=False)
-    with pytest.raises(ValueError, match="only 8 of 8 classes|cannot draw 9-way"):
+    with pytest.raises(ValueError, match=r"only 8 of 8 classes|cannot draw 9-way"):
         sample_episodes(LABELS, CLASS_GROUPS, 9, 1, 1, 10, seed=0, within_group=False)
     with pytest.raises(ValueError, match="n_way"):
         sample_episodes(LABELS, CLASS_GROUPS, 1, 1, 1, 10, seed=0)

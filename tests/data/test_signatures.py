@@ -36,7 +36,7 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def signature_files(writers: dict[int, tuple[int, int]], genuine_name, forged_name) -> dict[str, bytes]:  # noqa: ANN001
+def signature_files(writers: dict[int, tuple[int, int]], genuine_name, forged_name) -> dict[str, bytes]:
     """Each writer's genuine and forged PNGs under the names the two callables give (writer, number)."""
     files = {}
     for w, (genuine, forged) in writers.items():
@@ -73,7 +73,7 @@ def write_cedar(root: Path, writers: dict[int, tuple[int, int]]) -> Path:
                                              lambda w, n: f"full_forg/forgeries_{w}_{n}.png"))
 
 
-WRITERS = {w: (8, 5) for w in range(1, 9)}
+WRITERS = dict.fromkeys(range(1, 9), (8, 5))
 
 
 # --- sources ------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_empty_writer_folder_counts_as_missing(tmp_path: Path) -> None:
     root = write_sign_data(tmp_path / "signs", {1: (3, 2), 2: (3, 2)})
     for image in (root / "002").iterdir():
         image.unlink()
-    with pytest.raises(ValueError, match="writer 002, but that writer.s genuine signatures are missing"):
+    with pytest.raises(ValueError, match=r"writer 002, but that writer.s genuine signatures are missing"):
         find_signatures(root)
 
 
@@ -158,7 +158,7 @@ def test_missing_or_empty_root_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
         find_signatures(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no signature images in .*empty"):
+    with pytest.raises(FileNotFoundError, match=r"no signature images in .*empty"):
         find_signatures(tmp_path / "empty")
 
 
@@ -171,13 +171,13 @@ def collection(tmp_path_factory: pytest.TempPathFactory):
     return load_signatures(find_signatures(root), (30, 44))
 
 
-def kinds(collection) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def kinds(collection) -> tuple[np.ndarray, np.ndarray]:
     writer = collection.class_groups[collection.labels].numpy()
     genuine = np.array([collection.class_names[c].endswith("/genuine") for c in collection.labels])
     return writer, genuine
 
 
-def test_training_pairs_are_labelled_balanced_and_seeded(collection) -> None:  # noqa: ANN001
+def test_training_pairs_are_labelled_balanced_and_seeded(collection) -> None:
     writer, genuine = kinds(collection)
     sampler = SignaturePairSampler(writer, genuine)
     pairs = sampler.sample(200, np.random.default_rng(3))
@@ -193,7 +193,7 @@ def test_training_pairs_are_labelled_balanced_and_seeded(collection) -> None:  #
     assert all((again[k] == pairs[k]).all() for k in pairs) and not (other["first"] == pairs["first"]).all()
 
 
-def test_random_forgeries_pair_with_other_writers(collection) -> None:  # noqa: ANN001
+def test_random_forgeries_pair_with_other_writers(collection) -> None:
     writer, genuine = kinds(collection)
     pairs = SignaturePairSampler(writer, genuine, random_forgeries=1.0).sample(100, np.random.default_rng(0))
     neg = pairs["same"] == 0
@@ -202,7 +202,7 @@ def test_random_forgeries_pair_with_other_writers(collection) -> None:  # noqa: 
         SignaturePairSampler(writer, genuine, random_forgeries=1.5)
 
 
-def test_evaluation_pairs_score_questioned_signatures_against_references(collection) -> None:  # noqa: ANN001
+def test_evaluation_pairs_score_questioned_signatures_against_references(collection) -> None:
     writer, genuine = kinds(collection)
     pairs, references = evaluation_pairs(writer, genuine, collection.group_names, references=3, pairs_per_writer=10, random_forgeries=0.0, seed=0)
     assert len(references) == len(WRITERS) and all(len(r) == 3 for r in references)
@@ -227,7 +227,7 @@ def test_evaluation_pairs_score_questioned_signatures_against_references(collect
 # --- the data module ----------------------------------------------------------------
 
 
-def make_module(root: Path, **kwargs) -> SignatureDataModule:  # noqa: ANN003
+def make_module(root: Path, **kwargs) -> SignatureDataModule:
     return SignatureDataModule(root=str(root), image_size=[30, 44], references=3, eval_pairs_per_writer=10,
                                batch_size=8, pairs_per_epoch=16, **kwargs)
 
@@ -251,7 +251,7 @@ def test_std_normalisation_comes_from_training_images_and_round_trips(tmp_path: 
     batch = next(iter(data.train_dataloader()))
     assert batch["first"].shape == (8, 1, 30, 44) and batch["same"].tolist() == [1] * 4 + [0] * 4
     assert float(batch["first"].max()) == pytest.approx(1.0 / std, rel=0.05)  # brightest ink / std
-    image, index = next(iter(data.val_dataloader()))
+    image, _index = next(iter(data.val_dataloader()))
     assert torch.allclose(image[0], to_float(data.split("val").images[0]) / std)
     predicted, _ = next(iter(data.predict_dataloader()))  # lightning predict embeds the val writers, scaled alike
     assert torch.allclose(predicted[0], to_float(data.split("val").images[0]) / std)
@@ -264,7 +264,7 @@ def test_std_normalisation_comes_from_training_images_and_round_trips(tmp_path: 
 
 def test_test_stage_needs_unseen_writers(tmp_path: Path) -> None:
     root = write_sign_data(tmp_path / "signs", WRITERS)
-    with pytest.raises(ValueError, match="set data.test_root"):
+    with pytest.raises(ValueError, match=r"set data.test_root"):
         make_module(root).setup("test")
     with pytest.raises(ValueError, match=r"shares writer\(s\) \['001', '002'\] with root"):
         make_module(root, test_root=str(write_sign_data(tmp_path / "test", {1: (4, 2), 2: (4, 2)}))).setup("test")

@@ -82,7 +82,7 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
     folder = make_omniglot_set(tmp_path, "images_background", {"Alpha": 2}, drawers=3, as_zip=False)
     bad = folder / "Alpha" / "character01" / "0001_02.png"
     bad.write_bytes(b"not a png at all")
-    with pytest.raises(ValueError, match="0001_02.png"):
+    with pytest.raises(ValueError, match=r"0001_02.png"):
         load_omniglot(tmp_path, ["images_background"])
     with pytest.warns(UserWarning, match="0001_02.png"):
         data = load_omniglot(tmp_path, ["images_background"], skip_bad_images=True)
@@ -92,13 +92,13 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
 def test_non_image_file_in_class_folder_is_named(tmp_path: Path) -> None:
     folder = make_omniglot_set(tmp_path, "images_background", {"Alpha": 2}, drawers=3, as_zip=False)
     (folder / "Alpha" / "character02" / "notes.txt").write_text("hello")
-    with pytest.raises(ValueError, match="notes.txt"):
+    with pytest.raises(ValueError, match=r"notes.txt"):
         load_omniglot(tmp_path, ["images_background"])
 
 
 def test_not_a_zip_is_named(tmp_path: Path) -> None:
     (tmp_path / "images_background.zip").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="images_background.zip"):
+    with pytest.raises(ValueError, match=r"images_background.zip"):
         load_omniglot(tmp_path, ["images_background"])
 
 

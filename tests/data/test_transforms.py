@@ -56,7 +56,10 @@ def test_flip_mirrors_left_to_right_and_off_keeps_the_stream() -> None:
     image = torch.arange(16.0).view(1, 1, 4, 4)
     mirror = KochAffine(rotation=0, shear=0, scale=(1, 1), translation=0, flip=1.0)
     assert torch.equal(mirror(image), image.flip(-1))
-    mirrored = lambda flip: (torch.linalg.det(KochAffine(flip=flip).matrices(2000, 28)[:, :, :2]) < 0).float().mean()
+
+    def mirrored(flip):
+        return (torch.linalg.det(KochAffine(flip=flip).matrices(2000, 28)[:, :, :2]) < 0).float().mean()
+
     assert mirrored(0.0) == 0 and 0.45 < mirrored(0.5) < 0.55
     with pytest.raises(ValueError, match="flip"):
         KochAffine(flip=2.0)
@@ -84,7 +87,7 @@ def test_elastic_field_moves_sampling_points_in_pixels() -> None:
 
 def test_elastic_distorts_strokes_and_off_keeps_the_stream() -> None:
     images = torch.rand(4, 1, 28, 28)
-    still = dict(rotation=0, shear=0, scale=(1, 1), translation=0)
+    still = {"rotation": 0, "shear": 0, "scale": (1, 1), "translation": 0}
     bent = KochAffine(**still, elastic=2.0)(images, torch.Generator().manual_seed(0))
     assert (bent - images).abs().mean() > 0.05
     plain = KochAffine()(images, torch.Generator().manual_seed(1))

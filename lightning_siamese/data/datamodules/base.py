@@ -1,16 +1,21 @@
-"""The base data module and the datasets it builds: sampled training batches and evaluation sets."""
+"""The base data module and its evaluation sets (its training batches: :mod:`.batches`)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 
+from lightning_siamese.data.datamodules.batches import (
+    BatchSampler,
+    EpochKeySampler,
+    KochPairBatches,
+    SampledBatches,
+)
 from lightning_siamese.data.samplers.classes import ClassBalancedSampler
 from lightning_siamese.data.samplers.episodes import Episodes, sample_episodes
 from lightning_siamese.data.samplers.pairs import (
@@ -18,6 +23,7 @@ from lightning_siamese.data.samplers.pairs import (
     ImagePairSampler,
     TripletSampler,
 )
+from lightning_siamese.data.samplers.seeds import seed_stream
 from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.transforms.augment import DarkShotAugment, KochAffine
 from lightning_siamese.data.transforms.views import to_float
@@ -25,149 +31,10 @@ from lightning_siamese.data.transforms.views import to_float
 log = logging.getLogger(__name__)
 
 
-# Keys of a sampled batch that hold image indices; the others (labels) pass through.
-IMAGE_KEYS = ("first", "second", "anchor", "positive", "negative", "images")
-
-
 BATCH_KINDS = ("pairs", "triplets", "classes")
 
 
 PAIR_SAMPLING = ("balanced", "koch", "darkshot", "darkshot_unbalanced")
-
-
-class BatchSampler(Protocol):
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]: ...
-
-
-def _batch_key(key: tuple[int, int] | int) -> tuple[int, int]:
-    """``(epoch, b)``; a plain ``b`` (Lightning's ``overfit_batches`` samples sequentially) is
-    batch b of epoch 0, so an overfitting run sees the same batches every epoch."""
-    return key if isinstance(key, tuple) else (0, int(key))
-
-
-class SampledBatches(Dataset):
-    """Item ``(epoch, b)`` is the b-th training batch of that epoch, as a dict of tensors.
-
-    The sampler draws the batch's image indices (pairs, triplets or P x K classes); this
-    dataset turns them into float images, distorted by ``augment``. The batch is a pure
-    function of ``(seed, epoch, b)``: repeatable, different every epoch, and independent of
-    the worker or rank that builds it.
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        sampler: BatchSampler,
-        batch_size: int,
-        num_batches: int,
-        seed: int,
-        augment: KochAffine | DarkShotAugment | None = None,
-    ) -> None:
-        if batch_size < 2:
-            raise ValueError(f"batch_size must be at least 2, got {batch_size}")
-        if num_batches < 1:
-            raise ValueError(f"an epoch needs at least one batch, got num_batches={num_batches}")
-        self.images = images
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.num_batches = num_batches
-        self.seed = seed
-        self.augment = augment
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
-        epoch, index = _batch_key(key)
-        rng = np.random.default_rng([self.seed, epoch, index])
-        drawn = self.sampler.sample(self.batch_size, rng)
-        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        batch = {}
-        for name, values in drawn.items():
-            if name in IMAGE_KEYS:
-                images = to_float(self.images[values])
-                batch[name] = images if self.augment is None else self.augment(images, generator)
-            else:
-                batch[name] = torch.from_numpy(values)
-        return batch
-
-
-class KochPairBatches(Dataset):
-    """Koch et al.'s training set: a fixed set of pairs plus ``distortions`` distorted copies of each.
-
-    Example ``e`` is copy ``e // pairs`` of pair ``e % pairs``. Copy 0 is the pair as it is;
-    copy ``k > 0`` has both images distorted by ``augment`` with transforms fixed by
-    ``(seed, pair, k)``, so, as in the paper, the data set is the same ``(1 + distortions)
-    x pairs`` examples every epoch. An epoch visits them in an order shuffled by ``(seed,
-    epoch)``, in whole batches (a last partial batch is dropped), so item ``(epoch, b)`` is
-    a pure function of ``(seed, epoch, b)``, like :class:`SampledBatches`.
-    """
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        pairs: dict[str, np.ndarray],
-        batch_size: int,
-        seed: int,
-        distortions: int = 8,
-        augment: KochAffine | None = None,
-    ) -> None:
-        if distortions < 0:
-            raise ValueError(f"distortions must be >= 0, got {distortions}")
-        if distortions and not isinstance(augment, KochAffine):
-            raise ValueError(f"{distortions} distorted copies per pair need augment: KochAffine, got {augment!r}")
-        self.images = images
-        self.pairs = pairs
-        self.num_pairs = len(pairs["same"])
-        self.num_examples = self.num_pairs * (1 + distortions)
-        self.batch_size = batch_size
-        self.num_batches = self.num_examples // batch_size
-        if batch_size < 2 or self.num_batches < 1:
-            raise ValueError(
-                f"{self.num_pairs} pairs x {1 + distortions} copies = {self.num_examples} examples "
-                f"give no whole batch of {batch_size}"
-            )
-        self.seed = seed
-        self.augment = augment
-        self._order: tuple[int, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return self.num_batches
-
-    def examples(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The pair and copy of each example of batch ``index`` of ``epoch``."""
-        if self._order is None or self._order[0] != epoch:  # one permutation per epoch, not per batch
-            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.num_examples))
-        chosen = self._order[1][index * self.batch_size : (index + 1) * self.batch_size]
-        return chosen % self.num_pairs, chosen // self.num_pairs
-
-    def transforms(self, pair: int, copy: int, size: int) -> torch.Tensor:
-        """The fixed forward transforms ``[2, 2, 3]`` of both images of one distorted copy."""
-        seed = int(np.random.default_rng([self.seed, pair, copy]).integers(2**62))
-        return self.augment.matrices(2, size, torch.Generator().manual_seed(seed))
-
-    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
-        pair, copy = self.examples(*_batch_key(key))
-        first = to_float(self.images[self.pairs["first"][pair]])
-        second = to_float(self.images[self.pairs["second"][pair]])
-        distorted = np.flatnonzero(copy)
-        if len(distorted):  # one warp for the whole batch: all first images, then all second ones
-            size = first.shape[-1]
-            forward = torch.stack([self.transforms(pair[k], copy[k], size) for k in distorted], dim=1)
-            both = torch.cat([first[distorted], second[distorted]])
-            first[distorted], second[distorted] = KochAffine.warp(both, forward.flatten(0, 1)).chunk(2)
-        return {"first": first, "second": second, "same": torch.from_numpy(self.pairs["same"][pair])}
-
-
-class EpochKeySampler(DistributedSampler):
-    """Yields ``(epoch, index)`` keys, this rank's share of the indices.
-
-    Lightning calls ``set_epoch`` before every epoch, and leaves a
-    ``DistributedSampler`` in place under DDP, so each rank gets its own whole batches.
-    """
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        return ((self.epoch, int(i)) for i in super().__iter__())
 
 
 class EvaluationSet(Dataset):
@@ -179,7 +46,8 @@ class EvaluationSet(Dataset):
     (``<stage>/<name>_acc``); a benchmark of named tasks (Lake's runs) gives ``task_names``,
     one per episode, and each task's accuracy is then reported. A verification benchmark
     (LFW's pair lists) has no episodes: its ``pairs`` are the benchmark (with ``folds`` for
-    View 2), read from the file ``source``.
+    View 2), read from the file ``source``. Each image is given as ``prepare`` makes it: its
+    data module's :attr:`~SiameseDataModule.prepare`, set again whenever a loader is built.
     """
 
     def __init__(
@@ -191,8 +59,10 @@ class EvaluationSet(Dataset):
         name: str = "oneshot",
         task_names: list[str] | None = None,
         source: str | None = None,
+        prepare: Callable[[torch.Tensor], torch.Tensor] = to_float,
     ) -> None:
         self.collection = collection
+        self.prepare = prepare
         self.source = source
         self.episodes = episodes
         self.pairs = pairs or {}
@@ -204,7 +74,7 @@ class EvaluationSet(Dataset):
         return len(self.collection)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return to_float(self.collection.images[index]), index
+        return self.prepare(self.collection.images[index]), index
 
 
 def lake_runs_set(collection: ImageCollection, episodes: Episodes) -> EvaluationSet:
@@ -356,6 +226,20 @@ class SiameseDataModule(pl.LightningDataModule):
         """The classes of split ``name`` (``train``, ``val`` or ``test``), disjoint from the others."""
         raise NotImplementedError
 
+    @property
+    def prepare(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """How this module's uint8 images ``[..., C, H, W]`` become what the model takes: float tensors.
+
+        The one preparation of the module's images outside training: its evaluation and
+        prediction sets give images through it, and whatever embeds the module's images
+        elsewhere (the health callback, the end-of-run report, the projector, the tools) passes
+        it to :func:`~lightning_siamese.models.embedding.embed_all`. Called like a method,
+        ``data.prepare(images)``; a property so that what it returns is a plain callable a
+        DataLoader worker can pickle. Here :func:`to_float` ([0, 1]); a module that normalises
+        further (signatures: divided by the training pixel std) returns its own.
+        """
+        return to_float
+
     # --- data ---------------------------------------------------------------------
 
     @property
@@ -387,7 +271,11 @@ class SiameseDataModule(pl.LightningDataModule):
         tasks: int | None = None,
         seed: int | None = None,
     ) -> EvaluationSet:
-        """Images of ``split`` with a fixed set of episodes (the configured task by default)."""
+        """Images of ``split`` with a fixed set of episodes (the configured task by default).
+
+        The episodes, pairs and triplets (behind ``val/loss``) are fixed by ``seed`` (the split's
+        by default), each through its own stream (:func:`~lightning_siamese.data.samplers.seeds.seed_stream`).
+        """
         collection = self.split(split)
         default_tasks, default_seed = (
             (self.test_tasks, self.test_seed) if split == "test" else (self.val_tasks, self.val_seed)
@@ -405,11 +293,13 @@ class SiameseDataModule(pl.LightningDataModule):
             instances=collection.instances,
             group_names=collection.group_names,
         )
+        # Episodes, pairs and triplets each draw from their own stream of the one seed.
         pair_sampler = BalancedPairSampler(collection.labels, collection.class_groups, self.same_group_prob)
-        rng = np.random.default_rng(seed)
-        pairs = {k: torch.from_numpy(v) for k, v in pair_sampler.sample(self.val_pairs, rng).items()}
+        drawn = pair_sampler.sample(self.val_pairs, seed_stream(seed, "pairs"))
+        pairs = {k: torch.from_numpy(v) for k, v in drawn.items()}
         triplet_sampler = TripletSampler(collection.labels, collection.class_groups, self.same_group_prob)
-        triplets = {k: torch.from_numpy(v) for k, v in triplet_sampler.sample(self.val_pairs, rng).items()}
+        drawn = triplet_sampler.sample(self.val_pairs, seed_stream(seed, "triplets"))
+        triplets = {k: torch.from_numpy(v) for k, v in drawn.items()}
         return EvaluationSet(collection, episodes, pairs, triplets)
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
@@ -419,12 +309,37 @@ class SiameseDataModule(pl.LightningDataModule):
             return BalancedPairSampler(train.labels, train.class_groups, self.same_group_prob)
         if self.batch_kind == "triplets":
             return TripletSampler(train.labels, train.class_groups, self.same_group_prob)
+        self._check_class_batch(train)
         return ClassBalancedSampler(
             train.labels,
             self.batch_size // self.images_per_class,
             self.images_per_class,
             train.class_groups,
             self.same_group_prob,
+        )
+
+    def _check_class_batch(self, train: ImageCollection) -> None:
+        """A P x K batch needs P training classes of K images: if the split has fewer, say which option to set, and to what.
+
+        An error, not a smaller batch taken quietly with a warning: P is the batch's number of
+        negatives for every anchor, which the loss, its mining and the learning rate were
+        chosen for, so a run should train on the batch its config names; the message gives
+        the command-line value that fits the data (all the classes there are, x K).
+        """
+        p, k = self.batch_size // self.images_per_class, self.images_per_class
+        eligible = int((torch.bincount(train.labels, minlength=train.num_classes) >= k).sum())
+        if eligible >= p:
+            return
+        if eligible >= 2:
+            remedy = (f"set a batch of the classes there are, --data.init_args.batch_size {eligible * k} "
+                      f"({eligible} classes x {k} images), or any smaller multiple of images_per_class={k} "
+                      f"down to {2 * k} (in a config: data.init_args.batch_size)")
+        else:
+            remedy = ("a batch needs two such classes: lower --data.init_args.images_per_class, "
+                      "or train on more classes (a smaller val_fraction or test_fraction)")
+        raise ValueError(
+            f"a batch of {p} x {k} (classes x images) needs {p} classes with at least {k} images; the training split "
+            f"has {eligible} such classes of {train.num_classes}: {remedy}"
         )
 
     def test_set(self) -> EvaluationSet:
@@ -494,7 +409,8 @@ class SiameseDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
+    def _evaluation_loader(self, dataset: EvaluationSet) -> DataLoader:
+        dataset.prepare = self.prepare  # read now: a checkpoint restores what it depends on after setup
         return DataLoader(dataset, batch_size=self.eval_batch_size, shuffle=False, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:

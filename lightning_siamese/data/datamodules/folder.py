@@ -104,7 +104,7 @@ class FolderDataModule(SiameseDataModule):
             units = sorted({unit(c) for c in large})
             order = [units[i] for i in rng.permutation(len(units))]
             n_val, n_test = round(self.val_fraction * len(order)), round(self.test_fraction * len(order))
-            split_of = {u: "val" for u in order[:n_val]} | {u: "test" for u in order[n_val : n_val + n_test]}
+            split_of = dict.fromkeys(order[:n_val], "val") | dict.fromkeys(order[n_val : n_val + n_test], "test")
             which = {c: split_of.get(unit(c), "train") for c in large}
             assignment = {k: sorted(c for c in large if which[c] == k) for k in ("train", "val", "test")}
             assignment["dropped"] = small if self.small_classes == "drop" else []
@@ -118,11 +118,13 @@ class FolderDataModule(SiameseDataModule):
         data = self.collection
         info = self._load_summary
         lines = [
-            f"Folder data set {self.root}: {data.num_classes} classes, {len(data)} images, "
-            f"{int(counts.min())}-{int(counts.max())} images per class (median {int(counts.median())}); "
-            f"sizes before resizing {info['original_width'][0]}-{info['original_width'][1]} x "
-            f"{info['original_height'][0]}-{info['original_height'][1]} px, resized to {self.image_size}x{self.image_size}, "
-            f"{self.channels} channel(s).",
+            (
+                f"Folder data set {self.root}: {data.num_classes} classes, {len(data)} images, "
+                f"{int(counts.min())}-{int(counts.max())} images per class (median {int(counts.median())}); "
+                f"sizes before resizing {info['original_width'][0]}-{info['original_width'][1]} x "
+                f"{info['original_height'][0]}-{info['original_height'][1]} px, resized to {self.image_size}x{self.image_size}, "
+                f"{self.channels} channel(s)."
+            ),
             f"  classes by class_depth: {depth_counts(info)}; using class_depth {self.class_depth}.",
         ]
         for name in ("train", "val", "test"):
@@ -133,6 +135,8 @@ class FolderDataModule(SiameseDataModule):
             fate = "moved to the test split as novel classes" if self.small_classes == "test" else "dropped"
             lines.append(f"  {len(small)} classes with fewer than {self.min_images} images {fate}: {', '.join(small[:20])}"
                          + (" ..." if len(small) > 20 else ""))
+        if info.get("ignored"):
+            lines.append(f"  {len(info['ignored'])} non-image files beside the class folders ignored: {', '.join(info['ignored'][:10])}")
         if info["skipped"]:
             lines.append(f"  {len(info['skipped'])} unreadable files skipped: {', '.join(info['skipped'][:10])}")
         return "\n".join(lines)

@@ -9,12 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_siamese.data.datamodules.base import (
-    IMAGE_KEYS,
-    EvaluationSet,
-    SampledBatches,
-    SiameseDataModule,
-)
+from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
+from lightning_siamese.data.datamodules.batches import IMAGE_KEYS, SampledBatches
 from lightning_siamese.data.samplers.pairs import SignaturePairSampler, evaluation_pairs
 from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.sources.signatures import (
@@ -23,7 +19,7 @@ from lightning_siamese.data.sources.signatures import (
     load_signatures,
     writers_and_kinds,
 )
-from lightning_siamese.data.transforms.views import to_float
+from lightning_siamese.data.transforms.views import ScaledToFloat, to_float
 
 
 class ScaledBatches(Dataset):
@@ -42,19 +38,14 @@ class ScaledBatches(Dataset):
 class SignatureEvaluationSet(EvaluationSet):
     """Verification pairs of held-out writers, with each writer's reference signatures.
 
-    Images are divided by the training set's standard deviation, set through ``scale`` when
-    the loader is built (after a checkpoint has restored it).
+    Images are divided by the training set's standard deviation: the data module's
+    ``prepare``, set when the loader is built (after a checkpoint has restored the std).
     """
 
     def __init__(self, collection: ImageCollection, pairs: dict[str, torch.Tensor] | None = None,
                  references: list[torch.Tensor] | None = None, source: str | None = None) -> None:
         super().__init__(collection, pairs=pairs, name="verification", source=source)
         self.references = references or []
-        self.scale = 1.0
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return to_float(self.collection.images[index]) * self.scale, index
-
 
 
 class SignatureDataModule(SiameseDataModule):
@@ -180,6 +171,11 @@ class SignatureDataModule(SiameseDataModule):
             self._pixel_std = float(to_float(self.split("train").images).std())
         return self._pixel_std
 
+    @property
+    def prepare(self) -> ScaledToFloat:
+        """SigNet's preparation: [0, 1], divided by the training pixel std (the checkpoint's, once restored)."""
+        return ScaledToFloat(1.0 / self.pixel_std)
+
     def state_dict(self) -> dict[str, Any]:
         return {"pixel_std": self.pixel_std, "kind": "signatures"}
 
@@ -204,21 +200,16 @@ class SignatureDataModule(SiameseDataModule):
         source = self.test_root if split == "test" else self.root
         return SignatureEvaluationSet(collection, pairs, references, source=f"{source} ({split} writers)")
 
-    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
-        dataset.scale = 1.0 / self.pixel_std  # read now: a checkpoint restores it after setup
-        return super()._evaluation_loader(dataset)
-
     def predict_dataloader(self) -> DataLoader:
         return self._evaluation_loader(SignatureEvaluationSet(self.split(self.predict_split)))
 
     def describe(self, stage: str) -> str:
         files = self.files("root" if stage == "fit" else "test")
-        lines = [f"Signatures at {files.archive or files.root} ({files.layout} layout), {self.size[0]}x{self.size[1]} px, "
-                 f"inverted, divided by the training pixel std"]
+        lines = [(f"Signatures at {files.archive or files.root} ({files.layout} layout), {self.size[0]}x{self.size[1]} px, "
+                  f"inverted, divided by the training pixel std")]
         splits = ("train", "val") if stage == "fit" else ("test",)
         for name in splits:
             split = self.split(name)
-            _, counts = torch.unique(split.labels, return_counts=True)
             genuine = sum(int((split.labels == c).sum()) for c, n in enumerate(split.class_names) if n.endswith("/genuine"))
             lines.append(f"  {name}: {len(split.group_names)} writers, {genuine} genuine and {len(split) - genuine} forged "
                          f"signatures (writers {', '.join(split.group_names[:8])}{' ...' if len(split.group_names) > 8 else ''})")

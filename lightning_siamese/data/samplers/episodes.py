@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from lightning_siamese.data.samplers.classes import _class_members
+from lightning_siamese.data.samplers.seeds import seed_stream
 
 
 @dataclass
@@ -19,7 +20,7 @@ class Episodes:
         support: ``[T, N, K]`` image indices; ``support[t, n]`` are the K shots of way n.
         query: ``[T, N, Q]`` image indices; ``query[t, n]`` belong to way n.
         classes: ``[T, N]`` class label of each way.
-        seed: the seed that drew them.
+        seed: the seed that drew them (from its ``"episodes"`` stream, :func:`seed_stream`).
     """
 
     support: torch.Tensor
@@ -58,7 +59,9 @@ def sample_episodes(
     a task. With ``instances`` (Omniglot's drawers) each task draws K + Q distinct
     instances shared by all of its classes: shots from the first K, queries from the
     rest. For K = Q = 1 that is Koch's form: one alphabet, 20 characters, two drawers,
-    each of drawer A's 20 images matched against drawer B's 20.
+    each of drawer A's 20 images matched against drawer B's 20. The draw is fixed by
+    ``seed``, through its own stream (:func:`~lightning_siamese.data.samplers.seeds.seed_stream`):
+    the unknown queries, pairs and triplets of the same seed draw from others.
 
     Raises:
         ValueError: when the labels cannot supply such tasks, naming what is short.
@@ -106,7 +109,7 @@ def sample_episodes(
                 f"have at least {per_task} images (k_shot={k_shot} + n_query={n_query})"
             )
 
-    rng = np.random.default_rng(seed)
+    rng = seed_stream(seed, "episodes")
     support = np.empty((num_tasks, n_way, k_shot), dtype=np.int64)
     query = np.empty((num_tasks, n_way, n_query), dtype=np.int64)
     classes = np.empty((num_tasks, n_way), dtype=np.int64)
@@ -167,7 +170,8 @@ def sample_unknown_queries(
     is not one of the task's ways, drawn uniformly among those classes (distinct classes while
     there are enough). With ``within_group`` the classes come from the task's own group
     (alphabet), the harder "none of these"; a group with no class to spare lends from the
-    whole split. The draw is fixed by ``seed`` (the episodes' own seed by default).
+    whole split. The draw is fixed by ``seed`` (the episodes' own seed by default), through its
+    ``"unknown_queries"`` stream: not the random numbers that drew the episodes.
 
     Raises:
         ValueError: when ``fraction`` is not in (0, 1), or the split has no class outside a task.
@@ -179,7 +183,7 @@ def sample_unknown_queries(
     count = unknown_count(n_way * episodes.query.shape[2], fraction)
     members = _class_members(labels, len(class_groups))
     nonempty = np.array([c for c, m in enumerate(members) if len(m)])
-    rng = np.random.default_rng(episodes.seed if seed is None else seed)
+    rng = seed_stream(episodes.seed if seed is None else seed, "unknown_queries")
     unknown = np.empty((n_tasks, count), dtype=np.int64)
     for t in range(n_tasks):
         outside = np.setdiff1d(nonempty, classes[t])

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pgm", ".ppm", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -228,3 +233,28 @@ def decode_image(
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1), original
+
+
+def decode_or_skip(
+    decode: Callable[[], T],
+    where: str,
+    skip_bad_images: bool,
+    remedy: str,
+    skipped: list[str] | None = None,
+) -> T | None:
+    """``decode()``, the one rule every loader applies to a file that is not a readable image.
+
+    ``decode`` raises ValueError naming the file when it is not one (:func:`decode_image`
+    does). Then, without ``skip_bad_images``, that is an error ending with ``remedy`` and how
+    to skip instead; with it, a warning, ``where`` is appended to ``skipped``, and the result
+    is ``None``.
+    """
+    try:
+        return decode()
+    except ValueError as err:
+        if not skip_bad_images:
+            raise ValueError(f"{err}. {remedy}, or set skip_bad_images: true") from err
+        warnings.warn(f"skipping {err}", stacklevel=3)
+        if skipped is not None:
+            skipped.append(where)
+        return None

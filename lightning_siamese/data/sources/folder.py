@@ -12,6 +12,7 @@ from lightning_siamese.data.sources.collection import (
     IMAGE_SUFFIXES,
     ImageCollection,
     decode_image,
+    decode_or_skip,
 )
 
 
@@ -30,12 +31,15 @@ def load_image_folder(
     DarkShotLearning seed's 25 shape, 67 type and 100 type-and-shape classes). A class's
     group is its top-level folder. Images of any mode are converted to ``channels`` (1 or
     3) and resized to ``image_size`` x ``image_size`` (aspect ratio not kept). Hidden files
-    are ignored; any other file that is not a readable image is an error naming it, or,
-    with ``skip_bad_images``, a warning. A ``class_depth`` deeper than a folder holding
+    are ignored, and so, with one warning, are files directly in ``root`` that the decoder
+    cannot read (a README beside the class folders); an image directly in ``root`` is an
+    error naming it. In a class folder, any file that is not a readable image is an error
+    naming it, or, with ``skip_bad_images``, a warning. A ``class_depth`` deeper than a folder holding
     images is an error naming that folder.
 
     Returns the collection and a summary: image sizes before resizing, the number of
-    classes at each depth the tree allows, and what was skipped.
+    classes at each depth the tree allows, what was skipped (``skipped``) and the non-image
+    files ignored at the root (``ignored``).
     """
     root = Path(root)
     if channels not in (1, 3):
@@ -50,7 +54,13 @@ def load_image_folder(
     sizes: list[tuple[int, int]] = []
     skipped: list[str] = []
     class_index: dict[str, int] = {}
-    image_folders = _image_folders(root)
+    image_folders, ignored = _image_folders(root)
+    if ignored:
+        warnings.warn(
+            f"ignoring {len(ignored)} file(s) directly in {root} that are not images: "
+            f"{', '.join(f.name for f in ignored)}",
+            stacklevel=2,
+        )
     depths = class_depths(root, [folder for folder, _ in image_folders])
     if class_depth != "leaf" and class_depth > max(depths, default=0):
         shallow = next(f for f, _ in image_folders if len(f.relative_to(root).parts) < class_depth)
@@ -65,20 +75,12 @@ def load_image_folder(
         name = "/".join(parts if class_depth == "leaf" else parts[:class_depth])
         decoded = 0
         for path in files:
-            problem = None
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                problem = f"{path} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})"
-            else:
-                try:
-                    image, size = decode_image(path.read_bytes(), str(path), image_size, channels)
-                except ValueError as err:
-                    problem = str(err)
-            if problem is not None:
-                if not skip_bad_images:
-                    raise ValueError(f"{problem}. Remove the file, or set skip_bad_images: true")
-                warnings.warn(f"skipping {problem}")
-                skipped.append(str(path))
+            decoded_file = decode_or_skip(
+                lambda path=path: _decode_file(path, image_size, channels), str(path), skip_bad_images, "Remove the file", skipped
+            )
+            if decoded_file is None:
                 continue
+            image, size = decoded_file
             images.append(image)
             labels.append(class_index.setdefault(name, len(class_index)))
             paths.append(str(path))
@@ -99,16 +101,29 @@ def load_image_folder(
         "classes_per_depth": depths,
         "leaf_classes": len(image_folders),
         "skipped": skipped,
+        "ignored": [str(f) for f in ignored],
     }
     return ImageCollection.from_class_names(torch.stack(images), labels, list(class_index), paths), summary
 
 
-def _image_folders(root: Path) -> list[tuple[Path, list[Path]]]:
-    """Every folder under ``root`` that holds files, with its files (hidden ones ignored), sorted.
+def _decode_file(path: Path, image_size: int | None, channels: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A class folder's file as an image: by its name first (``notes.txt`` is no image), then by the decoder."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path} is not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    return decode_image(path.read_bytes(), str(path), image_size, channels)
 
-    An empty folder, or files directly in ``root``, are errors that name them.
+
+def _image_folders(root: Path) -> tuple[list[tuple[Path, list[Path]]], list[Path]]:
+    """Every folder under ``root`` that holds files, with its files (hidden ones ignored), sorted;
+    and the files directly in ``root`` that are not images.
+
+    Files beside the class folders that the decoder cannot read (a README, a licence, an index
+    page: the AT&T face database ships a README beside ``s1/ ... s40/``) are not data; they are
+    returned to be skipped with one warning. Images directly in ``root``, whatever their names,
+    have no class: an error naming them, as is an empty folder.
     """
     found = []
+    ignored: list[Path] = []
     folders = sorted(p for p in [root, *root.rglob("*")] if p.is_dir() and not p.name.startswith("."))
     for folder in folders:
         files = sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith("."))
@@ -118,9 +133,23 @@ def _image_folders(root: Path) -> list[tuple[Path, list[Path]]]:
         if not files:
             continue
         if folder == root:
-            raise ValueError(f"image files directly in {root} (e.g. {files[0].name}): expected root/<class>/<image>")
+            images = [f for f in files if _decodes(f)]
+            if images:
+                names = ", ".join(f.name for f in images[:10]) + (f" and {len(images) - 10} more" if len(images) > 10 else "")
+                raise ValueError(f"image files directly in {root} ({names}): expected root/<class>/<image>")
+            ignored = files
+            continue
         found.append((folder, files))
-    return found
+    return found, ignored
+
+
+def _decodes(path: Path) -> bool:
+    """Whether the decoder reads ``path`` as an image (its name aside)."""
+    try:
+        decode_image(path.read_bytes(), str(path), None)
+    except ValueError:
+        return False
+    return True
 
 
 def class_depths(root: Path, image_folders: Sequence[Path]) -> dict[int, int]:

@@ -61,7 +61,7 @@ def download_lfw_list(path: Path, url: str = LFW_URL) -> None:
 
     md5 = LFW_LISTS.get(path.name)
     if md5 is None:
-        warnings.warn(f"{path.name} is not one of LFW's published lists {sorted(LFW_LISTS)}; downloading it unverified")
+        warnings.warn(f"{path.name} is not one of LFW's published lists {sorted(LFW_LISTS)}; downloading it unverified", stacklevel=2)
     download_url(url.rstrip("/") + "/" + path.name, str(path.parent), filename=path.name, md5=md5)
 
 

@@ -12,7 +12,11 @@ from pathlib import Path
 import torch
 
 from lightning_siamese.data.samplers.episodes import Episodes
-from lightning_siamese.data.sources.collection import ImageCollection, decode_image
+from lightning_siamese.data.sources.collection import (
+    ImageCollection,
+    decode_image,
+    decode_or_skip,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +97,7 @@ def download_omniglot(
     if name not in md5:
         raise ValueError(f"unknown Omniglot set {name!r}; known sets: {sorted(md5)}")
     if md5[name] is None:
-        warnings.warn(f"{name}.zip has no published checksum; downloading it unverified")
+        warnings.warn(f"{name}.zip has no published checksum; downloading it unverified", stacklevel=2)
     download_url(f"{base_url}/{name}.zip", str(root), filename=f"{name}.zip", md5=md5[name])
     return root / f"{name}.zip"
 
@@ -177,13 +181,13 @@ def load_omniglot(
             class_name = f"{alphabet}/{character}"
             if (class_name, Path(where).name) in seen:
                 continue  # the same image from another set (the small sets overlap)
-            try:
-                image, _ = decode_image(data, where, image_size, ink_fill=ink_fill)
-            except ValueError as err:
-                if not skip_bad_images:
-                    raise ValueError(f"{err}. Remove or replace the file, or set skip_bad_images: true") from err
-                warnings.warn(f"skipping {err}")
+            decoded = decode_or_skip(
+                lambda data=data, where=where: decode_image(data, where, image_size, ink_fill=ink_fill),
+                where, skip_bad_images, "Remove or replace the file",
+            )
+            if decoded is None:
                 continue
+            image = decoded[0]
             seen.add((class_name, Path(where).name))
             images.append(image)
             labels.append(class_index.setdefault(class_name, len(class_index)))
@@ -232,7 +236,7 @@ def download_lake_runs(target: Path, url: str | None = None, md5: str | None = N
     url = LAKE_RUNS_URL if url is None else url
     md5 = LAKE_RUNS_MD5 if md5 is None else md5
     if md5 is None:
-        warnings.warn(f"{target.name} has no published checksum; downloading it unverified")
+        warnings.warn(f"{target.name} has no published checksum; downloading it unverified", stacklevel=2)
     download_url(url, str(target.parent), filename=target.name, md5=md5)
     return target
 

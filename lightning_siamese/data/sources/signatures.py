@@ -28,7 +28,7 @@ from lightning_siamese.data.sources.collection import (
     ImageCollection,
     decode_image,
 )
-from lightning_siamese.data.transforms.views import to_float
+from lightning_siamese.data.transforms.views import ScaledToFloat
 
 FORGERY_SUFFIX = "_forg"
 
@@ -169,9 +169,9 @@ def prepare_signature(image: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
 
 def read_signature(data: bytes, where: str, size: Sequence[int], pixel_std: float) -> torch.Tensor:
     """One signature file as a trained SigNet takes it: float ``[1, 1, H, W]``, inverted, resized,
-    divided by the training images' pixel standard deviation."""
+    divided by the training images' pixel standard deviation, as ``SignatureDataModule.prepare`` does."""
     image = prepare_signature(decode_image(data, where, None, 1)[0], tuple(size))
-    return to_float(image[None]) / pixel_std
+    return ScaledToFloat(1.0 / pixel_std)(image[None])
 
 
 def load_signatures(files: SignatureFiles, size: tuple[int, int], writers: list[str] | None = None) -> ImageCollection:

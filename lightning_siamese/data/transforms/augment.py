@@ -162,8 +162,8 @@ class DarkShotAugment(nn.Module):
             elif op == "crop":
                 top, bottom, left, right = (0.3 * torch.rand(4, generator=generator)).tolist()
                 t, b = int(top * h), h - int(bottom * h)
-                l, r = int(left * w), w - int(right * w)
-                x = F.interpolate(x[..., t:b, l:r], size=(h, w), mode="bilinear", align_corners=False)
+                lo, r = int(left * w), w - int(right * w)
+                x = F.interpolate(x[..., t:b, lo:r], size=(h, w), mode="bilinear", align_corners=False)
             elif op == "gamma":
                 x = x.clamp(0, 1).pow(2.0)
             else:

@@ -17,6 +17,20 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+@dataclass(frozen=True)
+class ScaledToFloat:
+    """:func:`to_float`, then times ``scale``: SigNet's division by the training pixel standard deviation.
+
+    A plain object rather than a closure, so a DataLoader worker can pickle the evaluation set
+    that holds it.
+    """
+
+    scale: float
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return to_float(images) * self.scale
+
+
 def evaluation_views(images: torch.Tensor, flip: bool = False, shift: int = 0) -> list[torch.Tensor]:
     """The image batch, its four copies shifted by ``shift`` px (edges replicated), and all their mirrors if ``flip``."""
     views = [images]
