@@ -11,8 +11,8 @@ import torch
 import yaml
 from PIL import Image
 
-from lightning_siamese.cli.siamese import main
-from lightning_siamese.cli.tools.analysis import retrieval_embeddings
+from lightning_siamese.cli.main import main
+from lightning_siamese.cli.tools.retrieve import retrieval_embeddings
 from lightning_siamese.evaluation.probe import fit_probe
 from lightning_siamese.evaluation.retrieval import Gallery, evaluate_retrieval
 from lightning_siamese.inference.images import labelled_images

@@ -306,3 +306,25 @@ def test_resume_from_a_run_folder_alone_continues_its_schedule(experiment: Path)
     assert lrs == pytest.approx([0.001, 0.0009, 0.00081])  # ExponentialLR carries on, not restarted
     not_a_run = run_cli(cwd, "fit", "--resume", str(cwd), check=False)
     assert not_a_run.returncode != 0 and "not a run folder (no config.yaml in it)" in not_a_run.stderr
+
+
+@pytest.mark.parametrize("head", ["koch", "triplet"])
+def test_a_run_that_stops_before_its_first_validation_ends_normally(experiment: Path, head: str) -> None:
+    """``--trainer.max_steps 2`` stops inside the first epoch (4 steps), before any validation: the default
+    early stopping has no val/oneshot_acc to compare. The run still ends normally, with a last.ckpt, a note
+    that nothing was validated, and the end-of-run report of the final weights."""
+    cwd = experiment.parent
+    heads = [] if head == "koch" else [
+        "--model.init_args.head", "lightning_siamese.models.TripletHead",
+        "--data.init_args.batch_kind", "classes", "--data.init_args.images_per_class", "4"]
+    result = run_cli(cwd, "fit", "--config", str(experiment), "--trainer.max_steps", "2", *heads, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "not available" not in output
+    run_dir = cwd / "logs" / "tiny" / "version_0"
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]  # no best: nothing was scored
+    assert "stopped at step 2 before its first validation: nothing was validated" in output
+    report = json.loads((run_dir / "oneshot_val.json").read_text())
+    assert report["checkpoint"] == "final weights" and report["tasks"] == 30

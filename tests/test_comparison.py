@@ -11,7 +11,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese.cli.siamese import main
+from lightning_siamese.cli.main import main
 from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.data.transforms.views import AlignmentViews
 from lightning_siamese.evaluation.baselines import make_baseline

@@ -13,8 +13,8 @@ import pytest
 import torch
 from lightning.pytorch.cli import instantiate_module
 
-from lightning_siamese.cli.siamese import main
-from lightning_siamese.cli.tools import gallery as gallery_module
+from lightning_siamese.cli.main import main
+from lightning_siamese.cli.tools.identify import run_identify
 from lightning_siamese.inference.gallery import Gallery, chunked_search, model_identity
 from lightning_siamese.inference.images import labelled_images, read_image
 from lightning_siamese.inference.model import load_trained
@@ -286,15 +286,15 @@ def test_enroll_identify_remove_through_the_command(tmp_path: Path, ckpt: Path, 
         best = gallery.classes[int(row.argmax())]
         label = best if float(row.max()) >= -0.8 else "unknown"
         assert f"{p}: {label} (score {float(row.max()):.4f}" in printed
-    matches = gallery_module.run_identify(str(path), str(ckpt), [str(queries)], 0.5, "nearest", 3)
+    matches = run_identify(str(path), str(ckpt), [str(queries)], 0.5, "nearest", 3)
     assert all(m.label == "unknown" for m in matches)  # -distance never reaches 0.5
     member = enroll_dir / "char02" / "d2.png"  # an enrolled image is its own nearest member, at distance ~0
-    (match,) = gallery_module.run_identify(str(path), str(ckpt), [str(member)], None, "nearest", 5)
+    (match,) = run_identify(str(path), str(ckpt), [str(member)], None, "nearest", 5)
     assert (match.label, round(match.score, 4)) == ("char02", 0.0)
 
     main(["remove", str(path), "char01"])
     assert "Removed 1 classes (3 images)" in capsys.readouterr().out
-    assert all(m.best_class != "char01" for m in gallery_module.run_identify(str(path), str(ckpt), [str(queries)], None, "prototype", 2))
+    assert all(m.best_class != "char01" for m in run_identify(str(path), str(ckpt), [str(queries)], None, "prototype", 2))
 
 
 def test_another_checkpoint_cannot_use_the_gallery(tmp_path: Path, ckpt: Path) -> None:
@@ -354,7 +354,7 @@ def test_the_console_command_exits_with_the_message(tmp_path: Path, ckpt: Path) 
     path = tmp_path / "gallery.pt"
     main(["enroll", str(path), str(enroll_dir), "--ckpt", str(ckpt)])
     path.write_bytes(path.read_bytes()[:100])
-    done = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "identify", str(path), str(enroll_dir),
+    done = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", "identify", str(path), str(enroll_dir),
                            "--ckpt", str(ckpt)], capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 1 and "gallery.pt is corrupt or truncated" in done.stderr

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from lightning_siamese.cli import siamese as commands
+from lightning_siamese.cli import main as commands
 from lightning_siamese.inference.images import read_image
 from lightning_siamese.inference.model import load_trained
 from tests.conftest import REPO
@@ -74,7 +74,7 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     # interpreter start-up each).
     first, second = (root / "lfw2" / "PA_Q" / "PA_Q_0001.jpg"), (root / "lfw2" / "PB_Q" / "PB_Q_0001.jpg")
     verify = ["verify", str(first), str(second), "--ckpt", str(last)]
-    result = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", *verify], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", *verify], capture_output=True, text=True,
                             timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
     line = result.stdout.strip().splitlines()[-1]
@@ -147,3 +147,17 @@ def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
     assert after == written  # finished folds are neither trained nor tested again
     assert json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())["accuracy"] == summary["accuracy"]
+
+
+def test_a_verification_run_that_stops_before_its_first_validation_ends_normally(tmp_path: Path) -> None:
+    """The smoke run of test_cli's one-shot configs, on LFW's verification config: no val/acc to stop on
+    yet, and no episodes for the end-of-run report; it ends with its last checkpoint and the note."""
+    root = write_lfw(tmp_path / "lfw")
+    result = run_cli(tmp_path, *fit_args(root, "lfw.yaml", *SMALL_KOCH, "--trainer.max_steps", "2"), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "stopped at step 2 before its first validation: nothing was validated" in output
+    checkpoints = tmp_path / "logs" / "lfw" / "version_0" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last.ckpt"]
+    saved = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 2 and saved.get("verification_threshold") is None  # no threshold was fitted

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 
-from lightning_siamese.cli.siamese import main as commands_main
+from lightning_siamese.cli.main import main as commands_main
 from lightning_siamese.cli.tools.report import write_report
 from lightning_siamese.inference.runs import ReportError, check_run_dir
 

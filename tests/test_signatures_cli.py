@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_siamese.cli.siamese import main
+from lightning_siamese.cli.main import main
 from lightning_siamese.data.datamodules.signatures import SignatureDataModule
 from lightning_siamese.inference.images import read_image
 from lightning_siamese.inference.model import load_trained

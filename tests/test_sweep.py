@@ -88,7 +88,7 @@ def test_the_grid_is_checked_against_the_real_config_before_running() -> None:
 
 def sweep_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "sweep", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", "sweep", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -164,7 +164,7 @@ def test_a_sweep_runs_each_combination_records_failures_plots_reports_and_reruns
 
 def test_an_unknown_grid_key_fails_before_anything_runs(tmp_path: Path, tiny_omniglot: Path, capsys: pytest.CaptureFixture,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from lightning_siamese.cli.siamese import main
+    from lightning_siamese.cli.main import main
 
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
     monkeypatch.chdir(tmp_path)

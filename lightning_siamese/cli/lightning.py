@@ -5,6 +5,8 @@ Runs go to ``logs/<experiment>/version_N/`` (TensorBoard events, ``config.yaml``
 experiment in its own folder, rather than opening a new version folder in which
 Lightning would find no ``last.ckpt``. A checkpoint of another model than the config's
 (model class, encoder, head or their init args) fails with one message that says how.
+A run that stops before its first validation (``--trainer.max_steps 2``, a smoke test)
+ends normally, with its last checkpoint and a note that nothing was validated.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lightning.pytorch.cli import (
     LightningCLI,
     SaveConfigCallback,
 )
+from lightning.pytorch.utilities import rank_zero_warn
 
 from lightning_siamese.callbacks.checkpoint import RunCheckpoint, StopOnNonFiniteLoss
 from lightning_siamese.callbacks.health import TrainingHealth
@@ -69,6 +72,39 @@ class KeepingSaveConfigCallback(SaveConfigCallback):
         trainer.strategy.barrier()
 
 
+class EarlyStoppingAfterValidation(EarlyStopping):
+    """Lightning's ``EarlyStopping`` that starts checking at the first validation.
+
+    Before any validation has run there is no monitored metric to compare, and Lightning's
+    ``EarlyStopping`` (``strict``) ends a run that stops inside its first epoch (e.g.
+    ``--trainer.max_steps 2``) with ``RuntimeError: Early stopping conditioned on metric ...
+    which is not available``. This one skips the check until a validation (not the sanity
+    check) has run in this process; after one, a missing metric is still an error (a
+    misspelled ``monitor``). A fit that ends without any validation says so: nothing was
+    validated, no best checkpoint was chosen, the last checkpoint holds the final weights
+    (which the end-of-run report then scores).
+    """
+
+    _validated = False
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated = True
+        super().on_validation_end(trainer, pl_module)
+
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
+        if self._validated:
+            super()._run_early_stopping_check(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._validated and not trainer.fast_dev_run:
+            rank_zero_warn(
+                f"The run stopped at step {trainer.global_step} before its first validation: nothing was validated, "
+                f"so early stopping never checked {self.monitor} and no best checkpoint was chosen; the last "
+                f"checkpoint holds the final weights"
+            )
+
+
 def _experiment_name(args: list[str] | None) -> str:
     """The stem of the first ``--config`` file, the default experiment (logger) name."""
     args = sys.argv[1:] if args is None else args
@@ -113,7 +149,7 @@ class SiameseCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.add_lightning_class_args(EarlyStoppingAfterValidation, "early_stopping")
         parser.set_defaults(
             {"early_stopping.monitor": "val/oneshot_acc", "early_stopping.mode": "max", "early_stopping.patience": 20}
         )
@@ -176,7 +212,7 @@ class SiameseCLI(LightningCLI):
             return  # Lightning resolves "last" itself
         if run is None:
             where = dirpath or f"{location[1]}/{location[2]}/version_*/checkpoints"
-            warnings.warn(f"--ckpt_path last: no last checkpoint under {where}; starting a new run")
+            warnings.warn(f"--ckpt_path last: no last checkpoint under {where}; starting a new run", stacklevel=2)
             config.ckpt_path = None
             return
         version, last = run

@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from jsonargparse import Namespace
 
+from lightning_siamese.inference.files import load_torch_file
+
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc", "registry")
 
 
@@ -31,20 +33,13 @@ def find_latest_run(save_dir: str | Path, name: str) -> tuple[int, Path] | None:
     return max(runs) if runs else None
 
 
-def check_checkpoint_file(path: str | Path) -> None:
-    """Fail with a clear message when ``path`` is missing or is not a readable checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt_path {path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(
-            f"--ckpt_path {path} is not a readable Lightning checkpoint ({type(err).__name__}: {err}); "
-            f"expected a .ckpt file written by `lightning fit`"
-        ) from err
+def check_checkpoint_file(path: str | Path) -> dict:
+    """The checkpoint at ``path`` (loaded on the CPU), or a clear error when it is missing or not a readable checkpoint."""
+    checkpoint = load_torch_file(path, "--ckpt_path", ": no such checkpoint file", "is not a readable Lightning checkpoint",
+                                 "a .ckpt file written by `lightning fit`")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"--ckpt_path {path} holds no model state_dict: not a Lightning checkpoint")
+    return checkpoint
 
 
 def _component(value: Any) -> tuple[str, dict]:

@@ -52,11 +52,16 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+from lightning_siamese.inference.files import load_torch_file
 from lightning_siamese.inference.images import read_image
 from lightning_siamese.inference.model import decision_threshold, load_trained
+
+if TYPE_CHECKING:
+    from lightning_siamese.models import SiameseModule
 
 FORMAT, VERSION = "lightning-siamese-gallery", 1
 
@@ -214,13 +219,8 @@ class Gallery:
     def load(cls, path: str | Path) -> Gallery:
         """Read a gallery file, checking that it is whole and consistent."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"gallery {path} does not exist: create it with lightning-siamese enroll")
-        try:
-            record = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises several types for truncated or foreign files
-            raise ValueError(f"gallery {path} is corrupt or truncated ({type(err).__name__}: {err}); "
-                             f"expected a file written by lightning-siamese enroll") from err
+        record = load_torch_file(path, "gallery", " does not exist: create it with lightning-siamese enroll",
+                                 "is corrupt or truncated", "a file written by lightning-siamese enroll")
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise ValueError(f"{path} is not a lightning-siamese gallery (no format: {FORMAT!r} entry)")
         if record.get("version") != VERSION:
@@ -281,7 +281,7 @@ def chunked_search(
 
 
 def embed_files(
-    model, data: dict, paths: Sequence[str], skip_bad: bool = False, batch_size: int = 256  # noqa: ANN001 - a SiameseModule
+    model: SiameseModule, data: dict, paths: Sequence[str], skip_bad: bool = False, batch_size: int = 256
 ) -> tuple[torch.Tensor, list[str], list[str]]:
     """Embed image files as the checkpoint's data module prepares them.
 
@@ -306,7 +306,7 @@ def embed_files(
     return (torch.cat(chunks) if chunks else torch.zeros(0, 0)), kept, skipped
 
 
-def open_for_model(path: str, ckpt: str, create: bool):  # noqa: ANN201 - (Gallery, model, data)
+def open_for_model(path: str, ckpt: str, create: bool) -> tuple[Gallery, SiameseModule, dict]:
     """The checkpoint's model and data settings, and the gallery at ``path`` checked against it (new if absent and ``create``)."""
     model, data = load_trained(ckpt)
     model_id, prep = model_identity(ckpt), preprocessing(data)
@@ -317,7 +317,7 @@ def open_for_model(path: str, ckpt: str, create: bool):  # noqa: ANN201 - (Galle
     return gallery, model, data
 
 
-def identify_threshold(model, ckpt: str, threshold: float | None) -> tuple[float, str]:  # noqa: ANN001 - a SiameseModule
+def identify_threshold(model: SiameseModule, ckpt: str, threshold: float | None) -> tuple[float, str]:
     """The score below which a query is "unknown": ``threshold`` if given, else the open-set
     threshold the checkpoint keeps (fitted on validation episodes on each query's best score,
     which is what identification compares), else the verification one (fitted on pairs)."""

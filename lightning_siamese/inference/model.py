@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from lightning_siamese.data.transforms.views import embed_views
 from lightning_siamese.evaluation.writers import reference_statistics
 from lightning_siamese.inference.images import read_image
 
+if TYPE_CHECKING:
+    from lightning_siamese.models import SiameseModule
 
-def load_trained(ckpt: str):  # noqa: ANN201 - (SiameseModule, data settings)
+
+def load_trained(ckpt: str) -> tuple[SiameseModule, dict]:
     """A checkpoint's model in eval mode and its data module's settings (image size, crop, channels)."""
     from lightning_siamese.inference.checkpoints import check_checkpoint_file
     from lightning_siamese.models import SiameseModule
 
-    check_checkpoint_file(ckpt)
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True)
+    saved = check_checkpoint_file(ckpt)
     data = saved.get("datamodule_hyper_parameters") or {}
     if "image_size" not in data:
         raise ValueError(f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
@@ -32,7 +36,7 @@ class Embedder(torch.nn.Module):
     be traced.
     """
 
-    def __init__(self, model) -> None:  # noqa: ANN001 - a SiameseModule
+    def __init__(self, model: SiameseModule) -> None:
         super().__init__()
         self.encoder, self.eval_flip, self.eval_shift = model.encoder, model.eval_flip, model.eval_shift
 
@@ -40,7 +44,7 @@ class Embedder(torch.nn.Module):
         return embed_views(self.encoder, images, self.eval_flip, self.eval_shift)
 
 
-def embed_paths(model, data: dict, paths: list[str], batch_size: int = 256) -> torch.Tensor:  # noqa: ANN001 - a SiameseModule
+def embed_paths(model: SiameseModule, data: dict, paths: list[str], batch_size: int = 256) -> torch.Tensor:
     """``model.embed`` of image files read as the checkpoint's data module prepared its images, ``[N, D]``."""
     with torch.no_grad():
         return torch.cat([
@@ -49,7 +53,7 @@ def embed_paths(model, data: dict, paths: list[str], batch_size: int = 256) -> t
         ])
 
 
-def decision_threshold(model, ckpt: str, threshold: float | None) -> tuple[float, str]:  # noqa: ANN001 - a SiameseModule
+def decision_threshold(model: SiameseModule, ckpt: str, threshold: float | None) -> tuple[float, str]:
     """The threshold on scores for "same": ``threshold`` if given, else the checkpoint's validation one, and where it came from."""
     if threshold is not None:
         return threshold, "--threshold"
@@ -62,7 +66,7 @@ def decision_threshold(model, ckpt: str, threshold: float | None) -> tuple[float
     raise ValueError(f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
 
 
-def writer_threshold(model, data: dict, ckpt: str, references: list[str]) -> tuple[float, str]:  # noqa: ANN001
+def writer_threshold(model: SiameseModule, data: dict, ckpt: str, references: list[str]) -> tuple[float, str]:
     """A writer's own threshold, mean - k std of the similarities among their reference signatures,
     with the k fitted on the validation writers (see evaluation/writers.py)."""
     if model.writer_threshold_k is None:

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from lightning_siamese.data.datamodules.base import EvaluationSet
+from lightning_siamese.cli.tool import Tool
+from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
 from lightning_siamese.data.transforms.views import AlignmentViews
-from lightning_siamese.evaluation.baselines import make_baseline
+from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.compare import (
     Row,
     check_same_episodes,
@@ -64,7 +65,7 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
     k_shots = args.k_shot or [settings["k_shot"] or data.k_shot]
     modules = {data.image_size: data}
 
-    def evaluation_sets(module) -> dict[str, EvaluationSet]:  # noqa: ANN001 - a SiameseDataModule
+    def evaluation_sets(module: SiameseDataModule) -> dict[str, EvaluationSet]:
         return {
             task_label(n, k): module.evaluation_set(split, n_way=n, k_shot=k, tasks=tasks, seed=seed)
             for n in n_ways
@@ -124,33 +125,35 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def add_compare_parser(commands: argparse._SubParsersAction) -> None:
-    from lightning_siamese.evaluation.baselines import BASELINES
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="a `lightning` YAML config whose data module supplies the episodes")
+    parser.add_argument("--ckpt", nargs="*", default=[], help="checkpoints to score, PATH or NAME=PATH")
+    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
+                        help=f"baselines to score (default: all of {', '.join(BASELINES)}; mhd is slow, minutes per 1000 tasks)")
+    parser.add_argument("--split", choices=("val", "test"), help="which split's episodes (default: the config's oneshot_report, else val)")
+    parser.add_argument("--tasks", type=int, help="episodes per task (default: the config's oneshot_report, else 1000)")
+    parser.add_argument("--seed", type=int, help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)")
+    parser.add_argument("--n_way", type=int, nargs="+", help="one or more ways, e.g. 20 5 (default: the data module's)")
+    parser.add_argument("--k_shot", type=int, nargs="+", help="one or more shot counts (default: the data module's)")
+    parser.add_argument("--eval_shift", type=int, help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)")
+    parser.add_argument("--align", action="store_true",
+                        help="score the checkpoints with test-time alignment: the best similarity over pairs of views (the "
+                             "config's oneshot_report.align views, else AlignmentViews' 31 defaults)")
+    parser.add_argument("--precision", default="32",
+                        help="embed the checkpoints at this Lightning precision: 32 (default), or bf16-mixed / 16-mixed as a "
+                             "trainer with that precision embeds (bf16-mixed: about half the time on a CPU with bf16)")
+    parser.add_argument("--output", help="write the table to this .md file (and the results to the same name .json)")
 
-    compare = commands.add_parser(
-        "compare",
-        help="one table of baselines and checkpoints on the same episodes",
-        description=(
-            "Score baselines (chance, pixel, knn, mhd) and trained checkpoints (any head, e.g. Siamese models and the "
-            "categorical CNN of experiments/omniglot_cnn_baseline.yaml) on the same N-way K-shot episodes of a config's "
-            "data module (its oneshot_report's split, tasks and seed unless given), and print one Markdown table of mean "
-            "accuracy +- 95% CI. A checkpoint trained at another image size is scored on the same tasks at its own size."
-        ),
-    )
-    compare.add_argument("--config", required=True, help="a `lightning` YAML config whose data module supplies the episodes")
-    compare.add_argument("--ckpt", nargs="*", default=[], help="checkpoints to score, PATH or NAME=PATH")
-    compare.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
-                         help=f"baselines to score (default: all of {', '.join(BASELINES)}; mhd is slow, minutes per 1000 tasks)")
-    compare.add_argument("--split", choices=("val", "test"), help="which split's episodes (default: the config's oneshot_report, else val)")
-    compare.add_argument("--tasks", type=int, help="episodes per task (default: the config's oneshot_report, else 1000)")
-    compare.add_argument("--seed", type=int, help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)")
-    compare.add_argument("--n_way", type=int, nargs="+", help="one or more ways, e.g. 20 5 (default: the data module's)")
-    compare.add_argument("--k_shot", type=int, nargs="+", help="one or more shot counts (default: the data module's)")
-    compare.add_argument("--eval_shift", type=int, help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)")
-    compare.add_argument("--align", action="store_true",
-                         help="score the checkpoints with test-time alignment: the best similarity over pairs of views (the "
-                              "config's oneshot_report.align views, else AlignmentViews' 31 defaults)")
-    compare.add_argument("--precision", default="32",
-                         help="embed the checkpoints at this Lightning precision: 32 (default), or bf16-mixed / 16-mixed as a "
-                              "trainer with that precision embeds (bf16-mixed: about half the time on a CPU with bf16)")
-    compare.add_argument("--output", help="write the table to this .md file (and the results to the same name .json)")
+
+TOOL = Tool(
+    name="compare",
+    help="one table of baselines and checkpoints on the same episodes",
+    description=(
+        "Score baselines (chance, pixel, knn, mhd) and trained checkpoints (any head, e.g. Siamese models and the "
+        "categorical CNN of experiments/omniglot_cnn_baseline.yaml) on the same N-way K-shot episodes of a config's "
+        "data module (its oneshot_report's split, tasks and seed unless given), and print one Markdown table of mean "
+        "accuracy +- 95% CI. A checkpoint trained at another image size is scored on the same tasks at its own size."
+    ),
+    add_arguments=add_arguments,
+    run=run_compare,
+)

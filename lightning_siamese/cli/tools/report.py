@@ -17,13 +17,13 @@ import json
 import math
 import platform
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
 
+from lightning_siamese.cli.tool import Tool
 from lightning_siamese.inference.runs import (
     ReportError,
     best_checkpoint,
@@ -32,6 +32,9 @@ from lightning_siamese.inference.runs import (
     monitored,
     read_events,
 )
+
+if TYPE_CHECKING:
+    from lightning_siamese.data.datamodules.base import SiameseDataModule
 
 CURVES_FILE, PAIRS_FILE, REPORT_FILE = "curves.png", "report_pairs_val.png", "report.md"
 
@@ -96,7 +99,7 @@ def curves_figure(scalars: dict, monitor: str, path: Path) -> list[str]:
     return drawn
 
 
-def example_pairs(run_dir: Path, data, checkpoint: Path, path: Path) -> str:  # noqa: ANN001 - a SiameseDataModule
+def example_pairs(run_dir: Path, data: SiameseDataModule, checkpoint: Path, path: Path) -> str:
     """Score the validation split's fixed pairs with ``checkpoint``; draw the most confident right and wrong ones.
 
     The threshold is the one the checkpoint stores (chosen on validation), else 0.5 for a
@@ -169,8 +172,8 @@ def setup_section(config: dict) -> list[str]:
                                                       "accumulate_grad_batches", "gradient_clip_val", "deterministic")
           if trainer.get(k) is not None],
         ("checkpoint / model selection", f"{monitor} ({mode})"),
-        ("early stopping", f"{(config.get('early_stopping') or {}).get('monitor')}, patience "
-                           f"{(config.get('early_stopping') or {}).get('patience')}"),
+        ("early stopping", (f"{(config.get('early_stopping') or {}).get('monitor')}, patience "
+                           f"{(config.get('early_stopping') or {}).get('patience')}")),
         ("end-of-run report", _component(config.get("oneshot_report"))),
     ]
     lines = ["## Experimental setup", "", "| setting | value |", "|---|---|"]
@@ -179,7 +182,7 @@ def setup_section(config: dict) -> list[str]:
     return lines
 
 
-def data_section(data, texts: dict[str, str]) -> list[str]:  # noqa: ANN001 - a SiameseDataModule
+def data_section(data: SiameseDataModule, texts: dict[str, str]) -> list[str]:
     """Classes, images per class and what each split is scored on, from the data module itself."""
     lines = ["## Data", ""]
     if texts.get("data/summary"):
@@ -297,7 +300,7 @@ def versions() -> str:
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+                                text=True, timeout=10, check=False).stdout.strip()
     except OSError:
         commit = ""
     return (f"lightning-siamese {lightning_siamese.__version__}{f' (git {commit})' if commit else ''}, "
@@ -316,16 +319,16 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: 
     checkpoint = best_checkpoint(run)
     config_path = run / "config.yaml"
     lines = [f"# Run report: `{run}`", "",
-             f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `lightning-siamese report` "
-             f"({versions()}; the versions of the report, which may postdate the run).", "",
+             (f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `lightning-siamese report` "
+             f"({versions()}; the versions of the report, which may postdate the run)."), "",
              "## Reproduce", "", "From the folder the run was started in (the config's paths are relative to it):", "",
              "```", f"lightning fit --config {config_path}"]
     if (run / "verification_test.json").is_file() or any(t.startswith("test/") for t in scalars):
         best = checkpoint or run / "checkpoints" / "<best>.ckpt"
         lines.append(f"lightning test --config {config_path} --ckpt_path {best}")
-    lines += ["```", "", "The saved config is the full resolved configuration of the run (seed included); the run writes "
-              "a new version folder beside this one. Its complete text is at the end of this report.", ""]
-    lines += setup_section(config) + [""]
+    lines += ["```", "", ("The saved config is the full resolved configuration of the run (seed included); the run writes "
+              "a new version folder beside this one. Its complete text is at the end of this report."), ""]
+    lines += [*setup_section(config), ""]
     data = None
     if with_data:
         from lightning_siamese.inference.config import data_module_from_config
@@ -340,18 +343,18 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: 
         lines += ["## Data", "", "Not analysed (--no_data)."]
         if texts.get("data/summary"):
             lines += ["", "```", texts["data/summary"].replace("  \n", "\n"), "```"]
-    lines += [""] + training_section(scalars, monitor, mode, config) + [""]
-    lines += results_section(run, scalars, monitor, mode) + [""]
+    lines += ["", *training_section(scalars, monitor, mode, config), ""]
+    lines += [*results_section(run, scalars, monitor, mode), ""]
     drawn = curves_figure(scalars, monitor, out_dir / CURVES_FILE)
     lines += ["## Curves", "", f"![curves]({CURVES_FILE})", "",
-              f"Drawn from the TensorBoard events: {', '.join(f'`{t}`' for t in drawn)}. Training accuracy is not logged: "
-              "training minimises the head's pair, triplet or batch loss; accuracy is measured on validation episodes or pairs.", ""]
+              (f"Drawn from the TensorBoard events: {', '.join(f'`{t}`' for t in drawn)}. Training accuracy is not logged: "
+              "training minimises the head's pair, triplet or batch loss; accuracy is measured on validation episodes or pairs."), ""]
     lines += ["## Example pairs", ""]
     own = [p for p in (run / "pairs_val.png", run / "pairs_test.png") if p.is_file()]
     if own:
         for image in own:
-            lines += [f"The run's own `{image.name}`: the most confident right and wrong pairs of its {image.stem[6:]} "
-                      "evaluation at the validation threshold (green: right, red: wrong).", "",
+            lines += [(f"The run's own `{image.name}`: the most confident right and wrong pairs of its {image.stem[6:]} "
+                      "evaluation at the validation threshold (green: right, red: wrong)."), "",
                       f"![{image.stem}]({_link(image, out_dir)})", ""]
     elif data is not None and checkpoint is not None:
         lines += [example_pairs(run, data, checkpoint, out_dir / PAIRS_FILE), "", f"![example pairs]({PAIRS_FILE})", ""]
@@ -379,28 +382,29 @@ def _link(image: Path, out_dir: Path) -> str:
         return str(image.resolve())
 
 
-def add_report_parser(commands: argparse._SubParsersAction) -> None:
-    report = commands.add_parser(
-        "report",
-        help="write a Markdown report of one run (setup, data, convergence, results, curves, example pairs)",
-        description=(
-            "Write report.md and its figures for one run folder (logs/<experiment>/version_N): how to reproduce it "
-            "(the saved config, versions), the experimental setup, the data per split, convergence time and final "
-            "losses, validation and test metrics with 95% CIs, loss and metric curves (curves.png), and example "
-            "pairs it gets right and wrong (the run's own pairs_*.png, else the validation pairs scored with its "
-            "best checkpoint). Run it from the folder the run was started in, so the config's data paths resolve."
-        ),
-    )
-    report.add_argument("run_dir", help="a run folder written by `lightning fit`, e.g. logs/quickstart/version_0")
-    report.add_argument("--out", help="write the report and figures here instead of into the run folder")
-    report.add_argument("--no_data", action="store_true", help="do not load the data (no split table, no example pairs computed)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run folder written by `lightning fit`, e.g. logs/quickstart/version_0")
+    parser.add_argument("--out", help="write the report and figures here instead of into the run folder")
+    parser.add_argument("--no_data", action="store_true", help="do not load the data (no split table, no example pairs computed)")
 
 
-def main(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: Sequence[str]) -> None:
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        path = write_report(args.run_dir, args.out, with_data=not args.no_data)
-    except ReportError as err:
-        parser.exit(2, f"lightning-siamese report: error: {err}\n")
+def run(args: argparse.Namespace) -> Path:
+    path = write_report(args.run_dir, args.out, with_data=not args.no_data)
     print(f"Wrote {path}")
+    return path
+
+
+TOOL = Tool(
+    name="report",
+    help="write a Markdown report of one run (setup, data, convergence, results, curves, example pairs)",
+    description=(
+        "Write report.md and its figures for one run folder (logs/<experiment>/version_N): how to reproduce it "
+        "(the saved config, versions), the experimental setup, the data per split, convergence time and final "
+        "losses, validation and test metrics with 95% CIs, loss and metric curves (curves.png), and example "
+        "pairs it gets right and wrong (the run's own pairs_*.png, else the validation pairs scored with its "
+        "best checkpoint). Run it from the folder the run was started in, so the config's data paths resolve."
+    ),
+    add_arguments=add_arguments,
+    run=run,
+    user_errors=(ReportError,),
+)

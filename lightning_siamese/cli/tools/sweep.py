@@ -24,11 +24,15 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lightning_siamese.cli.tool import Tool
 from lightning_siamese.inference.runs import best_checkpoint, monitored, read_events
+
+if TYPE_CHECKING:
+    from lightning_siamese.cli.lightning import SiameseCLI
 
 STATE_FILE, TABLE_FILE = "sweep.json", "sweep.csv"
 
@@ -120,7 +124,7 @@ def resolve_key(key: str, config_keys: Sequence[str]) -> str:
     raise SweepError(f"grid key {key!r} is not a setting of the config{hint}")
 
 
-def _parse_only_cli():  # noqa: ANN202 - a SiameseCLI subclass
+def _parse_only_cli() -> type[SiameseCLI]:
     from lightning_siamese.cli.lightning import SiameseCLI
 
     class ParseOnly(SiameseCLI):
@@ -434,37 +438,40 @@ def run_sweep(
     return ordered
 
 
-def add_sweep_parser(commands: argparse._SubParsersAction) -> None:
-    sweep = commands.add_parser(
-        "sweep",
-        help="run a grid of config values, each combination its own run; a CSV and one plot per parameter",
-        description=(
-            "Run every combination of --grid values through `lightning fit` (then `lightning test` of its best "
-            "checkpoint when the data module has a test split), one after another, each in its own run folder "
-            "SAVE_DIR/NAME/<key=value,...> (its own TensorBoard run). Arguments it does not know go to every run "
-            "(e.g. --trainer.max_epochs 3). Writes sweep.csv (one row per combination: values, status, metrics, "
-            "seconds, run folder), sweep_<key>.png (the metric against each parameter, one line per value of "
-            "the others) and sweep_epochs.png (each run's validation curve). Run again, it skips finished combinations; a failed one is recorded with the tail of "
-            "its output, and the sweep goes on."
-        ),
-    )
-    sweep.add_argument("--config", required=True, help="a `lightning` config, e.g. experiments/quickstart.yaml")
-    sweep.add_argument(
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="a `lightning` config, e.g. experiments/quickstart.yaml")
+    parser.add_argument(
         "--grid", nargs="+", required=True, metavar="KEY=V1,V2",
         help="config keys and their values, e.g. model.lr=1e-4,1e-3 data.batch_size=32,128. A key is a config "
         "entry's dotted path; init_args levels, and levels in between, may be left out while one entry matches "
         "(model.lr is model.init_args.optimizer.init_args.lr). Every key and value is checked before anything runs",
     )
-    sweep.add_argument("--save_dir", default="logs", help="where the sweep folder goes (default: logs)")
-    sweep.add_argument("--name", help="the sweep folder under save_dir (default: <config stem>_sweep)")
-    sweep.add_argument("--test", choices=("auto", "yes", "no"), default="auto",
-                       help="run `lightning test` of each best checkpoint: auto (default) when the data module has a test split")
-    sweep.add_argument("--metric", help="the sweep.csv column to plot (default: the end-of-run report's accuracy, "
-                       "else the test accuracy, else the best monitored validation value)")
+    parser.add_argument("--save_dir", default="logs", help="where the sweep folder goes (default: logs)")
+    parser.add_argument("--name", help="the sweep folder under save_dir (default: <config stem>_sweep)")
+    parser.add_argument("--test", choices=("auto", "yes", "no"), default="auto",
+                        help="run `lightning test` of each best checkpoint: auto (default) when the data module has a test split")
+    parser.add_argument("--metric", help="the sweep.csv column to plot (default: the end-of-run report's accuracy, "
+                        "else the test accuracy, else the best monitored validation value)")
 
 
-def main(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
-    try:
-        run_sweep(args.config, args.grid, extra, args.save_dir, args.name, args.test, args.metric)
-    except SweepError as err:
-        parser.exit(2, f"lightning-siamese sweep: error: {err}\n")
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return run_sweep(args.config, args.grid, args.lightning_args, args.save_dir, args.name, args.test, args.metric)
+
+
+TOOL = Tool(
+    name="sweep",
+    help="run a grid of config values, each combination its own run; a CSV and one plot per parameter",
+    description=(
+        "Run every combination of --grid values through `lightning fit` (then `lightning test` of its best "
+        "checkpoint when the data module has a test split), one after another, each in its own run folder "
+        "SAVE_DIR/NAME/<key=value,...> (its own TensorBoard run). Arguments it does not know go to every run "
+        "(e.g. --trainer.max_epochs 3). Writes sweep.csv (one row per combination: values, status, metrics, "
+        "seconds, run folder), sweep_<key>.png (the metric against each parameter, one line per value of "
+        "the others) and sweep_epochs.png (each run's validation curve). Run again, it skips finished combinations; "
+        "a failed one is recorded with the tail of its output, and the sweep goes on."
+    ),
+    add_arguments=add_arguments,
+    run=run,
+    passes_unknown=True,
+    user_errors=(SweepError,),
+)

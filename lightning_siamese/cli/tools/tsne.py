@@ -14,6 +14,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from lightning_siamese.callbacks.figures import write_embedding_visuals
+from lightning_siamese.cli.tool import Tool
 from lightning_siamese.evaluation.projection import sample_classes
 from lightning_siamese.inference.config import data_module_from_config
 from lightning_siamese.inference.model import load_trained
@@ -40,21 +41,25 @@ def run_tsne(args: argparse.Namespace) -> Path:
     return png
 
 
-def add_tsne_parser(commands: argparse._SubParsersAction) -> None:
-    tsne = commands.add_parser(
-        "tsne",
-        help="t-SNE picture and TensorBoard projector (with thumbnails) of a checkpoint's embeddings",
-        description=(
-            "Embed the images of --classes classes of a split (drawn with --seed) with a checkpoint; write a t-SNE "
-            "scatter coloured by class (tsne_<split>.png), the same figure to TensorBoard, and the embeddings with class "
-            "names and image thumbnails to TensorBoard's projector, in the checkpoint's run folder (or --logdir)."
-        ),
-    )
-    tsne.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
-    tsne.add_argument("--config", help="its config (default: config.yaml of the checkpoint's run folder)")
-    tsne.add_argument("--split", choices=("train", "val", "test"), default="val", help="which split's classes (default: val)")
-    tsne.add_argument("--classes", type=int, default=20, help="how many classes to show (default: 20)")
-    tsne.add_argument("--groups", nargs="+", help="draw the classes from these groups only (Omniglot: alphabet names)")
-    tsne.add_argument("--seed", type=int, default=0, help="seed of the class draw and of t-SNE (default: 0)")
-    tsne.add_argument("--logdir", help="where the TensorBoard files go (default: the checkpoint's run folder)")
-    tsne.add_argument("--output", help="the PNG file (default: tsne_<split>.png in the log folder)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
+    parser.add_argument("--config", help="its config (default: config.yaml of the checkpoint's run folder)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="val", help="which split's classes (default: val)")
+    parser.add_argument("--classes", type=int, default=20, help="how many classes to show (default: 20)")
+    parser.add_argument("--groups", nargs="+", help="draw the classes from these groups only (Omniglot: alphabet names)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the class draw and of t-SNE (default: 0)")
+    parser.add_argument("--logdir", help="where the TensorBoard files go (default: the checkpoint's run folder)")
+    parser.add_argument("--output", help="the PNG file (default: tsne_<split>.png in the log folder)")
+
+
+TOOL = Tool(
+    name="tsne",
+    help="t-SNE picture and TensorBoard projector (with thumbnails) of a checkpoint's embeddings",
+    description=(
+        "Embed the images of --classes classes of a split (drawn with --seed) with a checkpoint; write a t-SNE "
+        "scatter coloured by class (tsne_<split>.png), the same figure to TensorBoard, and the embeddings with class "
+        "names and image thumbnails to TensorBoard's projector, in the checkpoint's run folder (or --logdir)."
+    ),
+    add_arguments=add_arguments,
+    run=run_tsne,
+)
