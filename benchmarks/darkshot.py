@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_siamese.cli.siamese import main as lightning_siamese
+from lightning_siamese.cli.main import main as lightning_siamese
 from lightning_siamese.data.datamodules.folder import FolderDataModule
 
 REPO = Path(__file__).resolve().parents[1]

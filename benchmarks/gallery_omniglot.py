@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from lightning_siamese.cli.tools.gallery import run_enroll, run_identify
+from lightning_siamese.cli.tools.enroll import run_enroll
+from lightning_siamese.cli.tools.identify import run_identify
 from lightning_siamese.inference.gallery import embed_files, open_for_model
 
 ENROLLED = ["Angelic", "Atemayar_Qelisayer", "Aurek-Besh", "Avesta", "Keble"]

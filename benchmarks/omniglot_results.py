@@ -48,7 +48,7 @@ def baseline(name: str, config: str, out_dir: Path) -> dict:
     output = out_dir / f"baseline_{name}.json"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "lightning_siamese.cli.siamese", "baseline", name, "--config", config, "--output", str(output)],
+        [sys.executable, "-m", "lightning_siamese.cli.main", "baseline", name, "--config", config, "--output", str(output)],
         check=True, cwd=REPO,
     )
     return {"label": f"baseline: {name}", "wall_s": time.perf_counter() - start, **json.loads(output.read_text())}

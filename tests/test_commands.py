@@ -89,9 +89,6 @@ def test_unknown_arguments_are_refused_before_anything_runs(argv: list[str], cap
 def test_console_script_and_module_help() -> None:
     module = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", "baseline", "--help"], capture_output=True, text=True, timeout=120)
     assert module.returncode == 0 and "--runs_dir" in module.stdout and "38.8%" in module.stdout
-    # The command's former module still runs it (console scripts installed before the move, benchmarks/darkshot.py).
-    former = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.siamese", "--help"], capture_output=True, text=True, timeout=120)
-    assert former.returncode == 0 and all(name in former.stdout for name in SUBCOMMANDS)
     script = shutil.which("lightning-siamese", path=str(Path(sys.executable).parent))
     if script is not None:  # the console script, as installed by pip
         help_text = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_siamese.cli.siamese import main as tools
+from lightning_siamese.cli.main import main as tools
 from tests.test_gallery import tiny_checkpoint, write_characters
 
 REPO = Path(__file__).resolve().parents[1]
