@@ -24,6 +24,7 @@ from lightning_siamese.models.losses import (
     PrototypicalLoss,
     TripletLoss,
 )
+from lightning_siamese.models.miners import TripletCap, pair_miner, triplet_miner
 
 
 class PairHead(nn.Module):
@@ -144,13 +145,15 @@ class DistanceHead(PairHead):
 
 
 class ContrastiveHead(DistanceHead):
-    """Contrastive loss (Hadsell et al. 2006) on pairs, or on all/hardest pairs of a batch.
+    """Contrastive loss (Hadsell et al. 2006) on pairs, or on the pairs mined from a batch.
 
     Args:
         embedding_dim: width of the encoder output.
         margin: distance beyond which a different-class pair costs nothing.
         normalize: L2-normalise embeddings first.
-        mining: for class-balanced batches, ``"all"`` pairs or the ``"hard"``est per anchor.
+        mining: for class-balanced batches (see :func:`~lightning_siamese.models.miners.pair_miner`):
+            ``"all"`` pairs, the ``"hard"``est positive and negative per anchor, or ``"semihard"``:
+            every positive pair and, per positive pair, its semi-hard negative.
     """
 
     trains_on = ("pairs", "classes")
@@ -158,7 +161,7 @@ class ContrastiveHead(DistanceHead):
     def __init__(self, embedding_dim: int, margin: float = 1.0, normalize: bool = False, mining: str = "all") -> None:
         super().__init__(embedding_dim, normalize)
         self.pair_loss = ContrastiveLoss(margin)
-        self.mined_loss = MinedContrastiveLoss(margin, mining)
+        self.mined_loss = MinedContrastiveLoss(margin, pair_miner(mining))
 
     def loss(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         return self._margin_loss(self.pair_loss, self.prepare(first), self.prepare(second), same)
@@ -175,10 +178,12 @@ class TripletHead(DistanceHead):
         margin: the margin m of ``max(0, d(a, p) - d(a, n) + m)``.
         squared: use squared Euclidean distances.
         normalize: L2-normalise embeddings first (FaceNet).
-        mining: for class-balanced batches: ``"all"``, ``"hard"`` or ``"semihard"``.
+        mining: for class-balanced batches: ``"all"``, ``"hard"`` or ``"semihard"`` (see
+            :func:`~lightning_siamese.models.miners.triplet_miner`).
         max_triplets: cap on the mined triplets of a batch, a seeded random subset (see
-            :class:`~lightning_siamese.models.losses.MinedTripletLoss`); ``None``: no cap.
-        mining_seed: seed of that subset; ``None`` takes one from the run's seed.
+            :class:`~lightning_siamese.models.miners.TripletCap`); ``None``: no cap.
+        mining_seed: seed of that subset; ``None`` derives one, when the head is built, from
+            the run's seed.
     """
 
     trains_on = ("triplets", "classes")
@@ -195,7 +200,9 @@ class TripletHead(DistanceHead):
     ) -> None:
         super().__init__(embedding_dim, normalize, squared)
         self.triplet = TripletLoss(margin, squared)
-        self.mined_loss = MinedTripletLoss(margin, mining, squared, max_triplets, mining_seed)
+        miner = triplet_miner(mining, margin)
+        self.cap = None if max_triplets is None else TripletCap(miner, max_triplets, mining_seed)
+        self.mined_loss = MinedTripletLoss(margin, miner if self.cap is None else self.cap, squared)
 
     def triplet_loss(self, anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         return self._margin_loss(self.triplet, self.prepare(anchor), self.prepare(positive), self.prepare(negative))
@@ -205,10 +212,12 @@ class TripletHead(DistanceHead):
 
     def mining_state(self) -> dict:
         """The triplet cap's random state, kept in checkpoints so a resumed run draws the same subsets."""
-        return self.mined_loss.subset_state()
+        return {"seed": None, "generators": {}} if self.cap is None else self.cap.state()
 
     def load_mining_state(self, state: dict) -> None:
-        self.mined_loss.load_subset_state(state)
+        """Restore :meth:`mining_state` (also as older versions saved it); without a cap there is nothing to restore."""
+        if self.cap is not None:
+            self.cap.load_state(state)
 
 
 class PrototypicalHead(DistanceHead):

@@ -50,7 +50,8 @@ def test_every_head_gives_finite_gradients_on_identical_inputs() -> None:
     from lightning_siamese.models import ContrastiveHead, TripletHead
 
     labels = torch.tensor([0, 0, 1, 1])
-    for head in (ContrastiveHead(8), TripletHead(8), TripletHead(8, mining="all"), TripletHead(8, mining="semihard")):
+    heads = (ContrastiveHead(8), ContrastiveHead(8, mining="hard"), ContrastiveHead(8, mining="semihard"), TripletHead(8))
+    for head in (*heads, TripletHead(8, mining="all"), TripletHead(8, mining="semihard")):
         e = torch.ones(4, 8, requires_grad=True)
         loss = head.batch_loss(e, labels)
         if isinstance(head, ContrastiveHead):
@@ -70,6 +71,15 @@ def test_heads_name_the_batches_they_cannot_train_on() -> None:
         KochHead(4).batch_loss(torch.rand(4, 4), torch.tensor([0, 0, 1, 1]))
     with pytest.raises(TypeError, match="TripletHead does not train on pairs"):
         TripletHead(4).loss(torch.rand(2, 4), torch.rand(2, 4), torch.tensor([1, 0]))
+
+
+def test_heads_name_the_mining_they_accept() -> None:
+    from lightning_siamese.models import ContrastiveHead, TripletHead
+
+    with pytest.raises(ValueError, match=r"mining must be one of \('all', 'hard', 'semihard'\) for contrastive"):
+        ContrastiveHead(4, mining="random")
+    with pytest.raises(ValueError, match=r"mining must be one of \('all', 'hard', 'semihard'\), got 'random'"):
+        TripletHead(4, mining="random")
 
 
 def test_cosface_head_matches_the_formula_and_scores_by_cosine() -> None:

@@ -13,8 +13,19 @@ from lightning_siamese.models.losses import (
     PrototypicalLoss,
     TripletLoss,
 )
+from lightning_siamese.models.miners import pair_miner, triplet_miner
 
 DTYPES = [torch.float32, torch.float64]
+
+
+def mined_triplet(margin: float, mining: str, squared: bool = False) -> MinedTripletLoss:
+    """The loss a ``TripletHead(margin, mining=...)`` trains with."""
+    return MinedTripletLoss(margin, triplet_miner(mining, margin), squared)
+
+
+def mined_contrastive(margin: float, mining: str = "all") -> MinedContrastiveLoss:
+    """The loss a ``ContrastiveHead(margin, mining=...)`` trains with."""
+    return MinedContrastiveLoss(margin, pair_miner(mining))
 
 
 def dist(a: torch.Tensor, b: torch.Tensor, squared: bool = False) -> float:
@@ -66,7 +77,7 @@ def test_batch_all_matches_brute_force(dtype: torch.dtype, squared: bool) -> Non
     m = 1.0
     terms = [max(0.0, ap - an + m) for *_, ap, an in brute_triplets(emb, labels, squared)]
     active = [t for t in terms if t > 0]
-    loss = MinedTripletLoss(m, "all", squared)
+    loss = mined_triplet(m, "all", squared)
     assert loss(emb, labels).item() == pytest.approx(sum(active) / len(active), rel=1e-5)
     assert loss.last_active_fraction == pytest.approx(len(active) / len(terms))
 
@@ -80,7 +91,7 @@ def test_batch_hard_matches_brute_force(dtype: torch.dtype) -> None:
         pos = [dist(emb[a], emb[p]) for p in range(len(labels)) if p != a and labels[p] == labels[a]]
         neg = [dist(emb[a], emb[n]) for n in range(len(labels)) if labels[n] != labels[a]]
         terms.append(max(0.0, max(pos) - min(neg) + m))
-    assert MinedTripletLoss(m, "hard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert mined_triplet(m, "hard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -96,11 +107,18 @@ def test_semihard_matches_brute_force(dtype: torch.dtype) -> None:
         farther = [x for x in negs if x > ap]
         chosen = min(farther) if farther else max(negs)
         terms.append(max(0.0, ap - chosen + m))
-    assert MinedTripletLoss(m, "semihard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert mined_triplet(m, "semihard")(emb, labels).item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def semihard_negative(emb: torch.Tensor, labels: torch.Tensor, a: int, p: int) -> int:
+    """FaceNet's semi-hard negative of (a, p): the nearest negative farther than p, else the farthest."""
+    negs = [n for n in range(len(labels)) if labels[n] != labels[a]]
+    farther = [n for n in negs if dist(emb[a], emb[n]) > dist(emb[a], emb[p])]
+    return min(farther, key=lambda n: dist(emb[a], emb[n])) if farther else max(negs, key=lambda n: dist(emb[a], emb[n]))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("mining", ["all", "hard"])
+@pytest.mark.parametrize("mining", ["all", "hard", "semihard"])
 def test_mined_contrastive_matches_brute_force(dtype: torch.dtype, mining: str) -> None:
     emb, labels = batch(dtype, seed=4)
     m = 3.0
@@ -108,27 +126,48 @@ def test_mined_contrastive_matches_brute_force(dtype: torch.dtype, mining: str) 
     if mining == "all":
         pos = [dist(emb[i], emb[j]) for i, j in itertools.combinations(range(n), 2) if labels[i] == labels[j]]
         neg = [dist(emb[i], emb[j]) for i, j in itertools.combinations(range(n), 2) if labels[i] != labels[j]]
-    else:
+    elif mining == "hard":
         pos = [max(dist(emb[a], emb[p]) for p in range(n) if p != a and labels[p] == labels[a]) for a in range(n)]
         neg = [min(dist(emb[a], emb[q]) for q in range(n) if labels[q] != labels[a]) for a in range(n)]
+    else:  # every positive pair (a, p), and per positive pair its semi-hard negative
+        pairs = [(a, p) for a, p in itertools.permutations(range(n), 2) if labels[a] == labels[p]]
+        pos = [dist(emb[a], emb[p]) for a, p in pairs]
+        neg = [dist(emb[a], emb[semihard_negative(emb, labels, a, p)]) for a, p in pairs]
     expected = sum(d**2 for d in pos) / len(pos) + sum(max(0.0, m - d) ** 2 for d in neg) / len(neg)
-    assert MinedContrastiveLoss(m, mining)(emb, labels).item() == pytest.approx(expected, rel=1e-5)
+    loss = mined_contrastive(m, mining)
+    assert loss(emb, labels).item() == pytest.approx(expected, rel=1e-5)
+    assert float(loss.last_active_fraction) == pytest.approx(sum(d < m for d in neg) / len(neg))
+
+
+def test_contrastive_semihard_negatives_are_not_the_hardest() -> None:
+    """Semi-hard pairs skip negatives nearer than the positive when a farther one exists."""
+    labels = torch.tensor([0, 0, 1, 1])
+    emb = torch.tensor([[0.0], [2.0], [1.2], [3.5]], dtype=torch.float64)  # points on a line
+    # Positive pairs (0, 1), (1, 0) are 2 apart, (2, 3), (3, 2) 2.3 apart. Their semi-hard negatives:
+    # 3.5 away (the nearest beyond 2), 1.5 (none beyond 2: the farthest), 1.2 (likewise), 3.5.
+    assert [semihard_negative(emb, labels, a, p) for a, p in [(0, 1), (1, 0), (2, 3), (3, 2)]] == [3, 3, 0, 0]
+    positives = (2.0**2 + 2.0**2 + 2.3**2 + 2.3**2) / 4
+    semihard = mined_contrastive(5.0, "semihard")(emb, labels).item()
+    assert semihard == pytest.approx(positives + ((5 - 3.5) ** 2 + (5 - 1.5) ** 2 + (5 - 1.2) ** 2 + (5 - 3.5) ** 2) / 4)
+    hard = mined_contrastive(5.0, "hard")(emb, labels).item()  # nearest negatives: 1.2, 0.8, 0.8, 1.5 away
+    assert hard == pytest.approx(positives + ((5 - 1.2) ** 2 + (5 - 0.8) ** 2 + (5 - 0.8) ** 2 + (5 - 1.5) ** 2) / 4)
 
 
 def test_zero_loss_when_classes_are_far_apart() -> None:
     labels = torch.arange(3).repeat_interleave(2)
     emb = (labels[:, None].double() * 100.0) * torch.ones(1, 4, dtype=torch.float64)
     for mining in ("all", "hard", "semihard"):
-        loss = MinedTripletLoss(0.2, mining)
+        loss = mined_triplet(0.2, mining)
         assert loss(emb, labels).item() == 0.0
         assert loss.last_active_fraction == 0.0
-    assert MinedContrastiveLoss(1.0)(emb, labels).item() == pytest.approx(0.0, abs=1e-9)  # d = sqrt(eps) for twins
+    for mining in ("all", "hard", "semihard"):
+        assert mined_contrastive(1.0, mining)(emb, labels).item() == pytest.approx(0.0, abs=1e-9)  # d = sqrt(eps) for twins
 
 
 def test_all_active_when_everything_collapses() -> None:
     labels = torch.arange(3).repeat_interleave(2)
     emb = torch.zeros(6, 4, requires_grad=True)
-    loss = MinedTripletLoss(0.3, "all")
+    loss = mined_triplet(0.3, "all")
     value = loss(emb, labels)
     assert value.item() == pytest.approx(0.3, abs=1e-5)
     assert loss.last_active_fraction == 1.0
@@ -141,7 +180,7 @@ def test_all_active_when_everything_collapses() -> None:
 def test_batches_without_valid_triplets_give_zero_with_a_graph() -> None:
     emb = torch.randn(4, 3, requires_grad=True)
     for mining in ("all", "hard", "semihard"):
-        value = MinedTripletLoss(0.2, mining)(emb, torch.arange(4))  # no positives
+        value = mined_triplet(0.2, mining)(emb, torch.arange(4))  # no positives
         assert value.item() == 0.0 and value.requires_grad
 
 
@@ -152,10 +191,13 @@ def test_bad_margins_and_mining_are_rejected() -> None:
     # A triplet margin of 0 is a loss (the MNIST seed's sweep starts there): only the order of distances counts.
     a, p, n = torch.zeros(2, 3), torch.tensor([[1.0, 0, 0], [2.0, 0, 0]]), torch.tensor([[2.0, 0, 0], [1.0, 0, 0]])
     assert TripletLoss(0.0)(a, p, n).item() == pytest.approx(0.5) and MinedTripletLoss(0.0).margin == 0.0
-    with pytest.raises(ValueError, match="mining"):
-        MinedTripletLoss(0.2, "random")
-    with pytest.raises(ValueError, match="mining"):
-        MinedContrastiveLoss(1.0, "semihard")
+    with pytest.raises(ValueError, match="mining must be one of"):
+        triplet_miner("random", 0.2)
+    with pytest.raises(ValueError, match="mining must be one of.*contrastive"):
+        pair_miner("random")
+    # Batch-all's closed form takes its triplets as active: the miner's margin must be the loss's.
+    with pytest.raises(ValueError, match="margin 0.5 differs from the loss's 0.2"):
+        MinedTripletLoss(0.2, triplet_miner("all", 0.5))(*batch(torch.float64))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -8,7 +8,19 @@ import torch.nn.functional as F
 
 from lightning_siamese.models import TripletHead
 from lightning_siamese.models.distances import pairwise_distances
-from lightning_siamese.models.losses import MinedTripletLoss, _masks
+from lightning_siamese.models.losses import MinedTripletLoss
+from lightning_siamese.models.miners import (
+    SemiHardMiner,
+    TripletCap,
+    label_masks,
+    triplet_miner,
+)
+
+
+def mined(margin: float, mining: str, max_triplets: int | None = None, seed: int | None = None) -> MinedTripletLoss:
+    """The loss of ``TripletHead(margin, mining=mining, max_triplets=..., mining_seed=seed)``."""
+    miner = triplet_miner(mining, margin)
+    return MinedTripletLoss(margin, miner if max_triplets is None else TripletCap(miner, max_triplets, seed))
 
 
 def batch(n_classes: int = 5, per_class: int = 4, dim: int = 6, seed: int = 0, grad: bool = False):
@@ -20,7 +32,7 @@ def batch(n_classes: int = 5, per_class: int = 4, dim: int = 6, seed: int = 0, g
 def cube_batch_all(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
     """The former implementation: every [a, p, n] term in one B x B x B tensor."""
     d = pairwise_distances(emb)
-    positive, negative = _masks(labels)
+    positive, negative = label_masks(labels)
     terms = F.relu(d[:, :, None] - d[:, None, :] + margin)[positive[:, :, None] & negative[:, None, :]]
     return terms[terms > 1e-16].mean()
 
@@ -40,7 +52,7 @@ def active_terms(emb: torch.Tensor, labels: torch.Tensor, margin: float) -> list
 def test_batch_all_value_and_gradient_match_the_cube(seed: int) -> None:
     emb, labels = batch(seed=seed, grad=True)
     emb.data[:3] = emb.data[3]  # ties in the sorted distances
-    value = MinedTripletLoss(1.0, "all")(emb, labels)
+    value = mined(1.0, "all")(emb, labels)
     (grad,) = torch.autograd.grad(value, emb)
     expected = cube_batch_all(emb, labels, 1.0)
     (expected_grad,) = torch.autograd.grad(expected, emb)
@@ -51,10 +63,8 @@ def test_batch_all_value_and_gradient_match_the_cube(seed: int) -> None:
 @pytest.mark.parametrize("chunk_elements", [1, 30, 1 << 22])
 def test_semihard_in_chunks_matches_one_block(chunk_elements: int) -> None:
     emb, labels = batch(seed=2, grad=True)
-    whole = MinedTripletLoss(0.5, "semihard")(emb, labels)
-    chunked_loss = MinedTripletLoss(0.5, "semihard")
-    chunked_loss.chunk_elements = chunk_elements
-    chunked = chunked_loss(emb, labels)
+    whole = mined(0.5, "semihard")(emb, labels)
+    chunked = MinedTripletLoss(0.5, SemiHardMiner(chunk_elements))(emb, labels)
     assert chunked.item() == whole.item()
     torch.testing.assert_close(torch.autograd.grad(chunked, emb)[0], torch.autograd.grad(whole, emb)[0])
 
@@ -62,8 +72,8 @@ def test_semihard_in_chunks_matches_one_block(chunk_elements: int) -> None:
 def test_a_cap_above_the_active_count_changes_nothing() -> None:
     emb, labels = batch(seed=1)
     n_active = len(active_terms(emb, labels, 1.0))
-    full = MinedTripletLoss(1.0, "all")(emb, labels)
-    capped = MinedTripletLoss(1.0, "all", max_triplets=n_active, seed=0)(emb, labels)
+    full = mined(1.0, "all")(emb, labels)
+    capped = mined(1.0, "all", max_triplets=n_active, seed=0)(emb, labels)
     torch.testing.assert_close(capped, full)
 
 
@@ -71,18 +81,18 @@ def test_a_cap_of_one_picks_one_active_triplet() -> None:
     emb, labels = batch(seed=1)
     terms = torch.tensor(active_terms(emb, labels, 1.0), dtype=torch.float64)
     for seed in range(5):
-        value = MinedTripletLoss(1.0, "all", max_triplets=1, seed=seed)(emb, labels)
+        value = mined(1.0, "all", max_triplets=1, seed=seed)(emb, labels)
         assert torch.isclose(terms, value.detach()).any()
 
 
 def test_the_capped_subset_is_seeded_and_unbiased() -> None:
     emb, labels = batch(seed=3)
-    full = float(MinedTripletLoss(1.0, "all")(emb, labels))
+    full = float(mined(1.0, "all")(emb, labels))
     n_active = len(active_terms(emb, labels, 1.0))
     cap = n_active // 10
 
     def capped(seed: int) -> float:
-        loss = MinedTripletLoss(1.0, "all", max_triplets=cap, seed=seed)
+        loss = mined(1.0, "all", max_triplets=cap, seed=seed)
         value = float(loss(emb, labels))
         assert loss.last_active_fraction == pytest.approx(n_active / loss_valid(labels))  # before the cap
         return value
@@ -95,7 +105,7 @@ def test_the_capped_subset_is_seeded_and_unbiased() -> None:
 
 
 def loss_valid(labels: torch.Tensor) -> int:
-    positive, negative = _masks(labels)
+    positive, negative = label_masks(labels)
     return int((positive.sum(1) * negative.sum(1)).sum())
 
 
@@ -103,26 +113,26 @@ def loss_valid(labels: torch.Tensor) -> int:
 def test_a_cap_one_below_the_count_leaves_out_exactly_one_active_triplet(seed: int) -> None:
     emb, labels = batch(seed=1)
     terms = torch.tensor(active_terms(emb, labels, 1.0), dtype=torch.float64)
-    value = MinedTripletLoss(1.0, "all", max_triplets=len(terms) - 1, seed=seed)(emb, labels).item()
+    value = mined(1.0, "all", max_triplets=len(terms) - 1, seed=seed)(emb, labels).item()
     left_out = float(terms.sum()) - value * (len(terms) - 1)
     assert torch.isclose(terms, torch.tensor(left_out, dtype=torch.float64), atol=1e-9).any()
 
 
 def test_successive_batches_draw_new_subsets() -> None:
     emb, labels = batch(seed=3)
-    loss = MinedTripletLoss(1.0, "all", max_triplets=5, seed=0)
+    loss = mined(1.0, "all", max_triplets=5, seed=0)
     assert float(loss(emb, labels)) != float(loss(emb, labels))
 
 
 @pytest.mark.parametrize("mining", ["hard", "semihard"])
 def test_cap_on_hard_and_semihard_averages_a_subset_of_the_mined_terms(mining: str) -> None:
     emb, labels = batch(seed=4)
-    full = MinedTripletLoss(0.5, mining)
-    value = MinedTripletLoss(0.5, mining, max_triplets=len(labels) * 10, seed=0)(emb, labels)
+    full = mined(0.5, mining)
+    value = mined(0.5, mining, max_triplets=len(labels) * 10, seed=0)(emb, labels)
     torch.testing.assert_close(value, full(emb, labels))  # cap above the count: unchanged
-    one = MinedTripletLoss(0.5, mining, max_triplets=1, seed=0)(emb, labels)
+    one = mined(0.5, mining, max_triplets=1, seed=0)(emb, labels)
     d = pairwise_distances(emb.detach())
-    positive, negative = _masks(labels)
+    positive, negative = label_masks(labels)
     if mining == "hard":
         terms = F.relu(d.masked_fill(~positive, -1e9).amax(1) - d.masked_fill(~negative, 1e9).amin(1) + 0.5)
     else:
@@ -137,7 +147,7 @@ def test_cap_on_hard_and_semihard_averages_a_subset_of_the_mined_terms(mining: s
 
 def test_triplet_head_passes_the_cap_and_seed() -> None:
     head = TripletHead(6, mining="all", max_triplets=3, mining_seed=11)
-    assert head.mined_loss.max_triplets == 3 and head.mined_loss.seed == 11
+    assert head.cap is not None and head.cap.max_triplets == 3 and head.cap.seed == 11
     emb, labels = batch(dim=6, seed=5)
     again = TripletHead(6, mining="all", max_triplets=3, mining_seed=11)
     assert float(head.batch_loss(emb, labels)) == float(again.batch_loss(emb, labels))
@@ -146,15 +156,17 @@ def test_triplet_head_passes_the_cap_and_seed() -> None:
 def test_unseeded_cap_follows_the_global_seed() -> None:
     emb, labels = batch(seed=5)
     torch.manual_seed(123)
-    first = float(MinedTripletLoss(1.0, "all", max_triplets=4)(emb, labels))
+    first = float(mined(1.0, "all", max_triplets=4)(emb, labels))
     torch.manual_seed(123)
-    assert float(MinedTripletLoss(1.0, "all", max_triplets=4)(emb, labels)) == first
+    assert float(mined(1.0, "all", max_triplets=4)(emb, labels)) == first
 
 
 @pytest.mark.parametrize("cap", [0, -3])
 def test_bad_caps_are_rejected(cap: int) -> None:
     with pytest.raises(ValueError, match=f"max_triplets must be >= 1.*got {cap}"):
-        MinedTripletLoss(0.2, "all", max_triplets=cap)
+        mined(0.2, "all", max_triplets=cap)
+    with pytest.raises(ValueError, match=f"max_triplets must be >= 1.*got {cap}"):
+        TripletHead(4, max_triplets=cap)
 
 
 def test_a_checkpointed_module_resumes_drawing_the_subsets_where_it_stopped() -> None:
