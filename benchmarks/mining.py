@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from lightning_siamese.models.distances import pairwise_distances
-from lightning_siamese.models.losses import MinedTripletLoss, _masks
+from lightning_siamese.models.losses import MinedTripletLoss
+from lightning_siamese.models.miners import TripletCap, label_masks, triplet_miner
 
 MARGIN = 0.2
 DIM = 128
@@ -40,7 +41,7 @@ PER_CLASS = 4
 def cube_batch_all(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The batch-all loss as it was before: every [a, p, n] term at once."""
     d = pairwise_distances(embeddings)
-    positive, negative = _masks(labels)
+    positive, negative = label_masks(labels)
     terms = F.relu(d[:, :, None] - d[:, None, :] + MARGIN)[positive[:, :, None] & negative[:, None, :]]
     return terms[terms > 1e-16].mean()
 
@@ -61,7 +62,8 @@ def one(mining: str, size: int, cap: int | None, device: str, repeats: int) -> d
     if mining == "cube":
         loss_fn = cube_batch_all
     else:
-        loss_fn = MinedTripletLoss(MARGIN, mining, max_triplets=cap, seed=0)
+        miner = triplet_miner(mining, MARGIN)
+        loss_fn = MinedTripletLoss(MARGIN, miner if cap is None else TripletCap(miner, cap, seed=0))
 
     def step() -> float:
         embeddings = base.clone().requires_grad_()
