@@ -10,6 +10,8 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from lightning_siamese.data import trainer_state
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +65,7 @@ class RunCheckpoint(ModelCheckpoint):
             self._refresh_last(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.fast_dev_run:
+        if not trainer_state.fast_dev_run(trainer):
             super().on_train_end(trainer, pl_module)
 
 

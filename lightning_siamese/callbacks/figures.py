@@ -26,18 +26,18 @@ RIGHT, WRONG, NEUTRAL = (0, 220, 0), (255, 60, 60), (255, 255, 255)
 
 def roc_figure(far: torch.Tensor, tar: torch.Tensor, title: str) -> Figure:
     """TAR against FAR on a log FAR axis (where verification operates) and a linear one."""
-    far, tar = far.double().numpy(), tar.double().numpy()
+    fars, tars = far.double().numpy(), tar.double().numpy()
     figure, (linear, logarithmic) = plt.subplots(1, 2, figsize=(9, 4))
     for axis in (linear, logarithmic):
-        axis.plot(far, tar, drawstyle="steps-post")
+        axis.plot(fars, tars, drawstyle="steps-post")
         axis.set_xlabel("false accept rate")
         axis.set_ylabel("true accept rate")
         axis.grid(True, alpha=0.3)
     linear.plot([0, 1], [0, 1], linestyle=":", color="grey")
-    positive = far > 0
+    positive = fars > 0
     if positive.any():  # a log axis has no zero
         logarithmic.set_xscale("log")
-        logarithmic.set_xlim(far[positive].min(), 1)
+        logarithmic.set_xlim(fars[positive].min(), 1)
     figure.suptitle(title)
     figure.tight_layout()
     return figure
@@ -72,12 +72,12 @@ def save_image(grid: torch.Tensor, path: str) -> None:
 
 def tsne_figure(points: np.ndarray, labels: torch.Tensor, class_names: Sequence[str], title: str) -> Figure:
     """A scatter of t-SNE ``points`` coloured by class, with a legend of the class names (up to 20)."""
-    labels = labels.cpu().numpy()
-    present = list(dict.fromkeys(labels.tolist()))
+    label_ids = labels.cpu().numpy()
+    present = list(dict.fromkeys(label_ids.tolist()))
     colours = plt.get_cmap("tab20" if len(present) <= 20 else "turbo")
     figure, axis = plt.subplots(figsize=(8.5, 6) if len(present) <= 20 else (6.5, 6))
     for i, label in enumerate(present):
-        mine = labels == label
+        mine = label_ids == label
         colour = colours(i % 20) if len(present) <= 20 else colours(i / max(len(present) - 1, 1))
         axis.scatter(points[mine, 0], points[mine, 1], s=14, color=colour, label=class_names[label], alpha=0.85)
     axis.set_xticks([])

@@ -6,13 +6,15 @@ turns it off). The statistics and the warning rules live in ``evaluation/health.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
+from lightning_siamese.data import trainer_state
+from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
 from lightning_siamese.evaluation.health import (
     Accuracy,
     HealthMonitor,
@@ -23,6 +25,7 @@ from lightning_siamese.evaluation.health import (
 )
 from lightning_siamese.models.embedding import embed_all
 from lightning_siamese.models.heads import TripletHead
+from lightning_siamese.models.module import SiameseModule
 
 
 class TrainingHealth(pl.Callback):
@@ -74,19 +77,20 @@ class TrainingHealth(pl.Callback):
     @torch.no_grad()
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """The spread before any training step: the reference a collapse is measured against."""
-        if not self.enabled or self.monitor.reference_spread is not None or trainer.datamodule is None:
+        if not self.enabled or self.monitor.reference_spread is not None or trainer_state.datamodule(trainer) is None:
             return
-        data = trainer.datamodule
-        dataset = data.val_dataloader().dataset
+        module = cast(SiameseModule, pl_module)
+        data = cast(SiameseDataModule, trainer_state.datamodule(trainer))
+        dataset = cast(EvaluationSet, data.val_dataloader().dataset)  # the loader of the data module's val set
         images = dataset.collection.images[self._probe(len(dataset))]
         # The data module's preparation, as validation's: the spread compares like with like.
-        embeddings = pl_module.head.prepare(embed_all(pl_module, images, prepare=data.prepare))
+        embeddings = module.head.prepare(embed_all(module, images, prepare=data.prepare))
         self.monitor.reference_spread = embedding_spread(embeddings)[0]
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
         if not self.enabled:
             return
-        head = pl_module.head
+        head = cast(SiameseModule, pl_module).head
         # Kept as tensors and read at the next validation: reading them here would make a GPU wait every step.
         empty = batch_is_empty(batch) if head.needs_positives else False
         self._pending.append((empty, head.last_active_fraction))
@@ -102,8 +106,8 @@ class TrainingHealth(pl.Callback):
         if not self.enabled or trainer.sanity_checking or table is None:
             return
         self._count_pending_batches()
-        head = pl_module.head
-        dataset = trainer.val_dataloaders.dataset
+        head = cast(SiameseModule, pl_module).head
+        dataset = trainer_state.stage_dataset(trainer, "val")
         spread, std = embedding_spread(head.prepare(table[self._probe(len(table)).to(table.device)]))
         triplet_loss = trainer.callback_metrics.get("val/loss") if isinstance(head, TripletHead) else None
         scalars, messages = self.monitor.validation(

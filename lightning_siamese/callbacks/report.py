@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import lightning.pytorch as pl
 import torch
@@ -20,6 +21,9 @@ from lightning_siamese.callbacks.figures import (
     save_image,
     tile_grid,
 )
+from lightning_siamese.data import trainer_state
+from lightning_siamese.data.datamodules.base import SiameseDataModule
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.data.transforms.views import AlignmentViews, to_float
 from lightning_siamese.evaluation.oneshot import (
     AlignedSimilarity,
@@ -34,6 +38,7 @@ from lightning_siamese.evaluation.openset import (
 )
 from lightning_siamese.evaluation.verification import confident_pairs, roc_curve
 from lightning_siamese.models.embedding import embed_aligned, embed_all
+from lightning_siamese.models.module import SiameseModule
 
 
 class OneShotReport(pl.Callback):
@@ -95,34 +100,36 @@ class OneShotReport(pl.Callback):
         self.openset: OpenSetResult | None = None  # the last open-set result, when the module scores one
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.interrupted or trainer.fast_dev_run:
+        if trainer.interrupted or trainer_state.fast_dev_run(trainer):
             return
-        if getattr(trainer.datamodule, "task", "oneshot") != "oneshot":
+        if getattr(trainer_state.datamodule(trainer), "task", "oneshot") != "oneshot":
             return  # a verification benchmark (LFW) has no episodes; its test stage reports it
+        module = cast(SiameseModule, pl_module)
         checkpoint = getattr(trainer.checkpoint_callback, "best_model_path", "") if self.use_best else ""
         if checkpoint:
-            state = torch.load(checkpoint, map_location=pl_module.device, weights_only=True)
-            pl_module.load_state_dict(state["state_dict"])
+            state = torch.load(checkpoint, map_location=module.device, weights_only=True)
+            module.load_state_dict(state["state_dict"])
             if "openset_threshold" in state:  # the threshold fitted with those weights
-                pl_module.openset_threshold = state["openset_threshold"]
+                module.openset_threshold = state["openset_threshold"]
         plain = None
-        own_shift = getattr(pl_module, "eval_shift", 0)
+        own_shift = getattr(module, "eval_shift", 0)
         if self.align is not None:
-            plain = self.evaluate(trainer, pl_module)
-            self.report(trainer, self.evaluate(trainer, pl_module, self.align), checkpoint or "final weights", plain)
+            plain = self.evaluate(trainer, module)
+            self.report(trainer, self.evaluate(trainer, module, self.align), checkpoint or "final weights", plain)
             return
         if self.eval_shift is not None and self.eval_shift != own_shift:
-            plain = self.evaluate(trainer, pl_module)
-            pl_module.eval_shift = self.eval_shift
+            plain = self.evaluate(trainer, module)
+            module.eval_shift = self.eval_shift
         try:
-            result = self.evaluate(trainer, pl_module)
+            result = self.evaluate(trainer, module)
         finally:
-            pl_module.eval_shift = own_shift
+            module.eval_shift = own_shift
         self.report(trainer, result, checkpoint or "final weights", plain)
 
-    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, align: AlignmentViews | None = None):  # noqa: ANN201
-        data = trainer.datamodule
+    def evaluate(self, trainer: pl.Trainer, pl_module: SiameseModule, align: AlignmentViews | None = None):  # noqa: ANN201
+        data = cast(SiameseDataModule, trainer_state.datamodule(trainer))
         evaluation = data.evaluation_set(self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed)
+        episodes = cast(Episodes, evaluation.episodes)  # an N-way data module's set (on_fit_end checks its task)
         # Embedded at the trainer's precision, as validation embeds (bf16-mixed: half the time of
         # float32 on a CPU, which matters for aligned views); scored in float32.
         images = evaluation.collection.images
@@ -135,13 +142,13 @@ class OneShotReport(pl.Callback):
             ).float()
         if align is not None:  # open-set scores stay those of the plain embeddings, which fitted their threshold
             similarity = AlignedSimilarity.of(pl_module.head.pairwise_similarity, align)
-            return evaluate_episodes(embeddings, evaluation.episodes, similarity, pl_module.scoring.shot_reduction, hubness)
+            return evaluate_episodes(embeddings, episodes, similarity, pl_module.scoring.shot_reduction, hubness)
         self.openset = None
         if pl_module.scoring.openset and pl_module.openset_threshold is not None:
-            scores = score_with_unknowns(evaluation.collection, evaluation.episodes, embeddings, pl_module.head.similarity,
+            scores = score_with_unknowns(evaluation.collection, episodes, embeddings, pl_module.head.similarity,
                                          pl_module.scoring.shot_reduction, pl_module.scoring.openset_fraction, getattr(data, "within_group", True))
-            self.openset = evaluate_openset(scores, pl_module.openset_threshold, evaluation.episodes)
-        return evaluate_episodes(embeddings, evaluation.episodes, pl_module.head.similarity, pl_module.scoring.shot_reduction, hubness)
+            self.openset = evaluate_openset(scores, pl_module.openset_threshold, episodes)
+        return evaluate_episodes(embeddings, episodes, pl_module.head.similarity, pl_module.scoring.shot_reduction, hubness)
 
     @rank_zero_only
     def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
@@ -152,7 +159,7 @@ class OneShotReport(pl.Callback):
         elif plain is not None:  # `result` used this report's test-time shifts; `plain` the module's own setting
             record["eval_shift"] = self.eval_shift
             record["without_eval_shift"] = {"accuracy": plain.accuracy, "ci95": plain.ci95}
-        hubness = trainer.lightning_module.scoring.hubness
+        hubness = cast(SiameseModule, trainer.lightning_module).scoring.hubness
         if hubness is not None:
             record["hubness"] = asdict(hubness)
         if self.openset is not None:
@@ -186,7 +193,7 @@ class StageRecords(pl.Callback):
 
     def write(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         record = getattr(pl_module, "stage_records", {}).pop(stage, None)
-        pairs = record is not None and record.pairs is not None and not trainer.fast_dev_run
+        pairs = record is not None and record.pairs is not None and not trainer_state.fast_dev_run(trainer)
         tasks = record is not None and record.episodes is not None and record.dataset.task_names is not None
         if not (pairs or tasks):
             return

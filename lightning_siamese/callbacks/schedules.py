@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Timer
+
+from lightning_siamese.data import trainer_state
 
 
 class MomentumRamp(pl.Callback):
@@ -70,7 +73,7 @@ class CosineOverTime(pl.Callback):
         self.timer: Timer | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        timers = [c for c in trainer.callbacks if isinstance(c, Timer) and c.time_remaining() is not None]
+        timers = [c for c in trainer_state.callbacks(trainer) if isinstance(c, Timer) and c.time_remaining() is not None]
         if not timers:
             raise ValueError("CosineOverTime needs a budget: set trainer.max_time (e.g. \"00:00:56:00\")")
         if trainer.max_epochs not in (None, -1):
@@ -89,7 +92,7 @@ class CosineOverTime(pl.Callback):
     def fraction(self) -> float:
         """The elapsed fraction of the budget, in [0, 1]."""
         assert self.timer is not None
-        remaining = self.timer.time_remaining()
+        remaining = cast(float, self.timer.time_remaining())  # a float: on_fit_start kept only a timer with a budget
         elapsed = self.timer.time_elapsed()
         return min(elapsed / max(elapsed + remaining, 1e-9), 1.0)
 

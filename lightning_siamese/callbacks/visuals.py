@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import lightning.pytorch as pl
 import torch
@@ -17,8 +18,11 @@ from lightning_siamese.callbacks.figures import (
     tile_grid,
     write_embedding_visuals,
 )
+from lightning_siamese.data import trainer_state
+from lightning_siamese.data.datamodules.base import SiameseDataModule
 from lightning_siamese.evaluation.projection import sample_classes
 from lightning_siamese.models.embedding import embed_all
+from lightning_siamese.models.module import SiameseModule
 
 
 class EmbeddingProjector(pl.Callback):
@@ -46,10 +50,11 @@ class EmbeddingProjector(pl.Callback):
         self.split, self.classes, self.groups, self.seed = split, classes, groups, seed
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not self.classes or trainer.interrupted or trainer.fast_dev_run or not trainer.is_global_zero:
+        if not self.classes or trainer.interrupted or trainer_state.fast_dev_run(trainer) or not trainer.is_global_zero:
             return
-        collection = sample_classes(trainer.datamodule.split(self.split), self.classes, self.seed, self.groups)
-        embeddings = embed_all(pl_module, collection.images, prepare=trainer.datamodule.prepare)
+        data = cast(SiameseDataModule, trainer_state.datamodule(trainer))
+        collection = sample_classes(data.split(self.split), self.classes, self.seed, self.groups)
+        embeddings = embed_all(cast(SiameseModule, pl_module), collection.images, prepare=data.prepare)
         writer = next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
         run = Path(trainer.log_dir or trainer.default_root_dir)
         png = run / f"tsne_{self.split}.png"
@@ -78,19 +83,20 @@ class PairGridLogger(pl.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not loggers:
             return
-        dataset = trainer.val_dataloaders.dataset
+        module = cast(SiameseModule, pl_module)
+        dataset = trainer_state.stage_dataset(trainer, "val")
         first, second, same = (dataset.pairs[k] for k in ("first", "second", "same"))
         n_pos = int(same.sum())
         half = self.num_pairs // 2
         picks = torch.cat([torch.arange(min(half, n_pos)), torch.arange(n_pos, min(n_pos + half, len(same)))])
         x1 = torch.stack([dataset[int(i)][0] for i in first[picks]])
         x2 = torch.stack([dataset[int(i)][0] for i in second[picks]])
-        was_training = pl_module.training
-        pl_module.eval()
-        scores = pl_module.similarity(x1.to(pl_module.device), x2.to(pl_module.device)).float().cpu()
-        pl_module.train(was_training)
+        was_training = module.training
+        module.eval()
+        scores = module.similarity(x1.to(module.device), x2.to(module.device)).float().cpu()
+        module.train(was_training)
         threshold = self.threshold
-        if threshold is None and pl_module.head.probability:
+        if threshold is None and module.head.probability:
             threshold = 0.5
         tiles = []
         for a, b, label, score in zip(x1, x2, same[picks], scores):
@@ -124,7 +130,7 @@ class EmbeddingWriter(BasePredictionWriter):
         table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
         table[index] = embeddings
         collection = dataset.collection
-        split = getattr(trainer.datamodule, "predict_split", "predict")
+        split = getattr(trainer_state.datamodule(trainer), "predict_split", "predict")
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         path = run_dir / f"embeddings_{split}.pt"

@@ -138,7 +138,7 @@ class HealthMonitor:
             scalars["health/empty_batches"] = empty_fraction
         messages = []
         if scalars["health/spread_ratio"] < self.collapse_ratio:
-            messages += self._once("collapse", self._collapse_message(spread))
+            messages += self._once("collapse", self._collapse_message(spread, self.reference_spread))
         if triplet_loss is not None and margin is not None:
             self.at_margin = self.at_margin + 1 if abs(triplet_loss - margin) <= self.margin_tolerance * margin else 0
             if self.at_margin >= self.margin_patience:
@@ -157,10 +157,10 @@ class HealthMonitor:
         self.warned.append(condition)
         return [message]
 
-    def _collapse_message(self, spread: float) -> str:
+    def _collapse_message(self, spread: float, reference: float) -> str:
         return (
             f"training health: the embeddings have collapsed: their spread (mean pairwise distance {spread:.3g}) "
-            f"is {spread / max(self.reference_spread, 1e-12):.1%} of its first value ({self.reference_spread:.3g}), "
+            f"is {spread / max(reference, 1e-12):.1%} of its first value ({reference:.3g}), "
             f"below {self.collapse_ratio:.0%}, so every image gets nearly the same embedding. Likely cause: a learning "
             f"rate far too high (dead ReLUs), or batch-hard triplet mining from the first step (mapping every image "
             f"to one point is its easy way out). Usual fixes: a learning rate 10x lower; semihard or all-triplet "

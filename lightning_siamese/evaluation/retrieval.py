@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
@@ -107,7 +108,8 @@ def evaluate_retrieval(
     Without queries, leave-one-out over the gallery (Musgrave et al.'s protocol).
     """
     leave_one_out = query_embeddings is None
-    labels = np.asarray(gallery.labels if leave_one_out else list(query_labels))
+    # Labelled queries: query_labels comes with query_embeddings (two Optionals cannot say so).
+    labels = np.asarray(gallery.labels if leave_one_out else list(cast(Sequence[str], query_labels)))
     names, gallery_ids = np.unique(np.asarray(gallery.labels), return_inverse=True)
     counts = np.bincount(gallery_ids, minlength=len(names))
     position = np.searchsorted(names, labels).clip(max=len(names) - 1)

@@ -172,7 +172,7 @@ class PairScores:
     scores: torch.Tensor
     same: torch.Tensor
     result: VerificationResult
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor | float] = field(default_factory=dict)  # the module adds the stage's loss
     threshold: float | None = None  # the verification threshold applied (fitted, for validation)
     writer_k: float | None = None  # signatures: the per-writer k applied (fitted, for validation)
 
@@ -208,7 +208,7 @@ def score_pairs(
             stacklevel=2,
         )
     result = verification_metrics(scores, same, threshold)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, torch.Tensor | float] = {}
     if "writer" in pairs:
         normalized = writer_scores(table, pairs, references or [], similarity).cpu()
         if stage == "val":

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 
 from lightning_siamese.data.transforms.views import AlignmentViews, to_float
+
+if TYPE_CHECKING:  # module.py imports this file
+    from lightning_siamese.models.module import SiameseModule
 
 Prepare = Callable[[torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
 def embed_all(
-    module: pl.LightningModule, images: torch.Tensor, batch_size: int = 256, prepare: Prepare = to_float
+    module: SiameseModule, images: torch.Tensor, batch_size: int = 256, prepare: Prepare = to_float
 ) -> torch.Tensor:
     """Embed uint8 images ``[N, C, H, W]`` in batches, in eval mode, on the module's device.
 
@@ -32,7 +34,7 @@ def embed_all(
 
 @torch.no_grad()
 def embed_aligned(
-    module: pl.LightningModule, images: torch.Tensor, views: AlignmentViews, batch_size: int = 256,
+    module: SiameseModule, images: torch.Tensor, views: AlignmentViews, batch_size: int = 256,
     prepare: Prepare = to_float,
 ) -> torch.Tensor:
     """Embed uint8 images under every alignment view, in eval mode: ``[N, len(views) * D]``, the embeddings
@@ -45,7 +47,7 @@ def embed_aligned(
 
 
 def embedding_table(
-    module: pl.LightningModule,
+    module: SiameseModule,
     outputs: list[tuple[torch.Tensor, torch.Tensor]],
     dataset: Any,
     embed: Callable[[torch.Tensor], torch.Tensor],
@@ -58,7 +60,7 @@ def embedding_table(
     trainer = module.trainer
     if trainer.world_size > 1:
         embeddings = module.all_gather(embeddings).flatten(0, 1)  # type: ignore[union-attr]  # a tensor in, a tensor out
-        index = module.all_gather(index).flatten()  # type: ignore[union-attr]
+        index = module.all_gather(index).flatten()  # type: ignore[union-attr]  # likewise
     table = embeddings.new_zeros(len(dataset), embeddings.shape[-1])
     seen = torch.zeros(len(dataset), dtype=torch.bool, device=embeddings.device)
     table[index], seen[index] = embeddings, True

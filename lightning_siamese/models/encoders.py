@@ -6,10 +6,14 @@ Every encoder exposes ``embedding_dim`` so a head can be sized to it. No Lightni
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:  # the heads are not needed to run an encoder
+    from lightning_siamese.models.heads import PairHead
 
 
 class KochEncoder(nn.Module):
@@ -85,7 +89,8 @@ class KochEncoder(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, 0.0, 1e-2)
-                nn.init.normal_(module.bias, 0.5, 1e-2)
+                if module.bias is not None:  # always: these convolutions are built with a bias
+                    nn.init.normal_(module.bias, 0.5, 1e-2)
         nn.init.normal_(self.fc.weight, 0.0, fc_std)
         nn.init.normal_(self.fc.bias, 0.5, 1e-2)
 
@@ -134,7 +139,7 @@ class ConvNetEncoder(nn.Module):
         previous = in_channels
         for width in channels:
             norm = [nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
-            pool = [nn.MaxPool2d(2)]
+            pool: list[nn.Module] = [nn.MaxPool2d(2)]
             layers += [nn.Conv2d(previous, width, 3, padding=1), *(pool + norm if pool_first else norm + pool)]
             previous = width
         self.features = nn.Sequential(*layers, nn.Flatten())
@@ -287,7 +292,7 @@ class EnsembleEncoder(nn.Module):
         dims = {getattr(encoder, "embedding_dim", None) for encoder in self.members}
         if None in dims:
             raise TypeError(f"ensemble member {type(self.members[0]).__name__} must expose `embedding_dim`")
-        self.member_dim = dims.pop()
+        self.member_dim = cast(int, dims.pop())  # an int: the members without `embedding_dim` were refused above
         self.embedding_dim = self.member_dim * members
         if hasattr(self.members[0], "input_size"):
             self.input_size = self.members[0].input_size
@@ -306,7 +311,7 @@ class EnsembleEncoder(nn.Module):
             )
 
     def member_loss(
-        self, loss: Callable[..., torch.Tensor], head: nn.Module, *embeddings: torch.Tensor, **targets: torch.Tensor
+        self, loss: Callable[..., torch.Tensor], head: PairHead, *embeddings: torch.Tensor, **targets: torch.Tensor
     ) -> torch.Tensor:
         """The mean over members of ``loss`` on each member's slice of ``embeddings`` (and of the head's
         ``last_active_fraction``, which the training-health check reads)."""

@@ -7,7 +7,7 @@ test stage in ``evaluation/stages.py``; files and figures are written by callbac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, cast
 
 import lightning.pytorch as pl
 import torch
@@ -15,6 +15,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import BinaryAUROC
 
+from lightning_siamese.data import trainer_state
 from lightning_siamese.data.transforms.views import AlignmentViews, embed_views
 from lightning_siamese.evaluation.oneshot import OneShotResult, SupportHubness
 from lightning_siamese.evaluation.openset import OpenSetResult
@@ -33,6 +34,14 @@ from lightning_siamese.models.optim import resolve_param_groups
 # What validation fits, kept in checkpoints: the verification threshold and how it was fitted (e.g. "far 0.01"),
 # the open-set rejection threshold, and for signatures the k of each writer's t_w = mean_w - k std_w.
 FITTED = ("verification_threshold", "verification_threshold_rule", "openset_threshold", "writer_threshold_k")
+
+
+class _MiningStateHead(Protocol):
+    """A head that keeps mining state between steps (``TripletHead``'s subset mining), kept in checkpoints."""
+
+    def mining_state(self) -> dict: ...
+
+    def load_mining_state(self, state: dict) -> None: ...
 
 
 class SiameseModule(pl.LightningModule):
@@ -54,6 +63,7 @@ class SiameseModule(pl.LightningModule):
 
     encoder: nn.Module
     head: PairHead
+    _encode: Callable[[torch.Tensor], torch.Tensor]  # the encoder, compiled or not (kept out of the module tree)
     verification_threshold: float | None
     verification_threshold_rule: str | None
     openset_threshold: float | None
@@ -84,7 +94,9 @@ class SiameseModule(pl.LightningModule):
         if not hasattr(encoder, "embedding_dim"):
             raise TypeError(f"encoder {type(encoder).__name__} must expose `embedding_dim`")
         self.encoder = encoder
-        self.head = head if isinstance(head, nn.Module) else head(encoder.embedding_dim)
+        embedding_dim = cast(int, encoder.embedding_dim)  # checked above: every encoder exposes its width
+        # A module is the head itself (a PairHead, as the signature says); mypy cannot split the union on nn.Module.
+        self.head = cast(PairHead, head) if isinstance(head, nn.Module) else head(embedding_dim)
         if self.head.embedding_dim != encoder.embedding_dim:
             raise ValueError(
                 f"head expects {self.head.embedding_dim}-d embeddings but the encoder produces {encoder.embedding_dim}-d"
@@ -134,7 +146,7 @@ class SiameseModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         # Open-set and aligned scoring need N-way episodes; a verification data module (LFW,
         # signatures) scores pair lists, where they would do nothing or mismatch its threshold.
-        data = self.trainer.datamodule
+        data = trainer_state.datamodule(self.trainer)
         task = getattr(data, "task", "oneshot")
         for setting, on in (("openset is on", self.scoring.openset), ("test_align is set", self.test_align is not None)):
             if on and task != "oneshot":
@@ -144,13 +156,14 @@ class SiameseModule(pl.LightningModule):
                 )
 
     def on_fit_start(self) -> None:
-        kind = getattr(self.trainer.datamodule, "batch_kind", None)
+        data = trainer_state.datamodule(self.trainer)
+        kind = getattr(data, "batch_kind", None)
         if kind is not None and kind not in self.head.trains_on:
             raise ValueError(
                 f"{type(self.head).__name__} trains on {' or '.join(self.head.trains_on)}, but the data "
                 f"module's batch_kind is {kind!r}: set data batch_kind to one of {list(self.head.trains_on)}"
             )
-        k = getattr(self.trainer.datamodule, "images_per_class", 2)
+        k = getattr(data, "images_per_class", 2)
         if kind == "classes" and k < 2 and self.head.needs_positives:
             raise ValueError(
                 f"{type(self.head).__name__} needs two images of a class in a batch (a positive pair), "
@@ -221,8 +234,7 @@ class SiameseModule(pl.LightningModule):
         return None  # e.g. a triplet head on a pair list, or a classifying head: no loss to report
 
     def _evaluate(self, stage: str, auroc: BinaryAUROC) -> None:
-        loaders = self.trainer.val_dataloaders if stage == "val" else self.trainer.test_dataloaders
-        dataset = loaders.dataset
+        dataset = trainer_state.stage_dataset(self.trainer, stage)
         if self.trainer.sanity_checking:  # a full evaluation here would only delay training
             self._outputs.clear()
             return
@@ -234,7 +246,7 @@ class SiameseModule(pl.LightningModule):
             aligned, table = table, views.unmoved(table)
         self.last_embeddings[stage] = table
         loss = self._pair_loss(table, dataset)
-        metrics = {} if loss is None else {f"{stage}/loss": loss}
+        metrics: dict[str, torch.Tensor | float] = {} if loss is None else {f"{stage}/loss": loss}
         sync = self.trainer.world_size > 1  # every rank holds the same full table, so values agree
         if dataset.episodes is None:  # a verification benchmark: scored pairs, no episodes
             pairs = score_pairs(stage, table, dataset.pairs, self.head.similarity, self.scoring, self.head.probability,
@@ -252,7 +264,7 @@ class SiameseModule(pl.LightningModule):
         auroc.update(self.head.similarity(table[first], table[second]), same)
         metrics[f"{stage}/pair_auroc"] = auroc.compute()
         auroc.reset()
-        within_group = getattr(self.trainer.datamodule, "within_group", True)
+        within_group = getattr(trainer_state.datamodule(self.trainer), "within_group", True)
         scores, openset = score_episode_stage(stage, dataset, table, self.head, self.scoring, within_group,
                                               self.openset_threshold, aligned, views)
         self.last_oneshot[stage] = scores.result
@@ -275,11 +287,11 @@ class SiameseModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.update({name: getattr(self, name) for name in FITTED})
-        if hasattr(self.head, "mining_state"):
-            checkpoint["triplet_subset_state"] = self.head.mining_state()
+        if hasattr(self.head, "mining_state"):  # the check mypy cannot narrow on an nn.Module: hence the cast
+            checkpoint["triplet_subset_state"] = cast(_MiningStateHead, self.head).mining_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name in FITTED:
             setattr(self, name, checkpoint.get(name))
         if "triplet_subset_state" in checkpoint and hasattr(self.head, "load_mining_state"):
-            self.head.load_mining_state(checkpoint["triplet_subset_state"])
+            cast(_MiningStateHead, self.head).load_mining_state(checkpoint["triplet_subset_state"])

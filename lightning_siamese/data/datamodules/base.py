@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, SequentialSampler
 
+from lightning_siamese.data import trainer_state
 from lightning_siamese.data.datamodules.batches import (
     BatchSampler,
     EpochKeySampler,
     KochPairBatches,
     SampledBatches,
+    TrainingBatches,
 )
 from lightning_siamese.data.samplers.classes import ClassBalancedSampler
 from lightning_siamese.data.samplers.episodes import Episodes, sample_episodes
@@ -140,6 +143,9 @@ class SiameseDataModule(pl.LightningDataModule):
         seed: seed of the training batch stream; ``None`` follows ``seed_everything``.
         predict_split: which split ``lightning predict`` embeds.
     """
+
+    image_size: int | list[int]  # one side; a subclass may keep [height, width] (signatures)
+    _train_sampler: BatchSampler | None  # built by setup (None: a subclass that draws its own training batches)
 
     def __init__(
         self,
@@ -302,7 +308,7 @@ class SiameseDataModule(pl.LightningDataModule):
         triplets = {k: torch.from_numpy(v) for k, v in drawn.items()}
         return EvaluationSet(collection, episodes, pairs, triplets)
 
-    def _batch_sampler(self, train: ImageCollection) -> BatchSampler:
+    def _batch_sampler(self, train: ImageCollection) -> BatchSampler | None:
         if self.batch_kind == "pairs" and self.pair_sampling.startswith("darkshot"):
             return ImagePairSampler(train.labels, balanced=self.pair_sampling == "darkshot")
         if self.batch_kind == "pairs":
@@ -356,8 +362,10 @@ class SiameseDataModule(pl.LightningDataModule):
         if self.trainer is None or self.trainer.is_global_zero:
             print(text)
         logger = None if self.trainer is None else self.trainer.logger
-        if to_tensorboard and logger is not None and hasattr(logger.experiment, "add_text"):
-            logger.experiment.add_text("data/summary", text.replace("\n", "  \n"))
+        if to_tensorboard and logger is not None:
+            experiment = logger.experiment  # type: ignore[attr-defined]  # every Lightning logger has one; its base class does not declare it
+            if hasattr(experiment, "add_text"):
+                experiment.add_text("data/summary", text.replace("\n", "  \n"))
 
     def setup(self, stage: str) -> None:
         # Build what the stage needs now, so impossible tasks fail before training starts.
@@ -380,14 +388,16 @@ class SiameseDataModule(pl.LightningDataModule):
             return 0, 1
         return trainer.global_rank, trainer.world_size
 
-    def train_batches(self, seed: int) -> Dataset:
+    def train_batches(self, seed: int) -> TrainingBatches:
         """The training set of whole batches, item ``(epoch, b)`` (see :class:`SampledBatches`)."""
         train = self.split("train")
-        if self.pair_sampling == "koch":
-            pairs = self._train_sampler.sample_per_group(self.koch_pairs, np.random.default_rng(seed))
+        # Not None: only a subclass that draws its own training batches builds no sampler, and it does not come here.
+        sampler = cast(BatchSampler, self._train_sampler)
+        if self.pair_sampling == "koch":  # batch_kind "pairs" (checked in __init__): a BalancedPairSampler
+            pairs = cast(BalancedPairSampler, sampler).sample_per_group(self.koch_pairs, np.random.default_rng(seed))
             return KochPairBatches(train.images, pairs, self.batch_size, seed, self.koch_distortions, self.augment)
         num_batches = self.pairs_per_epoch // self.batch_size
-        return SampledBatches(train.images, self._train_sampler, self.batch_size, num_batches, seed, self.augment)
+        return SampledBatches(train.images, sampler, self.batch_size, num_batches, seed, self.augment)
 
     def train_dataloader(self) -> DataLoader:
         seed = torch.initial_seed() % 2**62 if self.seed is None else self.seed
@@ -398,8 +408,8 @@ class SiameseDataModule(pl.LightningDataModule):
                 f"an epoch of {len(dataset)} batches of {self.batch_size} (pairs_per_epoch={self.pairs_per_epoch}, "
                 f"pair_sampling={self.pair_sampling!r}) has fewer batches than the {world} processes"
             )
-        sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
-        if self.trainer is not None and self.trainer.overfit_batches:  # the sampler Lightning would swap in
+        sampler: Sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
+        if self.trainer is not None and trainer_state.overfit_batches(self.trainer):  # the sampler Lightning would swap in
             sampler = SequentialSampler(dataset)
         return DataLoader(
             dataset,

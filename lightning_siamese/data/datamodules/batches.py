@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -31,7 +31,14 @@ def _batch_key(key: tuple[int, int] | int) -> tuple[int, int]:
     return key if isinstance(key, tuple) else (0, int(key))
 
 
-class SampledBatches(Dataset):
+class TrainingBatches(Dataset):
+    """A training set of whole batches, item ``(epoch, b)``: its length is the number of batches in an epoch."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+
+class SampledBatches(TrainingBatches):
     """Item ``(epoch, b)`` is the b-th training batch of that epoch, as a dict of tensors.
 
     The sampler draws the batch's image indices (pairs, triplets or P x K classes); this
@@ -78,7 +85,7 @@ class SampledBatches(Dataset):
         return batch
 
 
-class KochPairBatches(Dataset):
+class KochPairBatches(TrainingBatches):
     """Koch et al.'s training set: a fixed set of pairs plus ``distortions`` distorted copies of each.
 
     Example ``e`` is copy ``e // pairs`` of pair ``e % pairs``. Copy 0 is the pair as it is;
@@ -96,7 +103,7 @@ class KochPairBatches(Dataset):
         batch_size: int,
         seed: int,
         distortions: int = 8,
-        augment: KochAffine | None = None,
+        augment: KochAffine | DarkShotAugment | None = None,  # distortions need a KochAffine; without them, unused
     ) -> None:
         if distortions < 0:
             raise ValueError(f"distortions must be >= 0, got {distortions}")
@@ -130,7 +137,8 @@ class KochPairBatches(Dataset):
     def transforms(self, pair: int, copy: int, size: int) -> torch.Tensor:
         """The fixed forward transforms ``[2, 2, 3]`` of both images of one distorted copy."""
         seed = int(np.random.default_rng([self.seed, pair, copy]).integers(2**62))
-        return self.augment.matrices(2, size, torch.Generator().manual_seed(seed))
+        augment = cast(KochAffine, self.augment)  # distorted copies exist only with a KochAffine (checked in __init__)
+        return augment.matrices(2, size, torch.Generator().manual_seed(seed))
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
         pair, copy = self.examples(*_batch_key(key))
@@ -152,5 +160,5 @@ class EpochKeySampler(DistributedSampler):
     ``DistributedSampler`` in place under DDP, so each rank gets its own whole batches.
     """
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         return ((self.epoch, int(i)) for i in super().__iter__())

@@ -44,6 +44,8 @@ class FolderDataModule(SiameseDataModule):
         **kwargs: the other options of :class:`SiameseDataModule`.
     """
 
+    image_size: int  # one side of the square images
+
     def __init__(
         self,
         root: str,

@@ -8,10 +8,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
-from lightning_siamese.data.datamodules.batches import BatchSampler, KochPairBatches
+from lightning_siamese.data.datamodules.batches import BatchSampler, KochPairBatches, TrainingBatches
 from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.sources.lfw import (
     LFW_URL,
@@ -65,6 +64,8 @@ class LFWDataModule(SiameseDataModule):
             ``augment: KochAffine``); 0 trains on the pairs as they are.
         **kwargs: the options of :class:`SiameseDataModule` (batches, loaders, image size).
     """
+
+    image_size: int  # one side of the square images
 
     task = "verification"
 
@@ -160,22 +161,22 @@ class LFWDataModule(SiameseDataModule):
             self.files.check_pairs(self._lists[name])
         return self._lists[name]
 
-    def _read_view2(self) -> PairList:
+    def _read_view2(self, fold: int) -> PairList:
         pairs = read_pairs(self._path(self.view2_pairs))
         folds = int(pairs.folds.max()) + 1
-        if self.view2_fold > folds:
-            raise ValueError(f"view2_fold={self.view2_fold}, but {pairs.source} has {folds} folds")
+        if fold > folds:
+            raise ValueError(f"view2_fold={fold}, but {pairs.source} has {folds} folds")
         return pairs
 
     def _read_training_list(self) -> PairList:
         if self.view2_fold is None:
             return read_pairs(self._path(self.train_pairs))
-        pairs = self._read_view2()
+        pairs = self._read_view2(self.view2_fold)
         return pairs.select(pairs.folds != self.view2_fold - 1)
 
     def _read_test_list(self) -> PairList:
         if self.view2_fold is not None:
-            pairs = self._read_view2()
+            pairs = self._read_view2(self.view2_fold)
             return pairs.select(pairs.folds == self.view2_fold - 1)
         if self.test_pairs is None:
             raise ValueError("the test stage needs test_pairs (e.g. pairsDevTest.txt) or view2_fold")
@@ -257,7 +258,7 @@ class LFWDataModule(SiameseDataModule):
             "folds": pairs.folds.clone(),
         }
 
-    def evaluation_set(self, split: str, **_: Any) -> EvaluationSet:
+    def evaluation_set(self, split: str, *_: Any, **__: Any) -> EvaluationSet:
         """The split's pairs, scored as a verification benchmark (no episodes)."""
         pairs = self.pair_list(split)
         return EvaluationSet(self.split(split), pairs=self.pair_indices(split), name="verification", source=pairs.source)
@@ -265,7 +266,7 @@ class LFWDataModule(SiameseDataModule):
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler | None:
         return None if self.train_on == "pairs" else super()._batch_sampler(train)
 
-    def train_batches(self, seed: int) -> Dataset:
+    def train_batches(self, seed: int) -> TrainingBatches:
         if self.train_on == "people":
             return super().train_batches(seed)
         pairs = {k: v.numpy() for k, v in self.pair_indices("train").items() if k != "folds"}

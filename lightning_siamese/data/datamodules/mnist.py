@@ -30,6 +30,8 @@ class MNISTDataModule(SiameseDataModule):
         **kwargs: the options of :class:`SiameseDataModule`.
     """
 
+    image_size: int  # one side of the square images
+
     def __init__(
         self,
         root: str = "data/mnist",

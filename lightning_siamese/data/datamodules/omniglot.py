@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
+
+import torch
 
 from lightning_siamese.data.datamodules.base import (
     EvaluationSet,
@@ -55,6 +57,8 @@ class OmniglotDataModule(SiameseDataModule):
             the test alphabets. With ``download``, a missing ``all_runs.zip`` is fetched.
         **kwargs: the options of :class:`SiameseDataModule` (batches, evaluation, loaders).
     """
+
+    image_size: int  # one side of the square images
 
     def __init__(
         self,
@@ -143,5 +147,6 @@ class OmniglotDataModule(SiameseDataModule):
             )
         split = self.collection.select_groups(alphabets)
         if name == "train" and self.train_drawers is not None:
-            split = split.select_images(split.instances <= self.train_drawers)
+            drawers = cast(torch.Tensor, split.instances)  # load_omniglot records every image's drawer
+            split = split.select_images(drawers <= self.train_drawers)
         return split

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
-from lightning_siamese.data.datamodules.batches import IMAGE_KEYS, SampledBatches
+from lightning_siamese.data.datamodules.batches import IMAGE_KEYS, SampledBatches, TrainingBatches
 from lightning_siamese.data.samplers.pairs import SignaturePairSampler, evaluation_pairs
 from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.sources.signatures import (
@@ -22,10 +22,10 @@ from lightning_siamese.data.sources.signatures import (
 from lightning_siamese.data.transforms.views import ScaledToFloat, to_float
 
 
-class ScaledBatches(Dataset):
+class ScaledBatches(TrainingBatches):
     """Training batches with every image multiplied by ``scale`` (SigNet's 1 / std)."""
 
-    def __init__(self, batches: Dataset, scale: float) -> None:
+    def __init__(self, batches: TrainingBatches, scale: float) -> None:
         self.batches, self.scale = batches, scale
 
     def __len__(self) -> int:
@@ -82,6 +82,7 @@ class SignatureDataModule(SiameseDataModule):
     """
 
     task = "verification"
+    _train_sampler: SignaturePairSampler
 
     def __init__(
         self,
@@ -107,8 +108,9 @@ class SignatureDataModule(SiameseDataModule):
                 f"signatures train on pairs (genuine-genuine vs genuine-forgery): set batch_kind 'pairs', "
                 f"not {kwargs['batch_kind']!r}"
             )
-        super().__init__(image_size=list(size), batch_size=batch_size, pairs_per_epoch=pairs_per_epoch,
+        super().__init__(batch_size=batch_size, pairs_per_epoch=pairs_per_epoch,
                          same_group_prob=0.0, within_group=False, **kwargs)
+        self.image_size = list(size)  # [height, width], where the base keeps one side
         self.save_hyperparameters(ignore=["augment"])
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
@@ -187,12 +189,12 @@ class SignatureDataModule(SiameseDataModule):
     def _batch_sampler(self, train: ImageCollection) -> SignaturePairSampler:
         return SignaturePairSampler(*writers_and_kinds(train), self.random_forgeries)
 
-    def train_batches(self, seed: int) -> Dataset:
+    def train_batches(self, seed: int) -> TrainingBatches:
         batches = SampledBatches(self.split("train").images, self._train_sampler, self.batch_size,
                                  self.pairs_per_epoch // self.batch_size, seed, self.augment)
         return ScaledBatches(batches, 1.0 / self.pixel_std)
 
-    def evaluation_set(self, split: str, **_: Any) -> SignatureEvaluationSet:
+    def evaluation_set(self, split: str, *_: Any, **__: Any) -> SignatureEvaluationSet:
         collection = self.split(split)
         pairs, references = evaluation_pairs(
             *writers_and_kinds(collection), collection.group_names, self.references, self.eval_pairs_per_writer, self.random_forgeries, self.eval_seed

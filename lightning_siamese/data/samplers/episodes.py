@@ -128,13 +128,13 @@ def sample_episodes(
             if len(common) >= per_task:
                 drawers = rng.choice(sorted(common), size=per_task, replace=False)
                 for w, c in enumerate(chosen):
-                    picks = [by_class_inst[c][int(d)][0] for d in drawers]
-                    support[t, w], query[t, w] = picks[:k_shot], picks[k_shot:]
+                    drawn = [by_class_inst[c][int(d)][0] for d in drawers]
+                    support[t, w], query[t, w] = drawn[:k_shot], drawn[k_shot:]
             else:  # the classes share too few drawers: distinct drawers per class
                 for w, c in enumerate(chosen):
                     drawers = rng.choice(sorted(by_class_inst[c]), size=per_task, replace=False)
-                    picks = [by_class_inst[c][int(d)][0] for d in drawers]
-                    support[t, w], query[t, w] = picks[:k_shot], picks[k_shot:]
+                    drawn = [by_class_inst[c][int(d)][0] for d in drawers]
+                    support[t, w], query[t, w] = drawn[:k_shot], drawn[k_shot:]
     return Episodes(
         support=torch.from_numpy(support),
         query=torch.from_numpy(query),

@@ -13,6 +13,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -140,7 +141,7 @@ class ImageCollection:
             raise ValueError(f"class rotations must be multiples of 90 degrees, got {bad}")
         turns = [(angle // 90) % 4 for angle in angles]
         return self._with_classes_made_by(
-            [(f"@{angle}" if t else "", lambda images, t=t: torch.rot90(images, t, dims=(-2, -1))) for angle, t in zip(angles, turns)]
+            [(f"@{angle}" if t else "", partial(torch.rot90, k=t, dims=(-2, -1))) for angle, t in zip(angles, turns)]
         )
 
     def with_mirrored_classes(self) -> ImageCollection:
@@ -171,7 +172,7 @@ class ImageCollection:
             class_names=[n for p in parts for n in p.class_names],
             class_groups=torch.cat([p.class_groups for p in parts]),
             group_names=self.group_names,
-            instances=None if self.instances is None else torch.cat([p.instances for p in parts]),
+            instances=None if self.instances is None else torch.cat([self.instances for _ in parts]),  # every part keeps them
             paths=[path for p in parts for path in p.paths],
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ def load_image_folder(
             stacklevel=2,
         )
     depths = class_depths(root, [folder for folder, _ in image_folders])
-    if class_depth != "leaf" and class_depth > max(depths, default=0):
+    if isinstance(class_depth, int) and class_depth > max(depths, default=0):  # validated: "leaf" or an int
         shallow = next(f for f, _ in image_folders if len(f.relative_to(root).parts) < class_depth)
         level = len(shallow.relative_to(root).parts)
         raise ValueError(
@@ -72,11 +73,11 @@ def load_image_folder(
         )
     for folder, files in image_folders:
         parts = folder.relative_to(root).parts
-        name = "/".join(parts if class_depth == "leaf" else parts[:class_depth])
+        name = "/".join(parts[:class_depth] if isinstance(class_depth, int) else parts)
         decoded = 0
         for path in files:
             decoded_file = decode_or_skip(
-                lambda path=path: _decode_file(path, image_size, channels), str(path), skip_bad_images, "Remove the file", skipped
+                partial(_decode_file, path, image_size, channels), str(path), skip_bad_images, "Remove the file", skipped
             )
             if decoded_file is None:
                 continue

@@ -7,6 +7,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -182,7 +183,7 @@ def load_omniglot(
             if (class_name, Path(where).name) in seen:
                 continue  # the same image from another set (the small sets overlap)
             decoded = decode_or_skip(
-                lambda data=data, where=where: decode_image(data, where, image_size, ink_fill=ink_fill),
+                partial(decode_image, data, where, image_size, ink_fill=ink_fill),
                 where, skip_bad_images, "Remove or replace the file",
             )
             if decoded is None:
@@ -340,7 +341,8 @@ def load_lake_runs(
     labels: list[int] = []
     paths: list[str] = []
     class_names: list[str] = []
-    support, query = [], []
+    support: list[list[list[int]]] = []  # [run][way][shot]: image indices
+    query: list[list[list[int]]] = []
     for run in runs:
         where = f"{location}/{run}/class_labels.txt"
         if f"{run}/class_labels.txt" not in files:
@@ -361,7 +363,8 @@ def load_lake_runs(
                 f"{len(support[0])}; every run must be {len(support[0])}-way"
             )
         answer = {train: test for test, train in pairs}
-        run_support, run_query = [], []
+        run_support: list[list[int]] = []
+        run_query: list[list[int]] = []
         for train in sorted(answer):
             class_names.append(f"{run}/{Path(train).stem}")
             for name, slot in ((train, run_support), (answer[train], run_query)):

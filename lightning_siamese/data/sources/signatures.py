@@ -156,7 +156,7 @@ def find_signatures(root: str | Path, layout: str = "auto") -> SignatureFiles:
     return SignatureFiles(root if archive is None else archive.parent, chosen, files, archive)
 
 
-def prepare_signature(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def prepare_signature(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """A grayscale uint8 scan ``[1, H, W]`` as SigNet takes it: inverted (ink bright), resized
     (antialiased, aspect not kept, as the paper) to ``size`` = (height, width)."""
     image = 255 - image
