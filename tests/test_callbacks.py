@@ -47,5 +47,9 @@ def test_the_report_can_use_test_time_shifts_that_validation_does_not(tiny_omnig
     assert record["eval_shift"] == 2 and record["accuracy"] == pytest.approx(shifted.accuracy)
     assert record["without_eval_shift"]["accuracy"] == pytest.approx(plain.accuracy)
     assert shifted.accuracy != plain.accuracy  # (seeded) the shifts change the embeddings, so the record tells them apart
+    # The report's accuracy comes with intervals that resample whole characters (and alphabets, when the split has several).
+    low, high = record["intervals"]["characters"]
+    assert low <= record["accuracy"] <= high and high - low > 0
+    assert record["intervals"] == shifted.intervals and set(record["intervals"]) <= {"characters", "alphabets"}
     with pytest.raises(ValueError, match="eval_shift must be a number of pixels >= 0"):
         OneShotReport(eval_shift=-1)

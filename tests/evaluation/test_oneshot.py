@@ -141,3 +141,41 @@ def test_support_hubness_refuses_bad_settings() -> None:
     embeddings, episodes = hub_episode(1.4)
     with pytest.raises(ValueError, match=r"hubness k \(4\) must be below the number of ways \(4\)"):
         episode_scores(embeddings, episodes, negative_distance, hubness=SupportHubness(k=4))
+
+
+def test_a_cluster_interval_resamples_whole_characters() -> None:
+    from lightning_siamese.evaluation.oneshot import cluster_interval
+
+    # 50 tasks x 20 queries, all right: nothing to resample away.
+    assert cluster_interval(torch.ones(50, 20, dtype=torch.bool), torch.arange(20).repeat(50, 1)) == [100.0, 100.0]
+    # Two characters, one always recognised and one never, 500 queries each: a per-task interval over 1,000
+    # tasks would be narrow, but a draw of two characters gives 0, 50 or 100% with chances 1/4, 1/2, 1/4.
+    correct = torch.tensor([[True, False]]).repeat(500, 1)
+    characters = torch.tensor([[7, 9]]).repeat(500, 1)
+    assert cluster_interval(correct, characters, resamples=4000) == [0.0, 100.0]
+    # Many characters, each right with probability 0.8: the interval holds the mean, narrows with more
+    # characters, and a seed fixes it.
+    g = torch.Generator().manual_seed(0)
+    outcome = torch.rand(1000, 20, generator=g) < 0.8
+    few, many = torch.randint(10, (1000, 20), generator=g), torch.randint(1000, (1000, 20), generator=g)
+    low_few, high_few = cluster_interval(outcome, few, seed=1)
+    low_many, high_many = cluster_interval(outcome, many, seed=1)
+    mean = float(outcome.double().mean()) * 100
+    assert low_few <= mean <= high_few and low_many <= mean <= high_many
+    assert high_many - low_many < high_few - low_few
+    assert cluster_interval(outcome, few, seed=1) == [low_few, high_few]
+
+
+def test_cluster_intervals_name_characters_and_alphabets_by_the_queries_classes() -> None:
+    from lightning_siamese.evaluation.oneshot import cluster_intervals
+
+    # 2 tasks of 2 ways, 1 query each; image i shows class i // 2; classes 0-1 in alphabet 0, 2-3 in alphabet 1.
+    episodes = Episodes(support=torch.tensor([[[0], [2]], [[4], [6]]]), query=torch.tensor([[[1], [3]], [[5], [7]]]),
+                        classes=torch.tensor([[0, 1], [2, 3]]), seed=0)
+    labels, class_groups = torch.arange(8) // 2, torch.tensor([0, 0, 1, 1])
+    correct = torch.tensor([[True, True], [False, False]])  # task 1 (alphabet 0's classes) right, task 2 wrong
+    intervals = cluster_intervals(correct, episodes, labels, class_groups, resamples=4000)
+    assert intervals["characters"][0] < 50 < intervals["characters"][1]
+    assert intervals["alphabets"] == [0.0, 100.0]  # two alphabets, one all right, one all wrong
+    one_alphabet = cluster_intervals(correct, episodes, labels, torch.zeros(4, dtype=torch.long))
+    assert set(one_alphabet) == {"characters"}
