@@ -35,6 +35,7 @@ from lightning_siamese.callbacks.visuals import (
     EmbeddingWriter,
     PairGridLogger,
 )
+from lightning_siamese.data import trainer_state
 from lightning_siamese.inference.checkpoints import (
     SPECIAL_CKPT_PATHS,
     check_checkpoint_file,
@@ -58,14 +59,14 @@ class KeepingSaveConfigCallback(SaveConfigCallback):
         if log_dir is None:
             return
         if trainer.is_global_zero:
-            log_dir = Path(log_dir)
-            log_dir.mkdir(parents=True, exist_ok=True)
+            folder = Path(log_dir)
+            folder.mkdir(parents=True, exist_ok=True)
             text = self.parser.dump(self.config, skip_none=False)
-            target = log_dir / self.config_filename
+            target = folder / self.config_filename
             n = 0
             while target.exists() and target.read_text() != text:
                 n += 1
-                target = log_dir / f"{Path(self.config_filename).stem}.{n}.yaml"
+                target = folder / f"{Path(self.config_filename).stem}.{n}.yaml"
             if not target.exists():
                 target.write_text(text)
         self.already_saved = True
@@ -97,7 +98,7 @@ class EarlyStoppingAfterValidation(EarlyStopping):
             super()._run_early_stopping_check(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not self._validated and not trainer.fast_dev_run:
+        if not self._validated and not trainer_state.fast_dev_run(trainer):
             rank_zero_warn(
                 f"The run stopped at step {trainer.global_step} before its first validation: nothing was validated, "
                 f"so early stopping never checked {self.monitor} and no best checkpoint was chosen; the last "
@@ -203,15 +204,17 @@ class SiameseCLI(LightningCLI):
         """Point ``--ckpt_path last`` at the latest run's last checkpoint, and log into that run."""
         dirpath = config.get("checkpoint", Namespace()).get("dirpath")
         location = self._logger_location(config)
+        run: tuple[int | None, Path] | None
         if dirpath:
             last = find_last_checkpoint(Path(dirpath))
             run = None if last is None else (None, last)
+            where = dirpath
         elif location is not None:
             run = find_latest_run(location[1], location[2])
+            where = f"{location[1]}/{location[2]}/version_*/checkpoints"
         else:
             return  # Lightning resolves "last" itself
         if run is None:
-            where = dirpath or f"{location[1]}/{location[2]}/version_*/checkpoints"
             warnings.warn(f"--ckpt_path last: no last checkpoint under {where}; starting a new run", stacklevel=2)
             config.ckpt_path = None
             return
@@ -257,7 +260,7 @@ def expand_resume(args: list[str]) -> list[str]:
 
 def main(args: list[str] | None = None) -> None:
     given = sys.argv[1:] if args is None else list(args)
-    expanded = expand_resume(given)
+    expanded: list[str] | None = expand_resume(given)
     if args is None and expanded == given:
         expanded = None  # let LightningCLI read sys.argv itself (passing both makes it warn)
     elif args is None:

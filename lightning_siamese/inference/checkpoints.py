@@ -27,7 +27,9 @@ def find_latest_run(save_dir: str | Path, name: str) -> tuple[int, Path] | None:
     runs = []
     for folder in Path(save_dir, name).glob("version_*"):
         match = re.fullmatch(r"version_(\d+)", folder.name)
-        last = find_last_checkpoint(folder / "checkpoints") if match else None
+        if match is None:
+            continue
+        last = find_last_checkpoint(folder / "checkpoints")
         if last is not None:
             runs.append((int(match.group(1)), last))
     return max(runs) if runs else None

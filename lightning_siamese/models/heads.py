@@ -48,7 +48,9 @@ class PairHead(nn.Module):
         # step (read by the training-health callback); NaN for losses without a margin.
         self.last_active_fraction: torch.Tensor | float = float("nan")
 
-    def _margin_loss(self, loss: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    def _margin_loss(
+        self, loss: ContrastiveLoss | MinedContrastiveLoss | TripletLoss | MinedTripletLoss, *inputs: torch.Tensor
+    ) -> torch.Tensor:
         value = loss(*inputs)
         self.last_active_fraction = loss.last_active_fraction
         return value
@@ -249,7 +251,7 @@ class PrototypicalHead(DistanceHead):
         return F.cross_entropy(logits, anchor.new_zeros(len(anchor), dtype=torch.long))
 
 
-def check_class_labels(head: PairHead, labels: torch.Tensor) -> None:
+def check_class_labels(head: CosFaceHead | ClassifierHead, labels: torch.Tensor) -> None:
     """Fail when a label is beyond the classes a classifying head was built for, saying what to set."""
     if int(labels.max()) >= head.num_classes:
         raise ValueError(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import cast
 
 from lightning_siamese.cli.tool import Tool, UsageError
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.data.sources.omniglot import load_lake_runs
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.oneshot import (
@@ -59,8 +61,9 @@ def run(args: argparse.Namespace) -> dict:
     data, report = (None, {}) if args.config is None else data_module_from_config(args.config, args.image_size)
     settings = report_settings(args, report)
     baseline = make_baseline(args.name, settings["seed"])
-    if args.runs_dir is not None:
-        image_size = args.image_size or (data.image_size if data is not None else 105)
+    if args.runs_dir is not None or data is None:  # data is None only without --config, so with --runs_dir
+        # Lake's runs are Omniglot images: a config given with them is an Omniglot one, its image_size one side.
+        image_size = args.image_size or (cast(int, data.image_size) if data is not None else 105)
         ink_fill = getattr(data, "ink_fill", None)  # the config's preparation of Omniglot's images, if it has one
         collection, episodes = load_lake_runs(args.runs_dir, image_size, invert=True, download=args.download, ink_fill=ink_fill)
         per_task = baseline.accuracies(collection.images, episodes)
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> dict:
             settings["split"], n_way=settings["n_way"], k_shot=settings["k_shot"], tasks=settings["tasks"], seed=settings["seed"]
         )
         images = baseline_images(data, evaluation.collection.images)
-        result = summarize(baseline.accuracies(images, evaluation.episodes), evaluation.episodes)
+        episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
+        result = summarize(baseline.accuracies(images, episodes), episodes)
         record = {"baseline": args.name, "config": str(args.config), "split": settings["split"], **result.as_dict()}
         record["image_size"] = data.image_size
         print(f"{args.name} baseline on the {settings['split']} split of {args.config} ({data.image_size} px): {result}")

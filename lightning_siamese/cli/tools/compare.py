@@ -14,11 +14,13 @@ import json
 import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Literal, cast
 
 from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_siamese.cli.tool import Tool
 from lightning_siamese.data.datamodules.base import EvaluationSet, SiameseDataModule
+from lightning_siamese.data.samplers.episodes import Episodes
 from lightning_siamese.data.transforms.views import AlignmentViews
 from lightning_siamese.evaluation.baselines import BASELINES, make_baseline
 from lightning_siamese.evaluation.compare import (
@@ -50,7 +52,7 @@ def embedding_precision(precision: str) -> AbstractContextManager:
         return nullcontext()
     if precision not in ("bf16-mixed", "16-mixed"):
         raise ValueError(f"--precision must be 32, bf16-mixed or 16-mixed, got {precision!r}")
-    return MixedPrecision(precision, "cpu").forward_context()
+    return MixedPrecision(cast(Literal["bf16-mixed", "16-mixed"], precision), "cpu").forward_context()  # checked just above
 
 
 def run_compare(args: argparse.Namespace) -> list[Row]:
@@ -80,7 +82,8 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         row = Row(name, f"baseline, {data.image_size} px")
         for label, evaluation in reference.items():
             baseline = make_baseline(name, seed)  # afresh per task: each column as `baseline` scores it alone
-            row.results[label] = summarize(baseline.accuracies(baseline_images(data, images), evaluation.episodes), evaluation.episodes)
+            episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
+            row.results[label] = summarize(baseline.accuracies(baseline_images(data, images), episodes), episodes)
         print(f"{name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())} ({time.time() - start:.1f} s)")
         rows.append(row)
     for spec in args.ckpt:
@@ -94,7 +97,8 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
             modules[size] = data_module_from_config(args.config, size)[0]
         own = reference if modules[size] is data else evaluation_sets(modules[size])
         for label, evaluation in own.items():
-            check_same_episodes(reference[label].episodes, evaluation.episodes, f"checkpoint {path} ({size} px)")
+            check_same_episodes(cast(Episodes, reference[label].episodes), cast(Episodes, evaluation.episodes),
+                                f"checkpoint {path} ({size} px)")
         images = next(iter(own.values())).collection.images
         with embedding_precision(args.precision):  # scored in float32 either way
             embeddings = (embed_aligned(model, images, align) if align is not None else embed_all(model, images)).float()
@@ -105,8 +109,9 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         views += f", embedded at {args.precision}" if args.precision not in FULL_PRECISION else ""
         row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
         for label, evaluation in own.items():
-            per_task = episode_accuracies(embeddings, evaluation.episodes, similarity, model.scoring.shot_reduction, model.scoring.hubness)
-            row.results[label] = summarize(per_task, evaluation.episodes)
+            episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
+            per_task = episode_accuracies(embeddings, episodes, similarity, model.scoring.shot_reduction, model.scoring.hubness)
+            row.results[label] = summarize(per_task, episodes)
         print(f"{row.name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())}")
         rows.append(row)
     caption = (

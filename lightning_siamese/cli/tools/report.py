@@ -276,15 +276,15 @@ def results_section(run_dir: Path, scalars: dict, monitor: str, mode: str) -> li
     if test.is_file():
         r = json.loads(test.read_text())
         p, n = r["accuracy"] / 100, r["n_pairs"]
-        ci = 196 * math.sqrt(p * (1 - p) / n)
+        binomial_ci = 196 * math.sqrt(p * (1 - p) / n)
         tars = ", ".join(f"TAR@FAR={k}: {v:.3f}" for k, v in (r.get("tar_at_far") or {}).items())
         lines.append(f"- Test verification (`{test.name}`, {n} pairs of {Path(r.get('pairs_file') or '?').name}): "
-                     f"**accuracy {r['accuracy']:.2f}% +- {ci:.2f}** (95% binomial CI) at threshold {r['threshold']:.4f} "
+                     f"**accuracy {r['accuracy']:.2f}% +- {binomial_ci:.2f}** (95% binomial CI) at threshold {r['threshold']:.4f} "
                      f"from {r['threshold_from']}; AUC {r['auc']:.4f}, EER {r['eer']:.2f}%; {tars}.")
     tests = {t: v for t, v in scalars.items() if t.startswith("test/") and not t.endswith("_ci95")}
     for tag, values in sorted(tests.items()):
-        ci = scalars.get(tag.replace("_acc", "_ci95")) if tag.endswith("_acc") else None
-        lines.append(f"- Test `{tag}`: {values[-1][1]:.4g}" + (f" +- {ci[-1][1]:.2f} (95% CI)" if ci else ""))
+        test_ci = scalars.get(tag.replace("_acc", "_ci95")) if tag.endswith("_acc") else None
+        lines.append(f"- Test `{tag}`: {values[-1][1]:.4g}" + (f" +- {test_ci[-1][1]:.2f} (95% CI)" if test_ci else ""))
     lake = run_dir / "lake_runs.json"
     if lake.is_file():
         lines.append(f"- Lake's 20 runs: see `{lake.name}` (per-run accuracy).")

@@ -311,8 +311,9 @@ def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], 
         return False
     values = list(dict.fromkeys(r["params"][key] for r in rows))
     numbers = [_as_number(v) for v in values]
-    numeric = all(n is not None for n in numbers)
-    position = dict(zip(values, numbers if numeric else range(len(values))))
+    present = [n for n in numbers if n is not None]
+    numeric = len(present) == len(numbers)
+    position = dict(zip(values, present if numeric else range(len(values))))
     ci = metric.replace(" acc", " ci95") if metric.endswith("report acc") else None
     figure, axis = plt.subplots(figsize=(6, 4))
     lines: dict[tuple[str, ...], list[dict[str, Any]]] = {}
@@ -328,7 +329,7 @@ def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], 
         errors = [r.get(ci, 0) or 0 for r in members] if ci else None
         label = ", ".join(f"{o.split('.')[-1]}={v}" for o, v in zip(others, group)) or None
         axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
-    if numeric and min(numbers) > 0 and max(numbers) / min(numbers) > 10:
+    if numeric and min(present) > 0 and max(present) / min(present) > 10:
         axis.set_xscale("log")
     if not numeric:
         axis.set_xticks(range(len(values)), values)

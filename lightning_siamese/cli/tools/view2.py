@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from lightning_siamese.cli.tool import Tool
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> dict:
     """
     base = Path(args.save_dir) / args.name
     folds = [int(k) for k in args.folds.split(",")]
-    records = []
+    records: list[dict[str, Any]] = []  # per fold: its report's numbers, or its error
     for fold in folds:
         test_dir = base / f"fold{fold}_test"
         report = test_dir / "verification_test.json"
