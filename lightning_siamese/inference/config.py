@@ -33,6 +33,16 @@ def data_module_from_config(path: str | Path, image_size: int | None = None) -> 
     return module, config.get("oneshot_report") or {}
 
 
+def with_checkpoint_state(module: SiameseDataModule, saved: dict) -> SiameseDataModule:
+    """``module`` given the state its checkpoint saved (``load_trained``'s data settings), if it keeps any: the
+    signature module's training pixel std, so that ``module.prepare`` prepares images as that checkpoint's
+    validation did rather than with a std of its own training split."""
+    state = {key: saved[key] for key in module.state_dict() if key in saved}
+    if state:
+        module.load_state_dict(state)
+    return module
+
+
 def report_settings(args: argparse.Namespace, report: dict) -> dict:
     """Split, task, number of tasks and seed: from ``args`` where given, else the config's
     ``oneshot_report``, else :class:`OneShotReport`'s defaults (so numbers compare with oneshot_<split>.json)."""

@@ -101,7 +101,8 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
                                 f"checkpoint {path} ({size} px)")
         images = next(iter(own.values())).collection.images
         with embedding_precision(args.precision):  # scored in float32 either way
-            embeddings = (embed_aligned(model, images, align) if align is not None else embed_all(model, images)).float()
+            prepare = modules[size].prepare
+            embeddings = (embed_aligned(model, images, align, prepare=prepare) if align is not None else embed_all(model, images, prepare=prepare)).float()
         similarity = AlignedSimilarity.of(model.head.pairwise_similarity, align) if align is not None else model.head.similarity
         head = type(model.head).__name__
         views = f", eval_shift {model.eval_shift}" if model.eval_shift else ""

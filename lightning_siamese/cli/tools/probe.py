@@ -19,7 +19,7 @@ import numpy as np
 from lightning_siamese.callbacks.figures import plot_roc
 from lightning_siamese.cli.tool import Tool
 from lightning_siamese.evaluation.probe import GINI_THRESHOLD, fit_probe, gini_ood
-from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.config import data_module_from_config, with_checkpoint_state
 from lightning_siamese.inference.files import write_json
 from lightning_siamese.inference.images import image_paths, labelled_images
 from lightning_siamese.inference.model import embed_paths, load_trained
@@ -50,7 +50,7 @@ def _labelled_embeddings(
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Embeddings and labels of the probe's training or evaluation images, from a config's split or a folder."""
     if args.config is not None:
-        module, _ = data_module_from_config(args.config)
+        module = with_checkpoint_state(data_module_from_config(args.config)[0], data)
         if module.image_size != data["image_size"]:
             raise ValueError(f"--config {args.config} loads {module.image_size} px images, but {args.ckpt} was trained on "
                              f"{data['image_size']} px: expected the config the checkpoint was trained with")
@@ -59,7 +59,7 @@ def _labelled_embeddings(
         if which == "train" and args.train_images is not None and args.train_images < len(images):
             keep = np.sort(np.random.default_rng(args.seed).permutation(len(images))[: args.train_images])
             images, labels = images[keep], labels[keep]
-        return embed_all(model, images).numpy(), labels, f"the {args.train_split if which == 'train' else args.eval_split} split of {args.config}"
+        return embed_all(model, images, prepare=module.prepare).numpy(), labels, f"the {args.train_split if which == 'train' else args.eval_split} split of {args.config}"
     folder = args.train if which == "train" else args.eval
     items = labelled_images([folder])
     return embed_paths(model, data, [p for p, _ in items]).numpy(), np.array([c for _, c in items]), folder

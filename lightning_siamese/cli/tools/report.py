@@ -126,7 +126,7 @@ def example_pairs(run_dir: Path, data: SiameseDataModule, checkpoint: Path, path
     first, second, same = (evaluation.pairs[k] for k in ("first", "second", "same"))
     used, position = torch.unique(torch.cat([first, second]), return_inverse=True)
     images = evaluation.collection.images[used]
-    embeddings = embed_all(model, images)
+    embeddings = embed_all(model, images, prepare=data.prepare)  # the run's own data module, as validation prepared its images
     with torch.no_grad():
         scores = model.head.similarity(embeddings[position[: len(first)]], embeddings[position[len(first) :]]).float()
     if model.verification_threshold is not None:

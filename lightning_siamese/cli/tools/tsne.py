@@ -16,7 +16,7 @@ from torch.utils.tensorboard import SummaryWriter
 from lightning_siamese.callbacks.figures import write_embedding_visuals
 from lightning_siamese.cli.tool import Tool
 from lightning_siamese.evaluation.projection import sample_classes
-from lightning_siamese.inference.config import data_module_from_config
+from lightning_siamese.inference.config import data_module_from_config, with_checkpoint_state
 from lightning_siamese.inference.model import load_trained
 from lightning_siamese.inference.runs import checkpoint_name, run_folder
 from lightning_siamese.models.embedding import embed_all
@@ -29,9 +29,9 @@ def run_tsne(args: argparse.Namespace) -> Path:
     config = Path(args.config) if args.config else run_folder(ckpt) / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"no config {config} beside checkpoint {ckpt}: pass --config, the config it was trained with")
-    data = data_module_from_config(config, saved["image_size"])[0]
+    data = with_checkpoint_state(data_module_from_config(config, saved["image_size"])[0], saved)
     collection = sample_classes(data.split(args.split), args.classes, args.seed, args.groups)
-    embeddings = embed_all(model, collection.images)
+    embeddings = embed_all(model, collection.images, prepare=data.prepare)
     logdir = Path(args.logdir) if args.logdir else run_folder(ckpt)
     png = Path(args.output) if args.output else logdir / f"tsne_{args.split}.png"
     with SummaryWriter(str(logdir)) as writer:
