@@ -67,7 +67,13 @@ def lightning_fit(configs: list[Path], overrides: list[str], log_dir: Path, name
     command = [sys.executable, "-m", "lightning_siamese", "fit"]
     for config in configs:
         command += ["--config", str(config)]
-    command += [*overrides, "--trainer.logger.init_args.save_dir", str(log_dir), "--trainer.logger.init_args.name", name]
+    command += [
+        *overrides,
+        "--trainer.logger.init_args.save_dir",
+        str(log_dir),
+        "--trainer.logger.init_args.name",
+        name,
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True, cwd=REPO)
     seconds = time.perf_counter() - start
@@ -83,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--root", help="a nested folder-per-class tree")
     source.add_argument("--omniglot", help="an Omniglot set zip to assemble the tree from (into --tree)")
-    parser.add_argument("--tree", default="data/darkshot_omniglot", help="where --omniglot's tree is built (reused if there)")
+    parser.add_argument(
+        "--tree", default="data/darkshot_omniglot", help="where --omniglot's tree is built (reused if there)"
+    )
     parser.add_argument("--alphabets", type=int, help="with --omniglot: keep the first N alphabets only")
     parser.add_argument("--class_depth", default="2", help="1, 2, ... or leaf (default 2)")
     parser.add_argument("--n_way", type=int, nargs="+", default=[10, 8])
@@ -94,13 +102,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=7.0, help="wall-clock cap on each network's training")
     parser.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--fit_args", nargs=argparse.REMAINDER, default=[],
-                        help="further `lightning fit` options for every run (must come last)")
+    parser.add_argument(
+        "--fit_args",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further `lightning fit` options for every run (must come last)",
+    )
     parser.add_argument("--log_dir", default="logs/darkshot")
     parser.add_argument("--output", default="benchmarks/results/darkshot.md")
     options = parser.parse_args(argv)
     depth = options.class_depth if options.class_depth == "leaf" else int(options.class_depth)
-    root = Path(options.root) if options.root else build_omniglot_tree(Path(options.omniglot), Path(options.tree), options.alphabets)
+    root = (
+        Path(options.root)
+        if options.root
+        else build_omniglot_tree(Path(options.omniglot), Path(options.tree), options.alphabets)
+    )
 
     # The data summary first: class counts at every depth, the split (fails early when too deep).
     data = split_preview(root, depth)
@@ -108,17 +124,31 @@ def main(argv: list[str] | None = None) -> None:
 
     log_dir = Path(options.log_dir)
     overrides = [
-        "--data.init_args.root", str(root), "--data.init_args.class_depth", str(depth),
-        "--trainer.max_epochs", str(options.epochs), "--data.init_args.pairs_per_epoch", str(options.pairs_per_epoch),
-        "--data.init_args.batch_size", str(options.batch_size),
-        "--trainer.max_time", f"00:00:{int(options.minutes * 60) // 60:02d}:{int(options.minutes * 60) % 60:02d}",
-        "--oneshot_report.tasks", str(options.tasks), *options.fit_args,
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.class_depth",
+        str(depth),
+        "--trainer.max_epochs",
+        str(options.epochs),
+        "--data.init_args.pairs_per_epoch",
+        str(options.pairs_per_epoch),
+        "--data.init_args.batch_size",
+        str(options.batch_size),
+        "--trainer.max_time",
+        f"00:00:{int(options.minutes * 60) // 60:02d}:{int(options.minutes * 60) % 60:02d}",
+        "--oneshot_report.tasks",
+        str(options.tasks),
+        *options.fit_args,
     ]
     checkpoints, times, config = [], {}, None
     for label in options.variants:
         overlay = VARIANTS[label]
         configs = [EXPERIMENTS / "darkshot.yaml"] + ([EXPERIMENTS / overlay] if overlay else [])
-        extra = ["--model.init_args.head.init_args.num_classes", str(train_classes)] if overlay == "darkshot_cnn.yaml" else []
+        extra = (
+            ["--model.init_args.head.init_args.num_classes", str(train_classes)]
+            if overlay == "darkshot_cnn.yaml"
+            else []
+        )
         name = Path(overlay or "darkshot_siamese").stem
         best, saved, seconds = lightning_fit(configs, overrides + extra, log_dir, name)
         checkpoints.append(f"{label}={best}")
@@ -127,11 +157,30 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{label}: {seconds / 60:.1f} min, best checkpoint {best}")
 
     # Every checkpoint and baseline on the same test episodes (the first run's saved config fixes them).
-    lightning_siamese([
-        "compare", "--config", str(config), "--split", "test", "--tasks", str(options.tasks), "--seed", "1234",
-        "--n_way", *map(str, options.n_way), "--k_shot", "1", "--baselines", "knn", "chance",
-        "--ckpt", *checkpoints, "--output", options.output,
-    ])
+    lightning_siamese(
+        [
+            "compare",
+            "--config",
+            str(config),
+            "--split",
+            "test",
+            "--tasks",
+            str(options.tasks),
+            "--seed",
+            "1234",
+            "--n_way",
+            *map(str, options.n_way),
+            "--k_shot",
+            "1",
+            "--baselines",
+            "knn",
+            "chance",
+            "--ckpt",
+            *checkpoints,
+            "--output",
+            options.output,
+        ]
+    )
     output = Path(options.output)
     timing = "\n".join(f"- {label}: {seconds / 60:.1f} min" for label, seconds in times.items())
     command = " ".join(sys.argv[1:] if argv is None else argv)

@@ -34,7 +34,7 @@ from lightning_siamese.models.distances import pairwise_cosine
 from lightning_siamese.models.embedding import embed_aligned, embed_all
 
 
-def accuracy(scores: torch.Tensor, episodes) -> str:  # noqa: ANN001 - Episodes
+def accuracy(scores: torch.Tensor, episodes) -> str:
     result = summarize(score_accuracies(scores, episodes), episodes)
     return f"{result.accuracy:.2f} +- {result.ci95:.2f}"
 
@@ -50,7 +50,9 @@ def main() -> None:
     model, _ = load_trained(args.ckpt)
     if not isinstance(model.encoder, EnsembleEncoder):
         raise ValueError(f"{args.ckpt} holds a {type(model.encoder).__name__}, not an EnsembleEncoder")
-    evaluation = data.evaluation_set(report.get("split", "val"), tasks=report.get("tasks", 1000), seed=report.get("seed", 1234))
+    evaluation = data.evaluation_set(
+        report.get("split", "val"), tasks=report.get("tasks", 1000), seed=report.get("seed", 1234)
+    )
     episodes, images = evaluation.episodes, evaluation.collection.images
     align = AlignmentViews(**(report.get("align") or {}))
     members, width = len(model.encoder.members), model.encoder.member_dim
@@ -62,16 +64,26 @@ def main() -> None:
     print(f"embedded {len(images)} images under {align.views} views in {time.time() - start:.0f} s")
 
     # Member slices are unit vectors: their dot product is their cosine.
-    plain_scores = [episode_scores(part, episodes, lambda a, b: (a * b).sum(-1)) for part in model.encoder.member_embeddings(plain)]
+    plain_scores = [
+        episode_scores(part, episodes, lambda a, b: (a * b).sum(-1)) for part in model.encoder.member_embeddings(plain)
+    ]
     by_view = aligned.view(len(aligned), align.symmetries * align.views, members, width)
     cosine = AlignedSimilarity(pairwise_cosine, align.views, align.symmetries)
-    aligned_scores = [episode_scores(by_view[:, :, k].reshape(len(aligned), -1), episodes, cosine) for k in range(members)]
+    aligned_scores = [
+        episode_scores(by_view[:, :, k].reshape(len(aligned), -1), episodes, cosine) for k in range(members)
+    ]
     for k in range(members):
-        print(f"member {k + 1}: plain {accuracy(plain_scores[k], episodes)}, aligned {accuracy(aligned_scores[k], episodes)}")
-    print(f"ensemble: plain {accuracy(sum(plain_scores), episodes)}, "
-          f"aligned {accuracy(episode_scores(aligned, episodes, cosine), episodes)} (best view pair of the summed cosines), "
-          f"{accuracy(sum(aligned_scores), episodes)} (each member aligning alone, then summed)")
-    print(f"({time.time() - start:.0f} s in all, {evaluation.episodes.n_way}-way, {len(episodes)} tasks, seed {episodes.seed})")
+        print(
+            f"member {k + 1}: plain {accuracy(plain_scores[k], episodes)}, aligned {accuracy(aligned_scores[k], episodes)}"
+        )
+    print(
+        f"ensemble: plain {accuracy(sum(plain_scores), episodes)}, "
+        f"aligned {accuracy(episode_scores(aligned, episodes, cosine), episodes)} (best view pair of the summed cosines), "
+        f"{accuracy(sum(aligned_scores), episodes)} (each member aligning alone, then summed)"
+    )
+    print(
+        f"({time.time() - start:.0f} s in all, {evaluation.episodes.n_way}-way, {len(episodes)} tasks, seed {episodes.seed})"
+    )
 
 
 if __name__ == "__main__":

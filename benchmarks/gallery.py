@@ -51,7 +51,9 @@ def _status(field: str) -> float:
     return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1)) / 1024
 
 
-def measure(pairwise, queries: torch.Tensor, keys: torch.Tensor, chunk_size: int, query_block: int, repeats: int) -> dict:  # noqa: ANN001
+def measure(
+    pairwise, queries: torch.Tensor, keys: torch.Tensor, chunk_size: int, query_block: int, repeats: int
+) -> dict:
     chunked_search(queries[:2], keys[:chunk_size], pairwise, chunk_size, query_block)  # warm-up
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident size to the current one
     before = _status("VmRSS")
@@ -70,16 +72,22 @@ def main() -> None:
     parser.add_argument("--chunk_size", type=int, default=1024)
     parser.add_argument("--query_block", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--all_at_once_limit_mb", type=float, default=1500,
-                        help="run the all-at-once search only where its score tensors need less than this")
+    parser.add_argument(
+        "--all_at_once_limit_mb",
+        type=float,
+        default=1500,
+        help="run the all-at-once search only where its score tensors need less than this",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="benchmarks/results/gallery.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     fixed_mmap_threshold()
     generator = torch.Generator().manual_seed(0)
-    heads = {"triplet (normalised, -distance)": TripletHead(DIM, normalize=True).eval(),
-             "Koch (weighted L1 + sigmoid)": KochHead(DIM).eval()}
+    heads = {
+        "triplet (normalised, -distance)": TripletHead(DIM, normalize=True).eval(),
+        "Koch (weighted L1 + sigmoid)": KochHead(DIM).eval(),
+    }
     queries = torch.randn(args.queries, DIM, generator=generator)
     rows = []
     for size in args.sizes:
@@ -91,8 +99,11 @@ def main() -> None:
                 all_at_once_mb = 2 * args.queries * size * DIM * 4 / 2**20
             else:  # a matrix product: a few [queries, size] float64 tensors
                 all_at_once_mb = 4 * args.queries * size * 8 / 2**20
-            whole = (measure(head.pairwise_similarity, queries, keys, size, args.queries, args.repeats)
-                     if all_at_once_mb <= args.all_at_once_limit_mb else None)
+            whole = (
+                measure(head.pairwise_similarity, queries, keys, size, args.queries, args.repeats)
+                if all_at_once_mb <= args.all_at_once_limit_mb
+                else None
+            )
             rows.append((size, name, keys.numel() * 4 / 2**20, chunked, whole, all_at_once_mb))
             print(rows[-1], flush=True)
     lines = [
@@ -108,9 +119,14 @@ def main() -> None:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, name, gallery_mb, chunked, whole, estimate in rows:
-        at_once = (f"{whole['qps']:.0f} | {whole['peak_mb']:.0f}" if whole is not None
-                   else f"not run | ~{estimate:.0f} (estimated)")
-        lines.append(f"| {size:,} | {name} | {gallery_mb:.1f} | {chunked['qps']:.0f} | {chunked['peak_mb']:.0f} | {at_once} |")
+        at_once = (
+            f"{whole['qps']:.0f} | {whole['peak_mb']:.0f}"
+            if whole is not None
+            else f"not run | ~{estimate:.0f} (estimated)"
+        )
+        lines.append(
+            f"| {size:,} | {name} | {gallery_mb:.1f} | {chunked['qps']:.0f} | {chunked['peak_mb']:.0f} | {at_once} |"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

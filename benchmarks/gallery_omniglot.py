@@ -77,8 +77,10 @@ def main() -> None:
             gallery_path = str(Path(tmp) / f"gallery{shots}.pt")
             run_enroll(gallery_path, args.ckpt, [], str(enroll_list), skip_bad=False)
             gallery, model, data = open_for_model(gallery_path, args.ckpt, create=False)
-            embedded = {name: embed_files(model, data, [p for p, _ in queries])[0] for name, queries in
-                        (("calibration", calibration), ("test", test))}
+            embedded = {
+                name: embed_files(model, data, [p for p, _ in queries])[0]
+                for name, queries in (("calibration", calibration), ("test", test))
+            }
             for scoring in ("prototype", "nearest") if shots > 1 else ("nearest",):
                 result = {"shots": shots, "scoring": scoring, "classes": len(gallery.classes), "members": len(gallery)}
                 for name, queries in (("calibration", calibration), ("test", test)):
@@ -91,9 +93,12 @@ def main() -> None:
                         threshold = best_threshold(scores, correct, unknown)
                         continue
                     result |= {
-                        "threshold": threshold, "known_queries": int((~unknown).sum()), "unknown_queries": int(unknown.sum()),
+                        "threshold": threshold,
+                        "known_queries": int((~unknown).sum()),
+                        "unknown_queries": int(unknown.sum()),
                         "closed_set_acc": 100 * correct[~unknown].mean(),
-                        "open_set_acc": 100 * (((scores >= threshold) & correct) | ((scores < threshold) & unknown)).mean(),
+                        "open_set_acc": 100
+                        * (((scores >= threshold) & correct) | ((scores < threshold) & unknown)).mean(),
                         "known_accepted_right": 100 * ((scores >= threshold) & correct)[~unknown].mean(),
                         "unknown_rejected": 100 * (scores < threshold)[unknown].mean(),
                         "rejection_auc": roc_auc_score(~unknown, scores),
@@ -103,8 +108,12 @@ def main() -> None:
         # An example of the command's own output (prototype scoring, the default): six test drawings, known and unknown.
         shown = next(r for r in reversed(records) if r["scoring"] == "prototype")
         examples = [test[i][0] for i in np.linspace(0, len(test) - 1, 6).round().astype(int)]
-        print(f"\n$ lightning-siamese identify gallery{shown['shots']}.pt <6 test drawings> --ckpt CKPT --threshold {shown['threshold']:.4f}")
-        run_identify(str(Path(tmp) / f"gallery{shown['shots']}.pt"), args.ckpt, examples, shown["threshold"], "prototype", 1024)
+        print(
+            f"\n$ lightning-siamese identify gallery{shown['shots']}.pt <6 test drawings> --ckpt CKPT --threshold {shown['threshold']:.4f}"
+        )
+        run_identify(
+            str(Path(tmp) / f"gallery{shown['shots']}.pt"), args.ckpt, examples, shown["threshold"], "prototype", 1024
+        )
     Path(args.out).write_text(json.dumps(records, indent=2) + "\n")
     print(f"written to {args.out}")
 

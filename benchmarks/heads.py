@@ -25,10 +25,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 VARIANTS = {
     "BCE (Koch head)": ({"class_path": "lightning_siamese.models.KochHead", "init_args": {"init": "default"}}, "pairs"),
-    "contrastive": ({"class_path": "lightning_siamese.models.ContrastiveHead", "init_args": {"margin": 1.0, "normalize": True}}, "pairs"),
-    "triplet (offline)": ({"class_path": "lightning_siamese.models.TripletHead", "init_args": {"margin": 0.2, "normalize": True}}, "triplets"),
-    "triplet (batch-hard)": ({"class_path": "lightning_siamese.models.TripletHead", "init_args": {"margin": 0.2, "normalize": True, "mining": "hard"}}, "classes"),
-    "triplet (semi-hard)": ({"class_path": "lightning_siamese.models.TripletHead", "init_args": {"margin": 0.2, "normalize": True, "mining": "semihard"}}, "classes"),
+    "contrastive": (
+        {"class_path": "lightning_siamese.models.ContrastiveHead", "init_args": {"margin": 1.0, "normalize": True}},
+        "pairs",
+    ),
+    "triplet (offline)": (
+        {"class_path": "lightning_siamese.models.TripletHead", "init_args": {"margin": 0.2, "normalize": True}},
+        "triplets",
+    ),
+    "triplet (batch-hard)": (
+        {
+            "class_path": "lightning_siamese.models.TripletHead",
+            "init_args": {"margin": 0.2, "normalize": True, "mining": "hard"},
+        },
+        "classes",
+    ),
+    "triplet (semi-hard)": (
+        {
+            "class_path": "lightning_siamese.models.TripletHead",
+            "init_args": {"margin": 0.2, "normalize": True, "mining": "semihard"},
+        },
+        "classes",
+    ),
 }
 
 
@@ -80,7 +98,8 @@ def main() -> None:
         start = time.perf_counter()
         result = subprocess.run(
             [sys.executable, "-m", "lightning_siamese", "fit", "--config", str(path)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         wall = time.perf_counter() - start
         runs = sorted((workdir / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))

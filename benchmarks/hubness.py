@@ -34,7 +34,7 @@ WEIGHTS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
 KS = (1, 2, 3, 5)
 
 
-def cached_scores(data, align: AlignmentViews, ckpt: str, episodes: dict, cache: Path) -> dict:  # noqa: ANN001 - a data module
+def cached_scores(data, align: AlignmentViews, ckpt: str, episodes: dict, cache: Path) -> dict:
     """``{(scheme, seed): (query scores [T, M, N], way-to-way scores [T, N, N])}`` for schemes plain and aligned."""
     path = cache / f"{Path(ckpt).parent.parent.parent.name}_{Path(ckpt).stem}.pt"
     if path.exists():
@@ -43,7 +43,10 @@ def cached_scores(data, align: AlignmentViews, ckpt: str, episodes: dict, cache:
     images = data.evaluation_set("val", tasks=1).collection.images
     with embedding_precision("bf16-mixed"):  # as the recipe's report embeds
         tables = {"plain": embed_all(model, images).float(), "aligned": embed_aligned(model, images, align).float()}
-    similarity = {"plain": model.head.similarity, "aligned": AlignedSimilarity.of(model.head.pairwise_similarity, align)}
+    similarity = {
+        "plain": model.head.similarity,
+        "aligned": AlignedSimilarity.of(model.head.pairwise_similarity, align),
+    }
     out = {
         (scheme, seed): (episode_scores(table, tasks, similarity[scheme]), way_scores(table, tasks, similarity[scheme]))
         for seed, tasks in episodes.items()
@@ -76,9 +79,13 @@ def main() -> None:
                 cells = []
                 for weight in WEIGHTS:
                     hubness = SupportHubness(weight, k)
-                    gains = [score_accuracies(hubness.correct(q, w), e).mean() - b.mean() for (q, w), b in
-                             zip((run[scheme, seed] for run in runs), base)]
-                    cells.append(f"w {weight}: " + "/".join(f"{g:+.2f}" for g in gains) + f" ({sum(gains) / len(gains):+.2f})")
+                    gains = [
+                        score_accuracies(hubness.correct(q, w), e).mean() - b.mean()
+                        for (q, w), b in zip((run[scheme, seed] for run in runs), base)
+                    ]
+                    cells.append(
+                        f"w {weight}: " + "/".join(f"{g:+.2f}" for g in gains) + f" ({sum(gains) / len(gains):+.2f})"
+                    )
                 print(f"  k {k}: " + "; ".join(cells))
 
 

@@ -23,22 +23,53 @@ from pathlib import Path
 
 VARIANTS: dict[str, list[str]] = {
     "cosface_conv4_64px": [],
-    "cosface_wide_64px": ["--model.encoder.init_args.channels", "[64, 128, 256, 512]",
-                          "--model.encoder.init_args.embedding_dim", "256"],
-    "cosface_conv5_96px": ["--data.image_size", "96", "--model.encoder.init_args.input_size", "96",
-                           "--model.encoder.init_args.channels", "[32, 64, 128, 256, 256]"],
-    "cosface_wide_96px": ["--data.image_size", "96", "--model.encoder.init_args.input_size", "96",
-                          "--model.encoder.init_args.channels", "[64, 128, 256, 512, 512]",
-                          "--model.encoder.init_args.embedding_dim", "256"],
+    "cosface_wide_64px": [
+        "--model.encoder.init_args.channels",
+        "[64, 128, 256, 512]",
+        "--model.encoder.init_args.embedding_dim",
+        "256",
+    ],
+    "cosface_conv5_96px": [
+        "--data.image_size",
+        "96",
+        "--model.encoder.init_args.input_size",
+        "96",
+        "--model.encoder.init_args.channels",
+        "[32, 64, 128, 256, 256]",
+    ],
+    "cosface_wide_96px": [
+        "--data.image_size",
+        "96",
+        "--model.encoder.init_args.input_size",
+        "96",
+        "--model.encoder.init_args.channels",
+        "[64, 128, 256, 512, 512]",
+        "--model.encoder.init_args.embedding_dim",
+        "256",
+    ],
     "cosface_k2": ["--data.images_per_class", "2"],
     "cosface_m0.2_s16": ["--model.head.init_args.margin", "0.2", "--model.head.init_args.scale", "16"],
     "cosface_no_augment": ["--data.augment", "null"],
-    "triplet_hard_k2": ["--model.head", "lightning_siamese.models.TripletHead",
-                        "--model.head.init_args.normalize", "true", "--model.head.init_args.margin", "0.2",
-                        "--data.images_per_class", "2"],
-    "contrastive_k2": ["--model.head", "lightning_siamese.models.ContrastiveHead",
-                       "--model.head.init_args.normalize", "true", "--model.head.init_args.margin", "0.5",
-                       "--data.images_per_class", "2"],
+    "triplet_hard_k2": [
+        "--model.head",
+        "lightning_siamese.models.TripletHead",
+        "--model.head.init_args.normalize",
+        "true",
+        "--model.head.init_args.margin",
+        "0.2",
+        "--data.images_per_class",
+        "2",
+    ],
+    "contrastive_k2": [
+        "--model.head",
+        "lightning_siamese.models.ContrastiveHead",
+        "--model.head.init_args.normalize",
+        "true",
+        "--model.head.init_args.margin",
+        "0.5",
+        "--data.images_per_class",
+        "2",
+    ],
 }
 
 
@@ -59,11 +90,28 @@ def best_epoch(run: Path) -> dict:
 def run_variant(name: str, overrides: list[str], args: argparse.Namespace) -> dict:
     out = Path(args.out)
     command = [
-        sys.executable, "-m", "lightning_siamese", "fit", "--config", args.config,
-        "--data.root", args.root, "--data.test_pairs", "null", "--data.num_workers", str(args.workers),
-        "--trainer.max_epochs", str(args.epochs), "--model.lr_scheduler.init_args.T_max", str(args.epochs),
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.logger.init_args.save_dir", str(out / "logs"), "--trainer.logger.init_args.name", name,
+        sys.executable,
+        "-m",
+        "lightning_siamese",
+        "fit",
+        "--config",
+        args.config,
+        "--data.root",
+        args.root,
+        "--data.test_pairs",
+        "null",
+        "--data.num_workers",
+        str(args.workers),
+        "--trainer.max_epochs",
+        str(args.epochs),
+        "--model.lr_scheduler.init_args.T_max",
+        str(args.epochs),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        str(out / "logs"),
+        "--trainer.logger.init_args.name",
+        name,
         *(["--data.crop", "null"] if args.precropped else []),
         *(["--trainer.max_time", args.max_time] if args.max_time else []),
         *overrides,
@@ -96,7 +144,10 @@ def main() -> None:
     with ThreadPoolExecutor(args.parallel) as pool:
         records = list(pool.map(lambda v: run_variant(v, VARIANTS[v], args), chosen))
     Path(args.out, "lfw_sweep.json").write_text(json.dumps(records, indent=2) + "\n")
-    lines = ["| variant | val AUC | val acc (tuned) | EER | best epoch | time (s) |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| variant | val AUC | val acc (tuned) | EER | best epoch | time (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in records:
         lines.append(
             f"| {r['variant']} | {r.get('auc', float('nan')):.4f} | {r.get('acc', float('nan')):.2f} | "

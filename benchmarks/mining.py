@@ -97,7 +97,18 @@ def one(mining: str, size: int, cap: int | None, device: str, repeats: int) -> d
 
 
 def run_isolated(mining: str, size: int, cap: int | None, device: str, repeats: int) -> dict:
-    args = [sys.executable, __file__, "--one", mining, str(size), str(cap or 0), "--device", device, "--repeats", str(repeats)]
+    args = [
+        sys.executable,
+        __file__,
+        "--one",
+        mining,
+        str(size),
+        str(cap or 0),
+        "--device",
+        device,
+        "--repeats",
+        str(repeats),
+    ]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 

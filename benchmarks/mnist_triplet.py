@@ -25,9 +25,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lightning_siamese.data.transforms.views import to_float  # noqa: E402
-from lightning_siamese.inference.config import data_module_from_config
-from lightning_siamese.inference.model import load_trained  # noqa: E402
+from lightning_siamese.data.transforms.views import to_float  # noqa: E402 - after sys.path gets the repository
+from lightning_siamese.inference.config import data_module_from_config  # noqa: E402 - as above
+from lightning_siamese.inference.model import load_trained  # noqa: E402 - as above
 
 
 def train(margin: float, args: argparse.Namespace) -> tuple[Path, float]:
@@ -36,11 +36,28 @@ def train(margin: float, args: argparse.Namespace) -> tuple[Path, float]:
     record = run / "sweep_run.json"
     if record.exists():
         return run, json.loads(record.read_text())["seconds"]
-    command = [sys.executable, "-m", "lightning_siamese", "fit", "--config", args.config,
-               "--model.init_args.head.init_args.margin", str(margin), "--trainer.max_epochs", str(args.max_epochs),
-               "--data.init_args.pairs_per_epoch", str(args.pairs_per_epoch), "--trainer.enable_progress_bar", "false",
-               "--trainer.logger.init_args.save_dir", args.save_dir, "--trainer.logger.init_args.name", args.name,
-               "--trainer.logger.init_args.version", run.name]
+    command = [
+        sys.executable,
+        "-m",
+        "lightning_siamese",
+        "fit",
+        "--config",
+        args.config,
+        "--model.init_args.head.init_args.margin",
+        str(margin),
+        "--trainer.max_epochs",
+        str(args.max_epochs),
+        "--data.init_args.pairs_per_epoch",
+        str(args.pairs_per_epoch),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        args.save_dir,
+        "--trainer.logger.init_args.name",
+        args.name,
+        "--trainer.logger.init_args.version",
+        run.name,
+    ]
     if args.files is not None:
         command += ["--data.init_args.files", args.files]
     start = time.time()
@@ -93,14 +110,18 @@ def main() -> None:
         axis.set_title(f"margin {margin:.1f}: 10-way 1-shot {accuracy:.1f}%", fontsize=9)
         axis.set_xticks([])
         axis.set_yticks([])
-        summary.append({"margin": margin, "val_10way_1shot": accuracy, "seconds": seconds, "run": str(run.relative_to(REPO))})
+        summary.append(
+            {"margin": margin, "val_10way_1shot": accuracy, "seconds": seconds, "run": str(run.relative_to(REPO))}
+        )
         print(f"margin {margin:.1f}: 10-way 1-shot val {accuracy:.1f}% ({seconds:.0f} s)", flush=True)
     for axis in list(axes.flat)[len(args.margins) :]:
         axis.axis("off")
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=plt.cm.tab10(d), label=str(d)) for d in range(10)]
     figure.legend(handles=handles, loc="lower center", ncol=10, title="digit", fontsize=8)
-    figure.suptitle(f"t-SNE of {args.points} MNIST test embeddings per triplet margin "
-                    f"({args.max_epochs} epochs x {args.pairs_per_epoch} triplets each)")
+    figure.suptitle(
+        f"t-SNE of {args.points} MNIST test embeddings per triplet margin "
+        f"({args.max_epochs} epochs x {args.pairs_per_epoch} triplets each)"
+    )
     figure.tight_layout(rect=(0, 0.07, 1, 0.96))
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.figure, dpi=110)

@@ -37,7 +37,9 @@ def train(label: str, config: str, extra: list[str], save_dir: Path) -> dict:
     name = label.split(" ")[0]
     args = ["--trainer.logger.init_args.save_dir", str(save_dir), "--trainer.logger.init_args.name", name]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lightning_siamese", "fit", "--config", config, *args, *extra], check=True, cwd=REPO)
+    subprocess.run(
+        [sys.executable, "-m", "lightning_siamese", "fit", "--config", config, *args, *extra], check=True, cwd=REPO
+    )
     wall = time.perf_counter() - start
     runs = sorted((save_dir / name).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     report = json.loads((runs[-1] / "oneshot_val.json").read_text())
@@ -48,8 +50,19 @@ def baseline(name: str, config: str, out_dir: Path) -> dict:
     output = out_dir / f"baseline_{name}.json"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "lightning_siamese.cli.main", "baseline", name, "--config", config, "--output", str(output)],
-        check=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "lightning_siamese.cli.main",
+            "baseline",
+            name,
+            "--config",
+            config,
+            "--output",
+            str(output),
+        ],
+        check=True,
+        cwd=REPO,
     )
     return {"label": f"baseline: {name}", "wall_s": time.perf_counter() - start, **json.loads(output.read_text())}
 

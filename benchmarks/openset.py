@@ -50,7 +50,15 @@ def main() -> None:
     records, rows = [], []
     for fraction in args.fractions:
         fit_scores, test_scores = (
-            score_with_unknowns(s.collection, s.episodes, table, model.head.similarity, model.scoring.shot_reduction, fraction, data.within_group)
+            score_with_unknowns(
+                s.collection,
+                s.episodes,
+                table,
+                model.head.similarity,
+                model.scoring.shot_reduction,
+                fraction,
+                data.within_group,
+            )
             for s in (fitting, testing)
         )
         for far in [None, *args.fars]:

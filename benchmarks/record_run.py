@@ -29,7 +29,9 @@ def machine() -> str:
     model = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         model = names[0] if names else model
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{model}, {os.cpu_count()} cores (load average {load} when recorded)"
@@ -37,9 +39,14 @@ def machine() -> str:
 
 def record(run_dir: Path, name: str, command: str, split: str, wall_time_s: float | None) -> dict:
     scalars, _ = read_events(run_dir)
-    epochs = [{"epoch": i, "step": step, "val_oneshot_acc": value} for i, (step, value, _) in enumerate(scalars["val/oneshot_acc"])]
+    epochs = [
+        {"epoch": i, "step": step, "val_oneshot_acc": value}
+        for i, (step, value, _) in enumerate(scalars["val/oneshot_acc"])
+    ]
     report = json.loads((run_dir / "oneshot_val.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return {
         "command": command,
         "commit": commit,
@@ -58,11 +65,15 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--name", required=True, help="the record's name: benchmarks/results/<name>.json")
     parser.add_argument("--command", required=True, help="the command that made the run")
-    parser.add_argument("--split", required=True, help="which data the accuracies are on, and whether it chose anything")
+    parser.add_argument(
+        "--split", required=True, help="which data the accuracies are on, and whether it chose anything"
+    )
     parser.add_argument("--wall_time_s", type=float, help="the run's wall-clock time, measured outside it")
     args = parser.parse_args()
     out = RESULTS / f"{args.name}.json"
-    out.write_text(json.dumps(record(args.run_dir, args.name, args.command, args.split, args.wall_time_s), indent=2) + "\n")
+    out.write_text(
+        json.dumps(record(args.run_dir, args.name, args.command, args.split, args.wall_time_s), indent=2) + "\n"
+    )
     print(f"written to {out}")
 
 

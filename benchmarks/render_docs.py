@@ -32,8 +32,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -177,22 +177,54 @@ def readme_results(page: Page) -> str:
     dark = {r["name"]: r for r in load("darkshot")["rows"]}["triplet, squared Euclidean"]["results"]["10-way 1-shot"]
     qs, _ = quickstart_summary()
     rows = [
-        ["Omniglot, 20-way 1-shot within one alphabet", "`omniglot_cpu.yaml`, 1 h on 2 CPU cores, end to end",
-         f"**{pm(e2e['accuracy'], e2e['ci95'])}** (four runs: {min(scores):.2f}-{max(scores):.2f}%)", VAL,
-         page.record(RECIPE_END_TO_END), f"[Omniglot]({page.doc('recipes/omniglot.md')})"],
-        ["Omniglot small sets, 20-way 1-shot", "`quickstart.yaml`, minutes on a CPU", qs, VAL,
-         page.record("quickstart"), f"[Getting started]({page.doc('getting-started.md')})"],
-        ["LFW face verification (View 1)", "`lfw_best.yaml`, CosFace, 80 min on 2 CPU cores",
-         f"{pct(lfw['metrics']['acc'])} accuracy, AUC {lfw['metrics']['auc']:.3f}", VAL,
-         page.record("lfw_best"), f"[LFW]({page.doc('recipes/lfw.md')})"],
-        ["Signature verification, 10 unseen writers", "`signatures_cpu.yaml`, SigNet, 28 min",
-         f"{sig['accuracy']['value']:.1f}% {interval(sig['accuracy']['ci95'])} accuracy, AUC {sig['auc']['value']:.3f}", TEST,
-         page.record("signatures_test"), f"[Signatures]({page.doc('recipes/signatures.md')})"],
-        ["MNIST, softmax probe on triplet embeddings", "`mnist_triplet.yaml` + `probe`",
-         pm(100 * probe["accuracy"], 100 * probe["accuracy_ci95"]), TEST,
-         page.record("mnist_probe_test"), f"[MNIST]({page.doc('recipes/mnist.md')})"],
-        ["Folder of 193 unseen classes, 10-way 1-shot", "`darkshot.yaml` + triplet overlay, 200 steps",
-         pm(dark["accuracy"], dark["ci95"]), TEST, page.record("darkshot"), f"[DarkShotLearning]({page.doc('recipes/darkshot.md')})"],
+        [
+            "Omniglot, 20-way 1-shot within one alphabet",
+            "`omniglot_cpu.yaml`, 1 h on 2 CPU cores, end to end",
+            f"**{pm(e2e['accuracy'], e2e['ci95'])}** (four runs: {min(scores):.2f}-{max(scores):.2f}%)",
+            VAL,
+            page.record(RECIPE_END_TO_END),
+            f"[Omniglot]({page.doc('recipes/omniglot.md')})",
+        ],
+        [
+            "Omniglot small sets, 20-way 1-shot",
+            "`quickstart.yaml`, minutes on a CPU",
+            qs,
+            VAL,
+            page.record("quickstart"),
+            f"[Getting started]({page.doc('getting-started.md')})",
+        ],
+        [
+            "LFW face verification (View 1)",
+            "`lfw_best.yaml`, CosFace, 80 min on 2 CPU cores",
+            f"{pct(lfw['metrics']['acc'])} accuracy, AUC {lfw['metrics']['auc']:.3f}",
+            VAL,
+            page.record("lfw_best"),
+            f"[LFW]({page.doc('recipes/lfw.md')})",
+        ],
+        [
+            "Signature verification, 10 unseen writers",
+            "`signatures_cpu.yaml`, SigNet, 28 min",
+            f"{sig['accuracy']['value']:.1f}% {interval(sig['accuracy']['ci95'])} accuracy, AUC {sig['auc']['value']:.3f}",
+            TEST,
+            page.record("signatures_test"),
+            f"[Signatures]({page.doc('recipes/signatures.md')})",
+        ],
+        [
+            "MNIST, softmax probe on triplet embeddings",
+            "`mnist_triplet.yaml` + `probe`",
+            pm(100 * probe["accuracy"], 100 * probe["accuracy_ci95"]),
+            TEST,
+            page.record("mnist_probe_test"),
+            f"[MNIST]({page.doc('recipes/mnist.md')})",
+        ],
+        [
+            "Folder of 193 unseen classes, 10-way 1-shot",
+            "`darkshot.yaml` + triplet overlay, 200 steps",
+            pm(dark["accuracy"], dark["ci95"]),
+            TEST,
+            page.record("darkshot"),
+            f"[DarkShotLearning]({page.doc('recipes/darkshot.md')})",
+        ],
     ]
     return table(["task", "recipe", "result (95% CI)", "measured on", "record", "details"], rows)
 
@@ -207,10 +239,14 @@ def quickstart_output(page: Page) -> str:
     q = load("quickstart")
     rep = q["report"]
     if not measured(rep.get("accuracy")):
-        return ("The run ends by printing the end-of-run accuracy; its recorded value is not yet measured "
-                "(`benchmarks/results/quickstart.json` is a placeholder).")
-    line = (f"Final one-shot evaluation on the val split: 20-way 1-shot accuracy {rep['accuracy']:.2f}% "
-            f"+- {rep['ci95']:.2f} (95% CI, {rep['tasks']} tasks, seed {rep['seed']})")
+        return (
+            "The run ends by printing the end-of-run accuracy; its recorded value is not yet measured "
+            "(`benchmarks/results/quickstart.json` is a placeholder)."
+        )
+    line = (
+        f"Final one-shot evaluation on the val split: 20-way 1-shot accuracy {rep['accuracy']:.2f}% "
+        f"+- {rep['ci95']:.2f} (95% CI, {rep['tasks']} tasks, seed {rep['seed']})"
+    )
     when = f"{q['date']}, {q['machine']}" + (f", {minutes(q['wall_time_s'])}" if measured(q.get("wall_time_s")) else "")
     return f"```\n{line}\n```\n\n(Recorded in {page.record('quickstart')}: {when}; {VAL}.)"
 
@@ -220,13 +256,17 @@ def quickstart_epochs(page: Page) -> str:
     q = load("quickstart")
     epochs = q.get("epochs") or []
     if not epochs or not all(measured(e.get("val_oneshot_acc")) for e in epochs):
-        return ("Per-epoch validation accuracy: not yet measured (`benchmarks/results/quickstart.json` is a "
-                "placeholder until the quickstart is re-measured).")
+        return (
+            "Per-epoch validation accuracy: not yet measured (`benchmarks/results/quickstart.json` is a "
+            "placeholder until the quickstart is re-measured)."
+        )
     rows = [[str(e["epoch"]), pct(e["val_oneshot_acc"])] for e in epochs]
     rep = q["report"]
     out = table(["epoch", f"`val/oneshot_acc` (400 tasks, seed 0; {VAL})"], rows, ["---:", "---:"])
-    out += (f"\n\nEnd-of-run report, best checkpoint, {rep['tasks']} fresh tasks (seed {rep['seed']}): "
-            f"**{pm(rep['accuracy'], rep['ci95'])}**")
+    out += (
+        f"\n\nEnd-of-run report, best checkpoint, {rep['tasks']} fresh tasks (seed {rep['seed']}): "
+        f"**{pm(rep['accuracy'], rep['ci95'])}**"
+    )
     if measured(q.get("wall_time_s")):
         out += f"; whole run {minutes(q['wall_time_s'])}"
     out += f".\n\n{provenance(page, 'quickstart')}"
@@ -240,20 +280,45 @@ def omniglot_recipe_runs(page: Page) -> str:
     for run, name in zip(rescored["runs"], RECIPE_RUNS):
         r = load(name)
         t = r["training"]
-        rows.append([f"seed {t['seed']}: trained, then rescored with the correction",
-                     f"{t['epochs']} ({t['best_epoch']})", f"**{pm(run['accuracy'], run['ci95'])}**",
-                     pct(run["plain_accuracy"]), pm(r["accuracy"], r["ci95"]),
-                     f"{page.record(name)}, {page.record('omniglot_cpu_hubness_rescored')}"])
+        rows.append(
+            [
+                f"seed {t['seed']}: trained, then rescored with the correction",
+                f"{t['epochs']} ({t['best_epoch']})",
+                f"**{pm(run['accuracy'], run['ci95'])}**",
+                pct(run["plain_accuracy"]),
+                pm(r["accuracy"], r["ci95"]),
+                f"{page.record(name)}, {page.record('omniglot_cpu_hubness_rescored')}",
+            ]
+        )
     e = load(RECIPE_END_TO_END)
     t = e["training"]
-    rows.append([f"seed {t['seed']}: the config as shipped, end to end", f"{t['epochs']} ({t['best_epoch']})",
-                 f"**{pm(e['accuracy'], e['ci95'])}**", pct(e["without_align"]["accuracy"]), "-", page.record(RECIPE_END_TO_END)])
+    rows.append(
+        [
+            f"seed {t['seed']}: the config as shipped, end to end",
+            f"{t['epochs']} ({t['best_epoch']})",
+            f"**{pm(e['accuracy'], e['ci95'])}**",
+            pct(e["without_align"]["accuracy"]),
+            "-",
+            page.record(RECIPE_END_TO_END),
+        ]
+    )
     scores = recipe_scores()
     mean = sum(scores) / len(scores)
-    return (table(["run (training seed)", "epochs (best)", "accuracy, as shipped", "plain (no alignment, no symmetries)",
-                   "without the hubness correction", "records"], rows)
-            + f"\n\nAll four: {VAL}; mean {mean:.2f}%, range {min(scores):.2f}-{max(scores):.2f}%. "
-            f"56 minutes of training each, {e['machine']}, {e['date']}.")
+    return (
+        table(
+            [
+                "run (training seed)",
+                "epochs (best)",
+                "accuracy, as shipped",
+                "plain (no alignment, no symmetries)",
+                "without the hubness correction",
+                "records",
+            ],
+            rows,
+        )
+        + f"\n\nAll four: {VAL}; mean {mean:.2f}%, range {min(scores):.2f}-{max(scores):.2f}%. "
+        f"56 minutes of training each, {e['machine']}, {e['date']}."
+    )
 
 
 @block
@@ -265,17 +330,24 @@ def omniglot_headline(page: Page) -> str:
 @block
 def omniglot_baselines(page: Page) -> str:
     rows = []
-    for name, label in [("baseline_chance_omniglot_val52", "chance"),
-                        ("baseline_pixel_omniglot_val52", "pixel nearest neighbour, 52 px"),
-                        ("baseline_mhd_omniglot_val52", "modified Hausdorff distance (MHD), 52 px"),
-                        ("baseline_mhd_omniglot_val105", "MHD at Lake's 105 px")]:
+    for name, label in [
+        ("baseline_chance_omniglot_val52", "chance"),
+        ("baseline_pixel_omniglot_val52", "pixel nearest neighbour, 52 px"),
+        ("baseline_mhd_omniglot_val52", "modified Hausdorff distance (MHD), 52 px"),
+        ("baseline_mhd_omniglot_val105", "MHD at Lake's 105 px"),
+    ]:
         r = load(name)
         rows.append([label, pm(r["accuracy"], r["ci95"]), page.record(name)])
     ink = load("baselines_omniglot_ink40")
     for r in ink["rows"]:
         label = {"mhd": "MHD", "pixel": "pixel nearest neighbour"}[r["baseline"]]
-        rows.append([f"{label} on the recipe's images (40 px, centred on the ink)", pm(r["accuracy"], r["ci95"]),
-                     page.record("baselines_omniglot_ink40")])
+        rows.append(
+            [
+                f"{label} on the recipe's images (40 px, centred on the ink)",
+                pm(r["accuracy"], r["ci95"]),
+                page.record("baselines_omniglot_ink40"),
+            ]
+        )
     return table(["baseline", f"20-way 1-shot, {VAL}", "record"], rows, ["---", "---:", "---"])
 
 
@@ -285,8 +357,10 @@ def omniglot_literature(page: Page) -> str:
     k, lake = lit["koch2015"], lit["lake2015"]
     rows = [["Koch et al. 2015, Siamese net", pct(k["accuracy"], 1), k["source"]]]
     rows += [[r["system"], pct(r["accuracy"], 1), lake["source"]] for r in lake["rows"]]
-    return (table(["system", "20-way 1-shot, published", "source"], rows, ["---", "---:", "---"])
-            + f"\n\nAll on {k['split'][len('held-out test: '):]} ({TEST}; {page.record('literature')}).")
+    return (
+        table(["system", "20-way 1-shot, published", "source"], rows, ["---", "---:", "---"])
+        + f"\n\nAll on {k['split'][len('held-out test: ') :]} ({TEST}; {page.record('literature')})."
+    )
 
 
 @block
@@ -300,8 +374,10 @@ def _compare_table(page: Page, name: str) -> str:
     rows = []
     for r in data["rows"]:
         rows.append([r["name"]] + [pm(r["results"][t]["accuracy"], r["results"][t]["ci95"]) for t in tasks])
-    return table(["model"] + [f"{t} (%)" for t in tasks], rows, ["---"] + ["---:"] * len(tasks)) + \
-        f"\n\n{VAL}; {page.record(name)}"
+    return (
+        table(["model"] + [f"{t} (%)" for t in tasks], rows, ["---"] + ["---:"] * len(tasks))
+        + f"\n\n{VAL}; {page.record(name)}"
+    )
 
 
 @block
@@ -316,9 +392,18 @@ def omniglot_compare_5shot(page: Page) -> str:
 
 def _heads(page: Page, name: str, way: str) -> str:
     data = load(name)
-    rows = [[r["head"], r["batches"], pm(r["accuracy"], r["ci95"]), str(r["best_step"]), str(r["wall_s"])] for r in data["rows"]]
-    return table(["head", "batches", f"{way} 1-shot, {VAL}", "step of best checkpoint", "wall time, s"], rows,
-                 ["---", "---", "---:", "---:", "---:"]) + f"\n\n{provenance(page, name)}"
+    rows = [
+        [r["head"], r["batches"], pm(r["accuracy"], r["ci95"]), str(r["best_step"]), str(r["wall_s"])]
+        for r in data["rows"]
+    ]
+    return (
+        table(
+            ["head", "batches", f"{way} 1-shot, {VAL}", "step of best checkpoint", "wall time, s"],
+            rows,
+            ["---", "---", "---:", "---:", "---:"],
+        )
+        + f"\n\n{provenance(page, name)}"
+    )
 
 
 @block
@@ -338,49 +423,109 @@ def omniglot_openset(page: Page) -> str:
     for r in data["rows"]:
         if r["target_far"] not in (None, 0.05, 0.2, 0.3):
             continue
-        rows.append([f"{100 * r['unknown_fraction']:.0f}%", "none (never reject)" if r["target_far"] is None else str(r["target_far"]),
-                     pm(r["closed_acc"], r["closed_ci95"]), pm(r["open_acc"], r["open_ci95"]),
-                     f"{r['auc']:.3f} ± {r['auc_ci95']:.3f}", pct(r["false_accept"], 1), pct(r["false_reject"], 1)])
-    return (table(["unknown queries", "false-accept target", "closed-set acc", "open-set acc", "rejection AUC",
-                   "unknowns accepted", "knowns rejected"], rows, ["---:", "---", "---:", "---:", "---:", "---:", "---:"])
-            + f"\n\n{data['split']}. Model: {data['model']}.\n\n{provenance(page, 'openset')}")
+        rows.append(
+            [
+                f"{100 * r['unknown_fraction']:.0f}%",
+                "none (never reject)" if r["target_far"] is None else str(r["target_far"]),
+                pm(r["closed_acc"], r["closed_ci95"]),
+                pm(r["open_acc"], r["open_ci95"]),
+                f"{r['auc']:.3f} ± {r['auc_ci95']:.3f}",
+                pct(r["false_accept"], 1),
+                pct(r["false_reject"], 1),
+            ]
+        )
+    return (
+        table(
+            [
+                "unknown queries",
+                "false-accept target",
+                "closed-set acc",
+                "open-set acc",
+                "rejection AUC",
+                "unknowns accepted",
+                "knowns rejected",
+            ],
+            rows,
+            ["---:", "---", "---:", "---:", "---:", "---:", "---:"],
+        )
+        + f"\n\n{data['split']}. Model: {data['model']}.\n\n{provenance(page, 'openset')}"
+    )
 
 
 @block
 def omniglot_retrieval(page: Page) -> str:
     rows = []
-    for name, label in [("retrieval_omniglot_loo", "leave-one-out, 5,540 images (R = 19)"),
-                        ("retrieval_omniglot_split", "gallery drawers 1-10, queries drawers 11-20 (R = 10)")]:
+    for name, label in [
+        ("retrieval_omniglot_loo", "leave-one-out, 5,540 images (R = 19)"),
+        ("retrieval_omniglot_split", "gallery drawers 1-10, queries drawers 11-20 (R = 10)"),
+    ]:
         r = load(name)
-        rows.append([label] + [pct(100 * r[k]) for k in ("precision@1", "precision@5", "r_precision", "map@r")] + [page.record(name)])
+        rows.append(
+            [label]
+            + [pct(100 * r[k]) for k in ("precision@1", "precision@5", "r_precision", "map@r")]
+            + [page.record(name)]
+        )
     r = load("retrieval_omniglot_loo")
-    return (table(["protocol", "precision@1", "precision@5", "R-precision", "MAP@R", "record"], rows,
-                  ["---", "---:", "---:", "---:", "---:", "---"]) + f"\n\n{r['split']}. Model: {r['model']}.")
+    return (
+        table(
+            ["protocol", "precision@1", "precision@5", "R-precision", "MAP@R", "record"],
+            rows,
+            ["---", "---:", "---:", "---:", "---:", "---"],
+        )
+        + f"\n\n{r['split']}. Model: {r['model']}."
+    )
 
 
 @block
 def omniglot_gallery(page: Page) -> str:
     data = load("gallery_omniglot")
-    rows = [[str(r["shots"]), r["scoring"], pct(r["closed_set_acc"], 1), pct(r["known_accepted_right"], 1),
-             pct(r["unknown_rejected"], 1), pct(r["open_set_acc"], 1), f"{r['rejection_auc']:.3f}"] for r in data["rows"]]
-    return (table(["enrolled per class", "scoring", "closed-set, 124-way", "known: right class accepted", "unknown: rejected",
-                   "open-set (all queries)", "rejection AUC"], rows, ["---:", "---", "---:", "---:", "---:", "---:", "---:"])
-            + f"\n\n{data['split']}. Model: {data['model']}.\n\n{provenance(page, 'gallery_omniglot')}")
+    rows = [
+        [
+            str(r["shots"]),
+            r["scoring"],
+            pct(r["closed_set_acc"], 1),
+            pct(r["known_accepted_right"], 1),
+            pct(r["unknown_rejected"], 1),
+            pct(r["open_set_acc"], 1),
+            f"{r['rejection_auc']:.3f}",
+        ]
+        for r in data["rows"]
+    ]
+    return (
+        table(
+            [
+                "enrolled per class",
+                "scoring",
+                "closed-set, 124-way",
+                "known: right class accepted",
+                "unknown: rejected",
+                "open-set (all queries)",
+                "rejection AUC",
+            ],
+            rows,
+            ["---:", "---", "---:", "---:", "---:", "---:", "---:"],
+        )
+        + f"\n\n{data['split']}. Model: {data['model']}.\n\n{provenance(page, 'gallery_omniglot')}"
+    )
 
 
 @block
 def lfw_best_table(page: Page) -> str:
     r = load("lfw_best")
     m, f = r["metrics"], r["metrics_eval_flip"]
-    rows = [["accuracy, threshold tuned on these pairs", pct(m["acc"]), pct(f["acc"])],
-            ["ROC AUC", f"{m['auc']:.4f}", f"{f['auc']:.4f}"],
-            ["equal error rate", pct(m["eer"]), pct(f["eer"])],
-            ["TAR at FAR 1e-2", pct(m["tar_at_far_0.01"]), pct(f["tar_at_far_0.01"])],
-            ["TAR at FAR 1e-3", pct(m["tar_at_far_0.001"]), pct(f["tar_at_far_0.001"])]]
+    rows = [
+        ["accuracy, threshold tuned on these pairs", pct(m["acc"]), pct(f["acc"])],
+        ["ROC AUC", f"{m['auc']:.4f}", f"{f['auc']:.4f}"],
+        ["equal error rate", pct(m["eer"]), pct(f["eer"])],
+        ["TAR at FAR 1e-2", pct(m["tar_at_far_0.01"]), pct(f["tar_at_far_0.01"])],
+        ["TAR at FAR 1e-3", pct(m["tar_at_far_0.001"]), pct(f["tar_at_far_0.001"])],
+    ]
     t = r["training"]
-    return (table(["metric", "as trained", "with `eval_flip` (mirror averaging)"], rows, ["---", "---:", "---:"])
-            + f"\n\n{r['split']}. Best epoch {t['best_epoch']}; early stopping ended the run after {t['epochs_run']} of "
-            f"{t['max_epochs']} epochs; wall time {t['wall_time']}.\n\n{provenance(page, 'lfw_best')}")
+    return (
+        table(["metric", "as trained", "with `eval_flip` (mirror averaging)"], rows, ["---", "---:", "---:"])
+        + f"\n\n{r['split']}. Best epoch {t['best_epoch']}; early stopping ended the run after {t['epochs_run']} of "
+        f"{t['max_epochs']} epochs; wall time {t['wall_time']}.\n\n{provenance(page, 'lfw_best')}"
+    )
 
 
 @block
@@ -399,29 +544,71 @@ def signatures_table(page: Page) -> str:
             return f"{v['value']:.{nd}f}% {interval(v['ci95'], nd)}"
         return f"{v['value']:.3f} {interval(v['ci95'], 3)}"
 
-    rows = [["global (validation writers, most accurate)", cell("accuracy"), cell("far"), cell("frr"), cell("auc", unit=""), cell("eer")],
-            [f"per writer, mean - k std of the references (k = {r['writer_k']:.2f} from validation)", cell("writer_accuracy"),
-             cell("writer_far"), cell("writer_frr"), cell("writer_auc", unit=""), cell("writer_eer")]]
-    return (table(["threshold", "accuracy", "FAR (skilled)", "FRR", "AUC", "EER"], rows)
-            + f"\n\n{r['split']}. Intervals: percentile bootstrap over writers ({r['bootstrap']}).\n\n{provenance(page, 'signatures_test')}")
+    rows = [
+        [
+            "global (validation writers, most accurate)",
+            cell("accuracy"),
+            cell("far"),
+            cell("frr"),
+            cell("auc", unit=""),
+            cell("eer"),
+        ],
+        [
+            f"per writer, mean - k std of the references (k = {r['writer_k']:.2f} from validation)",
+            cell("writer_accuracy"),
+            cell("writer_far"),
+            cell("writer_frr"),
+            cell("writer_auc", unit=""),
+            cell("writer_eer"),
+        ],
+    ]
+    return (
+        table(["threshold", "accuracy", "FAR (skilled)", "FRR", "AUC", "EER"], rows)
+        + f"\n\n{r['split']}. Intervals: percentile bootstrap over writers ({r['bootstrap']}).\n\n{provenance(page, 'signatures_test')}"
+    )
 
 
 @block
 def mnist_probe_table(page: Page) -> str:
     rows = []
-    for name, label in [("mnist_probe_test", f"MNIST test (10,000), {TEST}"), ("mnist_probe_val", f"MNIST validation (5,000), {VAL}")]:
+    for name, label in [
+        ("mnist_probe_test", f"MNIST test (10,000), {TEST}"),
+        ("mnist_probe_val", f"MNIST validation (5,000), {VAL}"),
+    ]:
         r = load(name)
-        rows.append([label, pm(100 * r["accuracy"], 100 * r["accuracy_ci95"]), pct(100 * r["in_distribution_kept"], 1),
-                     pct(100 * r["out_of_distribution_caught"], 1), f"{r['auc']:.3f}", page.record(name)])
-    return table(["evaluated on", "probe accuracy", "digits kept (G ≥ 0.87)", "non-digits caught (G < 0.87)",
-                  "ROC AUC of G", "record"], rows) + f"\n\n{provenance(page, 'mnist_probe_test')}"
+        rows.append(
+            [
+                label,
+                pm(100 * r["accuracy"], 100 * r["accuracy_ci95"]),
+                pct(100 * r["in_distribution_kept"], 1),
+                pct(100 * r["out_of_distribution_caught"], 1),
+                f"{r['auc']:.3f}",
+                page.record(name),
+            ]
+        )
+    return (
+        table(
+            [
+                "evaluated on",
+                "probe accuracy",
+                "digits kept (G ≥ 0.87)",
+                "non-digits caught (G < 0.87)",
+                "ROC AUC of G",
+                "record",
+            ],
+            rows,
+        )
+        + f"\n\n{provenance(page, 'mnist_probe_test')}"
+    )
 
 
 @block
 def mnist_training(page: Page) -> str:
     r = load("mnist_triplet")
-    return (f"Validation 10-way 1-shot accuracy of the best checkpoint (epoch {r['best_epoch']} of {r['epochs']}, still rising): "
-            f"**{pm(r['accuracy'], r['ci95'])}** ({VAL}; wall time {r['wall_time']}).\n\n{provenance(page, 'mnist_triplet')}")
+    return (
+        f"Validation 10-way 1-shot accuracy of the best checkpoint (epoch {r['best_epoch']} of {r['epochs']}, still rising): "
+        f"**{pm(r['accuracy'], r['ci95'])}** ({VAL}; wall time {r['wall_time']}).\n\n{provenance(page, 'mnist_triplet')}"
+    )
 
 
 @block
@@ -434,8 +621,10 @@ def mnist_margin_table(page: Page) -> str:
 
 @block
 def darkshot_table(page: Page) -> str:
-    return _compare_table(page, "darkshot").replace(VAL, f"{TEST}: {load('darkshot')['split'][len('held-out test: '):]}") + \
-        f"\n\n{provenance(page, 'darkshot')}"
+    return (
+        _compare_table(page, "darkshot").replace(VAL, f"{TEST}: {load('darkshot')['split'][len('held-out test: ') :]}")
+        + f"\n\n{provenance(page, 'darkshot')}"
+    )
 
 
 @block
@@ -448,23 +637,49 @@ def reproducing_table(page: Page) -> str:
     e2e = load(RECIPE_END_TO_END)
     ek = lit["ekeany"]
     rows = [
-        ["Koch et al. 2015, Omniglot 20-way 1-shot", f"{pct(lit['koch2015']['accuracy'], 1)}, {TEST} (Lake's 20 runs)",
-         "`omniglot_cpu.yaml` (CPU recipe; `omniglot_koch.yaml` is the paper's protocol, GPU hours, not run to the end)",
-         f"{pm(e2e['accuracy'], e2e['ci95'])}, {VAL}: not comparable like for like", page.record(RECIPE_END_TO_END)],
-        ["nevoit, LFW View 1", f"{pct(lit['nevoit']['accuracy'], 1)}, test pairs at threshold 0.5",
-         "`lfw.yaml` (its protocol); `lfw_best.yaml` (our best)",
-         f"`lfw_best.yaml`: {pct(lfw['metrics']['acc'])}, {VAL}; the test pairs are held back", page.record("lfw_best")],
-        ["ekeany, MNIST softmax probe", f"{ek['probe_accuracy_range'][0]}-{ek['probe_accuracy_range'][1]}%, MNIST test",
-         "`mnist_triplet.yaml`, then `lightning-siamese probe`", f"{pm(100 * probe['accuracy'], 100 * probe['accuracy_ci95'])}, {TEST}",
-         page.record("mnist_probe_test")],
-        ["ekeany, Gini out-of-distribution rule (0.87)", f"{ek['gini_digits_kept']}% digits kept, {ek['gini_nondigits_caught']}% non-digits caught (its own drawings)",
-         "`probe --ood`", f"{pct(100 * probe['in_distribution_kept'], 1)} kept, {pct(100 * probe['out_of_distribution_caught'], 1)} caught "
-         f"(Omniglot characters as non-digits), {TEST}", page.record("mnist_probe_test")],
-        ["Reni's SigNet blog", "none published", "`signatures_cpu.yaml`",
-         f"{sig['accuracy']['value']:.1f}% {interval(sig['accuracy']['ci95'])}, AUC {sig['auc']['value']:.3f}, {TEST} (10 unseen writers)",
-         page.record("signatures_test")],
-        ["DarkShotLearning", "none published", "`benchmarks/darkshot.py`",
-         f"triplet 10-way 1-shot {pm(dark['accuracy'], dark['ci95'])}, {TEST} (Omniglot stands in for its images)", page.record("darkshot")],
+        [
+            "Koch et al. 2015, Omniglot 20-way 1-shot",
+            f"{pct(lit['koch2015']['accuracy'], 1)}, {TEST} (Lake's 20 runs)",
+            "`omniglot_cpu.yaml` (CPU recipe; `omniglot_koch.yaml` is the paper's protocol, GPU hours, not run to the end)",
+            f"{pm(e2e['accuracy'], e2e['ci95'])}, {VAL}: not comparable like for like",
+            page.record(RECIPE_END_TO_END),
+        ],
+        [
+            "nevoit, LFW View 1",
+            f"{pct(lit['nevoit']['accuracy'], 1)}, test pairs at threshold 0.5",
+            "`lfw.yaml` (its protocol); `lfw_best.yaml` (our best)",
+            f"`lfw_best.yaml`: {pct(lfw['metrics']['acc'])}, {VAL}; the test pairs are held back",
+            page.record("lfw_best"),
+        ],
+        [
+            "ekeany, MNIST softmax probe",
+            f"{ek['probe_accuracy_range'][0]}-{ek['probe_accuracy_range'][1]}%, MNIST test",
+            "`mnist_triplet.yaml`, then `lightning-siamese probe`",
+            f"{pm(100 * probe['accuracy'], 100 * probe['accuracy_ci95'])}, {TEST}",
+            page.record("mnist_probe_test"),
+        ],
+        [
+            "ekeany, Gini out-of-distribution rule (0.87)",
+            f"{ek['gini_digits_kept']}% digits kept, {ek['gini_nondigits_caught']}% non-digits caught (its own drawings)",
+            "`probe --ood`",
+            f"{pct(100 * probe['in_distribution_kept'], 1)} kept, {pct(100 * probe['out_of_distribution_caught'], 1)} caught "
+            f"(Omniglot characters as non-digits), {TEST}",
+            page.record("mnist_probe_test"),
+        ],
+        [
+            "Reni's SigNet blog",
+            "none published",
+            "`signatures_cpu.yaml`",
+            f"{sig['accuracy']['value']:.1f}% {interval(sig['accuracy']['ci95'])}, AUC {sig['auc']['value']:.3f}, {TEST} (10 unseen writers)",
+            page.record("signatures_test"),
+        ],
+        [
+            "DarkShotLearning",
+            "none published",
+            "`benchmarks/darkshot.py`",
+            f"triplet 10-way 1-shot {pm(dark['accuracy'], dark['ci95'])}, {TEST} (Omniglot stands in for its images)",
+            page.record("darkshot"),
+        ],
     ]
     return table(["system", "original's number", "here", "ours (95% CI)", "record"], rows)
 
@@ -516,7 +731,9 @@ def check_page(text: str, rel: str) -> list[str]:
     """Problems with one page: blocks that differ from their records, hand-written numbers."""
     page = Page(rel)
     _, changed = render_text(text, page)
-    problems = [f"{rel}: block '{name}' differs from its record(s); run python benchmarks/render_docs.py" for name in changed]
+    problems = [
+        f"{rel}: block '{name}' differs from its record(s); run python benchmarks/render_docs.py" for name in changed
+    ]
     if rel not in NOTEBOOK_PAGES:
         for number in hand_numbers(text):
             problems.append(f"{rel}: number {number!r} written by hand outside a record block")
@@ -525,7 +742,9 @@ def check_page(text: str, rel: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a page differs from its records")
+    parser.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a page differs from its records"
+    )
     args = parser.parse_args(argv)
     problems: list[str] = []
     for path in pages():

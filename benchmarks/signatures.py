@@ -36,8 +36,12 @@ def scores_on(ckpt: str, test_root: str) -> tuple[dict, torch.Tensor, torch.Tens
     module.setup("test")
     test = module.test_dataloader().dataset
     with torch.no_grad():
-        table = torch.cat([model.embed(torch.stack([test[i][0] for i in range(s, min(s + 64, len(test)))]))
-                           for s in range(0, len(test), 64)])
+        table = torch.cat(
+            [
+                model.embed(torch.stack([test[i][0] for i in range(s, min(s + 64, len(test)))]))
+                for s in range(0, len(test), 64)
+            ]
+        )
         first, second, same, writer = (test.pairs[k] for k in ("first", "second", "same", "writer"))
         scores = model.head.similarity(table[first], table[second])
         normalized = reference_normalized_scores(scores, writer, table, test.references, model.head.similarity)
@@ -49,9 +53,18 @@ def metrics(scores: torch.Tensor, normalized: torch.Tensor, same: torch.Tensor, 
     per_writer = verification_metrics(normalized, same, -k)
     far, frr = error_rates(scores, same, threshold)
     writer_far, writer_frr = error_rates(normalized, same, -k)
-    return {"accuracy": glob.accuracy, "far": far, "frr": frr, "auc": glob.auc, "eer": glob.eer,
-            "writer_accuracy": per_writer.accuracy, "writer_far": writer_far, "writer_frr": writer_frr,
-            "writer_auc": per_writer.auc, "writer_eer": per_writer.eer}
+    return {
+        "accuracy": glob.accuracy,
+        "far": far,
+        "frr": frr,
+        "auc": glob.auc,
+        "eer": glob.eer,
+        "writer_accuracy": per_writer.accuracy,
+        "writer_far": writer_far,
+        "writer_frr": writer_frr,
+        "writer_auc": per_writer.auc,
+        "writer_eer": per_writer.eer,
+    }
 
 
 def main() -> None:
@@ -63,7 +76,7 @@ def main() -> None:
     parser.add_argument("--output", help="write the record as JSON here")
     args = parser.parse_args()
     start = time.time()
-    model, scores, normalized, same, writer, test = scores_on(args.ckpt, args.test_root)
+    model, scores, normalized, same, writer, _ = scores_on(args.ckpt, args.test_root)
     threshold, k = model.verification_threshold, model.writer_threshold_k
     point = metrics(scores, normalized, same, threshold, k)
     rng = np.random.default_rng(args.seed)
@@ -75,10 +88,19 @@ def main() -> None:
         for name, value in metrics(scores[rows], normalized[rows], same[rows], threshold, k).items():
             draws[name].append(value)
     record = {
-        "checkpoint": args.ckpt, "test_root": args.test_root, "writers": len(writers), "pairs": len(same),
-        "threshold": threshold, "writer_k": k,
-        **{name: {"value": value, "ci95": [float(np.percentile(draws[name], 2.5)), float(np.percentile(draws[name], 97.5))]}
-           for name, value in point.items()},
+        "checkpoint": args.ckpt,
+        "test_root": args.test_root,
+        "writers": len(writers),
+        "pairs": len(same),
+        "threshold": threshold,
+        "writer_k": k,
+        **{
+            name: {
+                "value": value,
+                "ci95": [float(np.percentile(draws[name], 2.5)), float(np.percentile(draws[name], 97.5))],
+            }
+            for name, value in point.items()
+        },
         "bootstrap": f"{args.resamples} resamples of the writers, seed {args.seed}",
     }
     for name in point:

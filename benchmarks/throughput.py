@@ -73,10 +73,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch_size", type=int, default=None, help="pairs per batch (default: the config's)")
-    parser.add_argument("--precision", nargs="+", default=[None], help="trainer precisions to time (default: the config's)")
+    parser.add_argument(
+        "--precision", nargs="+", default=[None], help="trainer precisions to time (default: the config's)"
+    )
     options = parser.parse_args()
     rows = [
-        measure(c, options.steps, options.warmup, options.batch_size, p) for c in options.configs for p in options.precision
+        measure(c, options.steps, options.warmup, options.batch_size, p)
+        for c in options.configs
+        for p in options.precision
     ]
     print("| config | device | precision | parameters | batch (pairs, triplets or images) | training images/s |")
     print("|---|---|---|---|---|---|")

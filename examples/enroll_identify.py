@@ -30,7 +30,9 @@ def main(argv: list[str]) -> dict[str, str]:
         gallery.add(embed_paths(model, data, paths), classes, paths)
         query_paths = image_paths([queries])
         threshold, _ = decision_threshold(model, checkpoint, None)
-        matches = gallery.identify(embed_paths(model, data, query_paths), query_paths, model.head.pairwise_similarity, threshold)
+        matches = gallery.identify(
+            embed_paths(model, data, query_paths), query_paths, model.head.pairwise_similarity, threshold
+        )
     answers = {Path(m.query).name: m.label for m in matches}
     for name, label in answers.items():
         print(f"{name}: {label}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
+import threading
 import zipfile
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +40,7 @@ def character_image(class_seed: int, drawer: int, size: int = 28) -> Image.Image
         r0, c0 = rng.integers(3, size - 3, size=2) + jitter
         r1, c1 = rng.integers(3, size - 3, size=2) + jitter
         for t in np.linspace(0, 1, 2 * size):
-            r, c = int(round(r0 + t * (r1 - r0))), int(round(c0 + t * (c1 - c0)))
+            r, c = round(r0 + t * (r1 - r0)), round(c0 + t * (c1 - c0))
             canvas[max(r - 1, 0) : r + 1, max(c - 1, 0) : c + 1] = False
     return Image.fromarray(canvas)
 
@@ -87,3 +90,24 @@ def tiny_omniglot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shipped_omniglot() -> Path:
     """The official small background sets that the repository ships as default data."""
     return REPO / "data" / "omniglot"
+
+
+@pytest.fixture
+def ckpt(tmp_path: Path) -> Path:
+    """An untrained tiny checkpoint as `lightning fit` writes one (tests/tiny.py: tiny_checkpoint)."""
+    from tests.tiny import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path / "tiny.ckpt")
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """A local HTTP server on 127.0.0.1 serving a temporary folder: download code is tested against it, never the internet."""
+    served = tmp_path / "served"
+    served.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

@@ -17,11 +17,18 @@ from tests.tiny import tiny_data, tiny_encoder
 def test_last_checkpoint_is_the_latest_epoch_without_improvement(tiny_omniglot: Path, tmp_path: Path) -> None:
     data = tiny_data(tiny_omniglot)
     encoder = tiny_encoder()
-    frozen = SiameseModule(encoder, head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.0))  # metric never improves
+    frozen = SiameseModule(
+        encoder, head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)
+    )  # metric never improves
     checkpoint = RunCheckpoint(dirpath=tmp_path, monitor="val/oneshot_acc", mode="max", save_last=True)
     trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", logger=False, callbacks=[checkpoint], default_root_dir=tmp_path,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[checkpoint],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(frozen, datamodule=data)
     assert "step=2" in checkpoint.best_model_path  # the first epoch stays the best
@@ -35,8 +42,16 @@ def test_the_report_can_use_test_time_shifts_that_validation_does_not(tiny_omnig
     encoder = tiny_encoder()
     module = SiameseModule(encoder, head=KochHead)
     report = OneShotReport(tasks=40, seed=5, use_best=False, eval_shift=2)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
-                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[report],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=data)
     assert module.eval_shift == 0  # restored: the module (and its checkpoints) keep their own setting
     record = json.loads((tmp_path / "oneshot_val.json").read_text())
@@ -46,7 +61,9 @@ def test_the_report_can_use_test_time_shifts_that_validation_does_not(tiny_omnig
     shifted = report.evaluate(trainer, module)
     assert record["eval_shift"] == 2 and record["accuracy"] == pytest.approx(shifted.accuracy)
     assert record["without_eval_shift"]["accuracy"] == pytest.approx(plain.accuracy)
-    assert shifted.accuracy != plain.accuracy  # (seeded) the shifts change the embeddings, so the record tells them apart
+    assert (
+        shifted.accuracy != plain.accuracy
+    )  # (seeded) the shifts change the embeddings, so the record tells them apart
     # The report's accuracy comes with intervals that resample whole characters (and alphabets, when the split has several).
     low, high = record["intervals"]["characters"]
     assert low <= record["accuracy"] <= high and high - low > 0

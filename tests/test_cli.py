@@ -114,7 +114,15 @@ def test_fit_logs_checkpoints_reports_and_resumes(experiment: Path) -> None:
 
     # TensorBoard: the scalars, the pair grid and the hyper-parameters are there.
     logged = scalars(run_dir)
-    for tag in ("train/loss_step", "train/loss_epoch", "val/loss", "val/oneshot_acc", "val/pair_auroc", "lr-Adam", "hp_metric"):
+    for tag in (
+        "train/loss_step",
+        "train/loss_epoch",
+        "val/loss",
+        "val/oneshot_acc",
+        "val/pair_auroc",
+        "lr-Adam",
+        "hp_metric",
+    ):
         assert tag in logged, f"{tag} missing from {sorted(logged)}"
     assert len(logged["val/oneshot_acc"]) == 2
     assert all(0.0 <= v <= 100.0 for _, v in logged["val/oneshot_acc"])
@@ -149,12 +157,17 @@ def test_fit_logs_checkpoints_reports_and_resumes(experiment: Path) -> None:
     assert "--ckpt_path" not in config_text and (run_dir / "config.1.yaml").exists()
 
     # Two evaluations of one checkpoint give the same number.
-    tests = [run_cli(cwd, "validate", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")) for _ in range(2)]
+    tests = [
+        run_cli(cwd, "validate", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
+        for _ in range(2)
+    ]
     accuracies = [line for t in tests for line in t.stdout.splitlines() if "val/oneshot_acc" in line]
     assert len(accuracies) == 2 and accuracies[0] == accuracies[1]
 
     # The test stage scores the test alphabets.
-    tested = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
+    tested = run_cli(
+        cwd, "test", "--config", str(experiment), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt")
+    )
     assert "test/oneshot_acc" in tested.stdout
 
     # predict writes the embeddings of the chosen split.
@@ -208,18 +221,30 @@ def test_folder_config_trains_a_triplet_head_on_a_user_tree(tmp_path: Path) -> N
     result = run_cli(
         tmp_path,
         "fit",
-        "--config", str(REPO / "experiments" / "folder.yaml"),
-        "--data.init_args.root", str(root),
-        "--data.init_args.val_fraction", "0.3",
-        "--data.init_args.n_way", "3",
-        "--data.init_args.val_tasks", "10",
-        "--data.init_args.val_pairs", "16",
-        "--data.init_args.pairs_per_epoch", "64",
-        "--data.init_args.batch_size", "8",
-        "--data.init_args.num_workers", "0",
-        "--trainer.max_epochs", "1",
-        "--trainer.enable_progress_bar", "false",
-        "--oneshot_report.tasks", "10",
+        "--config",
+        str(REPO / "experiments" / "folder.yaml"),
+        "--data.init_args.root",
+        str(root),
+        "--data.init_args.val_fraction",
+        "0.3",
+        "--data.init_args.n_way",
+        "3",
+        "--data.init_args.val_tasks",
+        "10",
+        "--data.init_args.val_pairs",
+        "16",
+        "--data.init_args.pairs_per_epoch",
+        "64",
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.num_workers",
+        "0",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--oneshot_report.tasks",
+        "10",
     )
     assert "13 classes" in result.stdout and "moved to the test split" in result.stdout
     run_dir = tmp_path / "logs" / "folder" / "version_0"
@@ -229,7 +254,9 @@ def test_folder_config_trains_a_triplet_head_on_a_user_tree(tmp_path: Path) -> N
     assert json.loads((run_dir / "oneshot_val.json").read_text())["n_way"] == 3
 
 
-def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_switches(experiment: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_switches(
+    experiment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tests.data.test_lake_runs import make_lake_runs
 
     cwd = experiment.parent
@@ -238,7 +265,9 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
     ckpt = cwd / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
 
     # With runs_dir the test stage scores Lake's runs: the metric, the printout and lake_runs.json.
-    tested = run_cli(cwd, "test", "--config", str(experiment), "--ckpt_path", str(ckpt), "--data.init_args.runs_dir", str(runs))
+    tested = run_cli(
+        cwd, "test", "--config", str(experiment), "--ckpt_path", str(ckpt), "--data.init_args.runs_dir", str(runs)
+    )
     assert "test/lake_runs_acc" in tested.stdout and "test/oneshot_acc" not in tested.stdout
     assert "per run: run01" in tested.stdout
     (written,) = (cwd / "logs" / "tiny").glob("version_*/lake_runs.json")
@@ -251,11 +280,21 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
     # A checkpoint of another encoder than the config's: one message that names the difference
     # (Lightning would quietly build the checkpoint's model in place of the one asked for).
     other = run_cli(
-        cwd, "test", "--config", str(experiment), "--ckpt_path", str(ckpt),
-        "--model.init_args.encoder.init_args.embedding_dim", "16", check=False,
+        cwd,
+        "test",
+        "--config",
+        str(experiment),
+        "--ckpt_path",
+        str(ckpt),
+        "--model.init_args.encoder.init_args.embedding_dim",
+        "16",
+        check=False,
     )
     assert other.returncode != 0
-    assert "last.ckpt holds another model than the config describes: encoder KochEncoder with embedding_dim=32 vs 16" in other.stderr
+    assert (
+        "last.ckpt holds another model than the config describes: encoder KochEncoder with embedding_dim=32 vs 16"
+        in other.stderr
+    )
     assert "version_0/config.yaml" in other.stderr
 
     # Model switches on the command line win over the checkpoint's saved hyper-parameters
@@ -263,8 +302,17 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
     from lightning_siamese.cli.lightning import SiameseCLI
 
     monkeypatch.chdir(cwd)
-    base = ["validate", "--config", str(experiment), "--ckpt_path", str(ckpt), "--trainer.logger", "false",
-            "--trainer.enable_progress_bar", "false"]
+    base = [
+        "validate",
+        "--config",
+        str(experiment),
+        "--ckpt_path",
+        str(ckpt),
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     assert SiameseCLI(args=[*base, "--model.init_args.eval_flip", "true"]).model.eval_flip is True
     assert SiameseCLI(args=base).model.eval_flip is False
 
@@ -272,25 +320,43 @@ def test_lake_runs_at_test_time_a_checkpoint_of_another_model_and_command_line_s
 def test_a_checkpoint_of_another_model_class_encoder_or_head_is_described(tmp_path: Path) -> None:
     from lightning_siamese.inference.checkpoints import check_checkpoint_model
 
-    encoder = {"class_path": "lightning_siamese.models.KochEncoder", "init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 32}}
+    encoder = {
+        "class_path": "lightning_siamese.models.KochEncoder",
+        "init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 32},
+    }
     head = {"class_path": "lightning_siamese.models.KochHead", "init_args": {"init": "default"}}
     path = tmp_path / "koch.ckpt"
-    saved = {"_class_path": "lightning_siamese.models.SiameseModule", "encoder": encoder, "head": head, "shot_reduction": "mean"}
+    saved = {
+        "_class_path": "lightning_siamese.models.SiameseModule",
+        "encoder": encoder,
+        "head": head,
+        "shot_reduction": "mean",
+    }
     torch.save({"state_dict": {}, "hyper_parameters": saved}, path)
-    model = {"class_path": "lightning_siamese.models.SiameseModule", "init_args": {"encoder": encoder, "head": head, "shot_reduction": "max"}}
+    model = {
+        "class_path": "lightning_siamese.models.SiameseModule",
+        "init_args": {"encoder": encoder, "head": head, "shot_reduction": "max"},
+    }
     check_checkpoint_model(path, model)  # the same model (evaluated another way): no error
     newer = {**encoder, "init_args": {**encoder["init_args"], "output": "linear"}}  # an arg the checkpoint predates
     check_checkpoint_model(path, {**model, "init_args": {"encoder": newer, "head": head}})
 
     contrastive = {"class_path": "lightning_siamese.models.ContrastiveHead", "init_args": {"margin": 1.0}}
-    with pytest.raises(ValueError, match=r"koch.ckpt holds another model than the config describes: head KochHead \(checkpoint\) "
-                       r"vs ContrastiveHead \(config\)\. Use the config it was trained with"):
+    with pytest.raises(
+        ValueError,
+        match=r"koch.ckpt holds another model than the config describes: head KochHead \(checkpoint\) "
+        r"vs ContrastiveHead \(config\)\. Use the config it was trained with",
+    ):
         check_checkpoint_model(path, {**model, "init_args": {"encoder": encoder, "head": contrastive}})
     wider = {**encoder, "init_args": {**encoder["init_args"], "channels": [8, 8, 8, 16], "input_size": 105}}
-    with pytest.raises(ValueError, match=r"encoder KochEncoder with channels=\[4, 8, 8, 16\] vs \[8, 8, 8, 16\], input_size=28 vs 105"):
+    with pytest.raises(
+        ValueError, match=r"encoder KochEncoder with channels=\[4, 8, 8, 16\] vs \[8, 8, 8, 16\], input_size=28 vs 105"
+    ):
         check_checkpoint_model(path, {**model, "init_args": {"encoder": wider, "head": head}})
     with pytest.raises(ValueError, match=r"model SiameseModule \(checkpoint\) vs PrototypicalModule \(config\)"):
-        check_checkpoint_model(path, {"class_path": "x.PrototypicalModule", "init_args": {"encoder": encoder, "head": head}})
+        check_checkpoint_model(
+            path, {"class_path": "x.PrototypicalModule", "init_args": {"encoder": encoder, "head": head}}
+        )
 
 
 def test_resume_from_a_run_folder_alone_continues_its_schedule(experiment: Path) -> None:
@@ -314,9 +380,18 @@ def test_a_run_that_stops_before_its_first_validation_ends_normally(experiment: 
     early stopping has no val/oneshot_acc to compare. The run still ends normally, with a last.ckpt, a note
     that nothing was validated, and the end-of-run report of the final weights."""
     cwd = experiment.parent
-    heads = [] if head == "koch" else [
-        "--model.init_args.head", "lightning_siamese.models.TripletHead",
-        "--data.init_args.batch_kind", "classes", "--data.init_args.images_per_class", "4"]
+    heads = (
+        []
+        if head == "koch"
+        else [
+            "--model.init_args.head",
+            "lightning_siamese.models.TripletHead",
+            "--data.init_args.batch_kind",
+            "classes",
+            "--data.init_args.images_per_class",
+            "4",
+        ]
+    )
     result = run_cli(cwd, "fit", "--config", str(experiment), "--trainer.max_steps", "2", *heads, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

@@ -44,14 +44,39 @@ def test_baseline_on_a_config_scores_the_end_of_run_reports_episodes(config: Pat
     main(["baseline", "pixel", "--config", str(config), "--output", str(output)])
     record = json.loads(output.read_text())
     # The tiny config's oneshot_report: 30 tasks, seed 99, val split; its data module: 5-way, 28 px.
-    assert (record["split"], record["tasks"], record["seed"], record["n_way"], record["image_size"]) == ("val", 30, 99, 5, 28)
+    assert (record["split"], record["tasks"], record["seed"], record["n_way"], record["image_size"]) == (
+        "val",
+        30,
+        99,
+        5,
+        28,
+    )
     data, _ = data_module_from_config(config)
     evaluation = data.evaluation_set("val", tasks=30, seed=99)  # what OneShotReport scores
-    expected = summarize(make_baseline("pixel").accuracies(evaluation.collection.images, evaluation.episodes), evaluation.episodes)
+    expected = summarize(
+        make_baseline("pixel").accuracies(evaluation.collection.images, evaluation.episodes), evaluation.episodes
+    )
     assert record["accuracy"] == pytest.approx(expected.accuracy)
     assert "pixel baseline on the val split" in capsys.readouterr().out
 
-    main(["baseline", "chance", "--config", str(config), "--split", "test", "--tasks", "50", "--seed", "3", "--image_size", "14", "--output", str(output)])
+    main(
+        [
+            "baseline",
+            "chance",
+            "--config",
+            str(config),
+            "--split",
+            "test",
+            "--tasks",
+            "50",
+            "--seed",
+            "3",
+            "--image_size",
+            "14",
+            "--output",
+            str(output),
+        ]
+    )
     record = json.loads(output.read_text())
     assert (record["split"], record["tasks"], record["seed"], record["image_size"]) == ("test", 50, 3, 14)
 
@@ -65,8 +90,22 @@ def test_baseline_needs_a_source_and_a_known_name(capsys) -> None:
     assert "invalid choice: 'hog'" in capsys.readouterr().err
 
 
-SUBCOMMANDS = ("baseline", "view2", "verify", "embed", "export", "enroll", "identify", "remove", "compare", "tsne", "sweep",
-               "report", "retrieve", "probe")
+SUBCOMMANDS = (
+    "baseline",
+    "view2",
+    "verify",
+    "embed",
+    "export",
+    "enroll",
+    "identify",
+    "remove",
+    "compare",
+    "tsne",
+    "sweep",
+    "report",
+    "retrieve",
+    "probe",
+)
 
 
 def test_every_subcommand_is_registered_with_its_own_help(capsys) -> None:
@@ -78,8 +117,15 @@ def test_every_subcommand_is_registered_with_its_own_help(capsys) -> None:
         assert exit_info.value.code == 0 and f"usage: lightning-siamese {name}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["baseline", "mhd", "--runs_dir", "x"], ["remove", "g.pt", "a"], ["report", "run"],
-                                  ["embed", "a.png", "--ckpt", "c.ckpt", "--output", "e.npz"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["baseline", "mhd", "--runs_dir", "x"],
+        ["remove", "g.pt", "a"],
+        ["report", "run"],
+        ["embed", "a.png", "--ckpt", "c.ckpt", "--output", "e.npz"],
+    ],
+)
 def test_unknown_arguments_are_refused_before_anything_runs(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([*argv, "--bogus"])
@@ -87,7 +133,12 @@ def test_unknown_arguments_are_refused_before_anything_runs(argv: list[str], cap
 
 
 def test_console_script_and_module_help() -> None:
-    module = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", "baseline", "--help"], capture_output=True, text=True, timeout=120)
+    module = subprocess.run(
+        [sys.executable, "-m", "lightning_siamese.cli.main", "baseline", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert module.returncode == 0 and "--runs_dir" in module.stdout and "38.8%" in module.stdout
     script = shutil.which("lightning-siamese", path=str(Path(sys.executable).parent))
     if script is not None:  # the console script, as installed by pip
@@ -102,8 +153,9 @@ def test_the_exported_embedder_keeps_the_models_test_time_views() -> None:
     from lightning_siamese.models import ConvNetEncoder, SiameseModule, TripletHead
 
     torch.manual_seed(0)
-    model = SiameseModule(ConvNetEncoder(input_size=28, channels=(4, 8), embedding_dim=8), head=TripletHead,
-                          eval_flip=True, eval_shift=1).eval()
+    model = SiameseModule(
+        ConvNetEncoder(input_size=28, channels=(4, 8), embedding_dim=8), head=TripletHead, eval_flip=True, eval_shift=1
+    ).eval()
     images = torch.rand(3, 1, 28, 28)
     traced = torch.jit.trace(Embedder(model).eval(), images[:1])
     assert torch.allclose(traced(images), model.embed(images), atol=1e-6)

@@ -44,8 +44,10 @@ def result(accuracy: float, n_way: int) -> OneShotResult:
 
 
 def test_markdown_table_has_a_row_per_scorer_and_a_column_per_task() -> None:
-    rows = [Row("pixel", "baseline", {"20-way 1-shot": result(21.0, 20), "5-way 1-shot": result(40.5, 5)}),
-            Row("net", "ckpt", {"20-way 1-shot": result(86.845, 20)})]
+    rows = [
+        Row("pixel", "baseline", {"20-way 1-shot": result(21.0, 20), "5-way 1-shot": result(40.5, 5)}),
+        Row("net", "ckpt", {"20-way 1-shot": result(86.845, 20)}),
+    ]
     lines = markdown_table(rows, "Caption.").splitlines()
     assert lines[0] == "Caption." and lines[2] == "| model | 20-way 1-shot (%) | 5-way 1-shot (%) | details |"
     assert lines[4] == "| pixel | 21.00 ± 1.50 | 40.50 ± 1.50 | baseline |"
@@ -56,24 +58,52 @@ def test_other_episodes_are_refused() -> None:
     support = torch.arange(12).reshape(2, 3, 2)
     a = Episodes(support, support + 20, torch.zeros(2, 3, dtype=torch.long), 4)
     check_same_episodes(a, Episodes(support.clone(), support + 20, torch.zeros(2, 3, dtype=torch.long), 4), "x")
-    with pytest.raises(ValueError, match="checkpoint c.ckpt gives other episodes than the table's"):
-        check_same_episodes(a, Episodes(support.flip(0), support + 20, torch.zeros(2, 3, dtype=torch.long), 4), "checkpoint c.ckpt")
+    with pytest.raises(ValueError, match=r"checkpoint c.ckpt gives other episodes than the table's"):
+        check_same_episodes(
+            a, Episodes(support.flip(0), support + 20, torch.zeros(2, 3, dtype=torch.long), 4), "checkpoint c.ckpt"
+        )
 
 
 def test_compare_scores_every_baseline_on_the_configs_episodes(config: Path, tmp_path: Path) -> None:
     output = tmp_path / "table.md"
-    main(["compare", "--config", str(config), "--baselines", "chance", "pixel", "knn", "--n_way", "5", "3",
-          "--tasks", "15", "--output", str(output)])
+    main(
+        [
+            "compare",
+            "--config",
+            str(config),
+            "--baselines",
+            "chance",
+            "pixel",
+            "knn",
+            "--n_way",
+            "5",
+            "3",
+            "--tasks",
+            "15",
+            "--output",
+            str(output),
+        ]
+    )
     record = json.loads(output.with_suffix(".json").read_text())
-    assert record["tasks"] == 15 and record["seed"] == 99 and record["split"] == "val"  # the config's oneshot_report seed
+    assert (
+        record["tasks"] == 15 and record["seed"] == 99 and record["split"] == "val"
+    )  # the config's oneshot_report seed
     data, _ = data_module_from_config(config)
     for row in record["rows"]:
         for n_way in (5, 3):
             evaluation = data.evaluation_set("val", n_way=n_way, k_shot=1, tasks=15, seed=99)
-            expected = summarize(make_baseline(row["name"], 99).accuracies(evaluation.collection.images, evaluation.episodes), evaluation.episodes)
+            expected = summarize(
+                make_baseline(row["name"], 99).accuracies(evaluation.collection.images, evaluation.episodes),
+                evaluation.episodes,
+            )
             assert row["results"][f"{n_way}-way 1-shot"]["accuracy"] == pytest.approx(expected.accuracy)
     table = output.read_text()
-    assert "| knn |" in table and "5-way 1-shot (%)" in table and "3-way 1-shot (%)" in table and "15 episodes per task" in table
+    assert (
+        "| knn |" in table
+        and "5-way 1-shot (%)" in table
+        and "3-way 1-shot (%)" in table
+        and "15 episodes per task" in table
+    )
 
 
 @pytest.mark.slow
@@ -81,7 +111,10 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     """`lightning fit` trains the classifier head with the t-SNE callback on; the checkpoint is then
     scored beside the baselines (loaded at its own size when the table's config uses another) and drawn by `tsne`."""
     settings = yaml.safe_load(config.read_text())
-    settings["model"]["init_args"]["head"] = {"class_path": "lightning_siamese.models.ClassifierHead", "init_args": {"num_classes": 12}}
+    settings["model"]["init_args"]["head"] = {
+        "class_path": "lightning_siamese.models.ClassifierHead",
+        "init_args": {"num_classes": 12},
+    }
     settings["data"]["init_args"] |= {"batch_kind": "classes", "images_per_class": 1, "batch_size": 8}
     settings["trainer"]["max_epochs"] = 1
     settings["projector"] = {"classes": 3, "split": "val"}
@@ -92,31 +125,77 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     events = EventAccumulator(str(run), size_guidance={"images": 0})
     events.Reload()
     assert "val/tsne" in events.Tags()["images"]
-    (ckpt,) = [p for p in (run / "checkpoints").glob("epoch=*.ckpt")]
+    (ckpt,) = list((run / "checkpoints").glob("epoch=*.ckpt"))
 
     settings["data"]["init_args"]["image_size"] = 20  # the table's baselines at 20 px, the network at its 28
     small = tmp_path / "small.yaml"
     small.write_text(yaml.safe_dump(settings))
     output = tmp_path / "table.md"
-    main(["compare", "--config", str(small), "--baselines", "chance", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--output", str(output)])
+    main(
+        [
+            "compare",
+            "--config",
+            str(small),
+            "--baselines",
+            "chance",
+            "--tasks",
+            "12",
+            "--ckpt",
+            f"cnn={ckpt}",
+            "--output",
+            str(output),
+        ]
+    )
     rows = {r["name"]: r for r in json.loads(output.with_suffix(".json").read_text())["rows"]}
     model, _ = load_trained(str(ckpt))
     evaluation = data_module_from_config(config)[0].evaluation_set("val", tasks=12, seed=99)
-    per_task = episode_accuracies(embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity)
+    per_task = episode_accuracies(
+        embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity
+    )
     assert rows["cnn"]["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "ClassifierHead, 28 px" in output.read_text() and "baseline, 20 px" in output.read_text()
     # --eval_shift scores the checkpoint with test-time shifts it was not trained with.
-    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--eval_shift", "1",
-          "--output", str(output)])
+    main(
+        [
+            "compare",
+            "--config",
+            str(config),
+            "--baselines",
+            "--tasks",
+            "12",
+            "--ckpt",
+            f"cnn={ckpt}",
+            "--eval_shift",
+            "1",
+            "--output",
+            str(output),
+        ]
+    )
     (shifted,) = json.loads(output.with_suffix(".json").read_text())["rows"]
     model.eval_shift = 1
-    per_task = episode_accuracies(embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity)
+    per_task = episode_accuracies(
+        embed_all(model, evaluation.collection.images), evaluation.episodes, model.head.similarity
+    )
     assert shifted["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "28 px, eval_shift 1" in output.read_text()
     # --align scores it with test-time alignment over the config's oneshot_report.align views.
     settings["oneshot_report"]["align"] = {"scales": [1.0], "angles": [5.0]}  # 3 x 3 shifts + 1 rotation
     config.write_text(yaml.safe_dump(settings))
-    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--align", "--output", str(output)])
+    main(
+        [
+            "compare",
+            "--config",
+            str(config),
+            "--baselines",
+            "--tasks",
+            "12",
+            "--ckpt",
+            f"cnn={ckpt}",
+            "--align",
+            "--output",
+            str(output),
+        ]
+    )
     (aligned,) = json.loads(output.with_suffix(".json").read_text())["rows"]
     model.eval_shift = 0
     views = AlignmentViews(scales=(1.0,), angles=(5.0,))
@@ -125,8 +204,22 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     assert aligned["results"]["5-way 1-shot"]["accuracy"] == pytest.approx(float(per_task.mean()))
     assert "28 px, aligned over 10 views" in output.read_text()
     # --precision bf16-mixed embeds under Lightning's bf16 autocast, as a bf16-mixed trainer's report does.
-    main(["compare", "--config", str(config), "--baselines", "--tasks", "12", "--ckpt", f"cnn={ckpt}", "--precision", "bf16-mixed",
-          "--output", str(output)])
+    main(
+        [
+            "compare",
+            "--config",
+            str(config),
+            "--baselines",
+            "--tasks",
+            "12",
+            "--ckpt",
+            f"cnn={ckpt}",
+            "--precision",
+            "bf16-mixed",
+            "--output",
+            str(output),
+        ]
+    )
     (bf16,) = json.loads(output.with_suffix(".json").read_text())["rows"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         table = embed_all(model, evaluation.collection.images)
@@ -145,5 +238,7 @@ def test_categorical_cnn_fits_pictures_itself_and_joins_the_table(config: Path, 
     with pytest.raises(ValueError, match="cannot show 9 classes: the collection has 5"):
         main(["tsne", "--ckpt", str(ckpt), "--classes", "9", "--logdir", str(tmp_path / "pictures")])
     alone = Path(shutil.copy(ckpt, tmp_path / "alone.ckpt"))  # no run folder, so no config beside it
-    with pytest.raises(FileNotFoundError, match=r"no config .*config.yaml beside checkpoint .*alone.ckpt: pass --config"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no config .*config.yaml beside checkpoint .*alone.ckpt: pass --config"
+    ):
         main(["tsne", "--ckpt", str(alone)])

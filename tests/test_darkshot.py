@@ -45,7 +45,9 @@ def test_build_omniglot_tree_gives_two_class_levels(tmp_path: Path) -> None:
     by_character = script.split_preview(tree, 2)
     assert by_character.collection.num_classes == 15
     assert "classes by class_depth: 1: 3, 2: 15, leaf: 15" in by_character.summary
-    with pytest.raises(ValueError, match=r"class_depth=3 is deeper than the folder tree: .*Alphabet0/character00 holds"):
+    with pytest.raises(
+        ValueError, match=r"class_depth=3 is deeper than the folder tree: .*Alphabet0/character00 holds"
+    ):
         script.split_preview(tree, 3)
 
 
@@ -53,14 +55,43 @@ def test_build_omniglot_tree_gives_two_class_levels(tmp_path: Path) -> None:
 def test_one_command_prints_one_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     script = load_script()
     output = tmp_path / "darkshot.md"
-    script.main([
-        "--omniglot", str(omniglot_zip(tmp_path / "o.zip")), "--tree", str(tmp_path / "tree"), "--class_depth", "2",
-        "--n_way", "4", "3", "--tasks", "6", "--epochs", "1", "--pairs_per_epoch", "8", "--batch_size", "4",
-        "--log_dir", str(tmp_path / "logs"), "--output", str(output),
-        "--variants", "Siamese abs(e1-e2) + sigmoid, BCE", "categorical CNN (penultimate layer)",
-        "--fit_args", "--data.init_args.n_way", "4", "--data.init_args.val_tasks", "6", "--data.init_args.val_pairs", "8",
-        "--data.init_args.num_workers", "0",
-    ])
+    script.main(
+        [
+            "--omniglot",
+            str(omniglot_zip(tmp_path / "o.zip")),
+            "--tree",
+            str(tmp_path / "tree"),
+            "--class_depth",
+            "2",
+            "--n_way",
+            "4",
+            "3",
+            "--tasks",
+            "6",
+            "--epochs",
+            "1",
+            "--pairs_per_epoch",
+            "8",
+            "--batch_size",
+            "4",
+            "--log_dir",
+            str(tmp_path / "logs"),
+            "--output",
+            str(output),
+            "--variants",
+            "Siamese abs(e1-e2) + sigmoid, BCE",
+            "categorical CNN (penultimate layer)",
+            "--fit_args",
+            "--data.init_args.n_way",
+            "4",
+            "--data.init_args.val_tasks",
+            "6",
+            "--data.init_args.val_pairs",
+            "8",
+            "--data.init_args.num_workers",
+            "0",
+        ]
+    )
     table = output.read_text()
     record = json.loads(output.with_suffix(".json").read_text())
     names = [row["name"] for row in record["rows"]]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lightning_siamese.cli.main import main as tools
-from tests.test_gallery import tiny_checkpoint, write_characters
+from tests.tiny import tiny_checkpoint, write_characters
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,15 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 def run_example(name: str, *args: str | Path) -> str:
     done = subprocess.run(
         [sys.executable, str(REPO / "examples" / name), *map(str, args)],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-@pytest.fixture
-def ckpt(tmp_path: Path) -> Path:
-    return tiny_checkpoint(tmp_path / "tiny.ckpt")
 
 
 def test_embed_folder_writes_what_lightning_siamese_embed_writes(tmp_path: Path, ckpt: Path) -> None:

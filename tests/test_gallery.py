@@ -8,20 +8,18 @@ import sys
 from functools import partial
 from pathlib import Path
 
-import lightning
 import pytest
 import torch
-from lightning.pytorch.cli import instantiate_module
 
 from lightning_siamese.cli.main import main
 from lightning_siamese.cli.tools.identify import run_identify
 from lightning_siamese.inference.gallery import Gallery, chunked_search, model_identity
 from lightning_siamese.inference.images import labelled_images, read_image
 from lightning_siamese.inference.model import load_trained
-from lightning_siamese.models import SiameseModule
 from lightning_siamese.models.heads import CosFaceHead, KochHead, TripletHead
-from tests.conftest import REPO, character_image
+from tests.conftest import REPO
 from tests.models.test_pairwise_similarity import ALL_HEADS, broadcast
+from tests.tiny import tiny_checkpoint, write_characters
 
 HEADS = {
     "koch": lambda: KochHead(16).eval(),
@@ -71,7 +69,7 @@ def test_remove_drops_a_class_and_keeps_the_others() -> None:
 
 
 @pytest.mark.parametrize("head", sorted(HEADS))
-@pytest.mark.parametrize("chunk_size,query_block", [(1, 1), (7, 3), (10_000, 64)])
+@pytest.mark.parametrize(("chunk_size", "query_block"), [(1, 1), (7, 3), (10_000, 64)])
 def test_chunked_search_equals_scoring_everything_at_once(head: str, chunk_size: int, query_block: int) -> None:
     module = HEADS[head]()
     torch.manual_seed(1)
@@ -88,7 +86,9 @@ def test_chunked_search_equals_scoring_everything_at_once(head: str, chunk_size:
 
 def test_chunked_search_names_a_broadcast_similarity_passed_by_mistake() -> None:
     head = TripletHead(16)
-    with pytest.raises(ValueError, match=r"shape \(5,\) for 5 queries and 5 keys, expected \(5, 5\): pass a head's pairwise_similarity"):
+    with pytest.raises(
+        ValueError, match=r"shape \(5,\) for 5 queries and 5 keys, expected \(5, 5\): pass a head's pairwise_similarity"
+    ):
         chunked_search(torch.randn(10, 16), torch.randn(10, 16), head.similarity, chunk_size=5, query_block=5)
 
 
@@ -99,8 +99,13 @@ def test_identify_matches_the_broadcast_search(head: str, scoring: str) -> None:
     gallery = synthetic(n_classes=40, per_class=3)
     g = torch.Generator().manual_seed(5)
     # Members themselves (identical vectors), near and far queries.
-    queries = torch.cat([gallery.embeddings[::7], gallery.prototypes[::3] + 0.3 * torch.randn(14, 16, generator=g),
-                         3 * torch.randn(10, 16, generator=g)])
+    queries = torch.cat(
+        [
+            gallery.embeddings[::7],
+            gallery.prototypes[::3] + 0.3 * torch.randn(14, 16, generator=g),
+            3 * torch.randn(10, 16, generator=g),
+        ]
+    )
     names = [f"q{i}" for i in range(len(queries))]
     slow_pairwise = partial(broadcast, module)  # the broadcast similarity, as the search ran before
     with torch.no_grad():
@@ -108,7 +113,9 @@ def test_identify_matches_the_broadcast_search(head: str, scoring: str) -> None:
         fast = gallery.identify(queries, names, module.pairwise_similarity, threshold, scoring, chunk_size=16)
         slow = gallery.identify(queries, names, slow_pairwise, threshold, scoring, chunk_size=16)
     assert [(m.best_class, m.known) for m in fast] == [(m.best_class, m.known) for m in slow]
-    torch.testing.assert_close(torch.tensor([m.score for m in fast]), torch.tensor([m.score for m in slow]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        torch.tensor([m.score for m in fast]), torch.tensor([m.score for m in slow]), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_identify_by_prototype_or_nearest_member_with_a_threshold() -> None:
@@ -117,7 +124,9 @@ def test_identify_by_prototype_or_nearest_member_with_a_threshold() -> None:
     similarity = head.pairwise_similarity
     queries = gallery.prototypes[[2, 0]] + 0.05
     matches = gallery.identify(queries, ["q2", "q0"], similarity, threshold=-0.5)
-    assert [(m.query, m.label) for m in matches] == [("q2", "class2"), ("q0", "class0")] and all(m.known for m in matches)
+    assert [(m.query, m.label) for m in matches] == [("q2", "class2"), ("q0", "class0")] and all(
+        m.known for m in matches
+    )
     far = gallery.identify(-gallery.prototypes[:1], ["far"], similarity, threshold=-0.5)[0]
     assert far.label == "unknown" and not far.known and far.score < -0.5 and far.best_class in gallery.classes
     # Nearest-member scoring: the class of the best single member, scored as that member.
@@ -146,7 +155,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     gallery.save(tmp_path / "g" / "gallery.pt")
     loaded = Gallery.load(tmp_path / "g" / "gallery.pt")
     assert (loaded.classes, loaded.paths, loaded.model_id, loaded.preprocessing) == (
-        gallery.classes, gallery.paths, gallery.model_id, gallery.preprocessing)
+        gallery.classes,
+        gallery.paths,
+        gallery.model_id,
+        gallery.preprocessing,
+    )
     assert torch.equal(loaded.embeddings, gallery.embeddings) and torch.equal(loaded.prototypes, gallery.prototypes)
     assert torch.equal(loaded.labels, gallery.labels)
     assert [p.name for p in (tmp_path / "g").iterdir()] == ["gallery.pt"]  # no temporary file left
@@ -157,7 +170,7 @@ def test_a_save_that_fails_part_way_leaves_the_old_gallery(tmp_path: Path, monke
     synthetic(n_classes=2).save(path)
     old = path.read_bytes()
 
-    def torn_save(obj, file) -> None:  # noqa: ANN001 - writes half a file, then the disk "fills"
+    def torn_save(obj, file) -> None:
         file.write(b"PK\x03\x04 half a gallery")
         raise OSError("No space left on device")
 
@@ -191,67 +204,44 @@ def test_corrupt_truncated_and_foreign_files_are_clear_errors(tmp_path: Path) ->
     torch.save(record | {"prototypes": record["prototypes"][:2]}, foreign)
     with pytest.raises(ValueError, match=r"is inconsistent: 15 paths.*prototypes \(2, 16\) for 5 classes"):
         Gallery.load(foreign)
-    with pytest.raises(FileNotFoundError, match="gallery .*nowhere.pt does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"gallery .*nowhere.pt does not exist"):
         Gallery.load(tmp_path / "nowhere.pt")
 
 
 def test_labelled_images_from_class_folders_and_a_list(tmp_path: Path) -> None:
-    for member in ("people/alice/1.png", "people/alice/2.png", "people/bob/1.jpg", "alpha/Greek/character01/a.png",
-                   "solo/x.png", "people/notes.txt"):
+    for member in (
+        "people/alice/1.png",
+        "people/alice/2.png",
+        "people/bob/1.jpg",
+        "alpha/Greek/character01/a.png",
+        "solo/x.png",
+        "people/notes.txt",
+    ):
         (tmp_path / member).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / member).write_bytes(b"")
     listing = tmp_path / "lists" / "more.csv"
     listing.parent.mkdir()
-    listing.write_text(f"# path,class\n../people/bob/1.jpg,robert\n\n{tmp_path / 'solo/x.png'},\"with, comma\"\n")
+    listing.write_text(f'# path,class\n../people/bob/1.jpg,robert\n\n{tmp_path / "solo/x.png"},"with, comma"\n')
     items = labelled_images([str(tmp_path / "people"), str(tmp_path / "alpha"), str(tmp_path / "solo")], str(listing))
     assert [(Path(p).relative_to(tmp_path).as_posix() if Path(p).is_absolute() else p, c) for p, c in items] == [
-        ("people/alice/1.png", "alice"), ("people/alice/2.png", "alice"), ("people/bob/1.jpg", "bob"),
-        ("alpha/Greek/character01/a.png", "Greek/character01"), ("solo/x.png", "solo"),
-        ("lists/../people/bob/1.jpg", "robert"), ("solo/x.png", "with, comma"),
+        ("people/alice/1.png", "alice"),
+        ("people/alice/2.png", "alice"),
+        ("people/bob/1.jpg", "bob"),
+        ("alpha/Greek/character01/a.png", "Greek/character01"),
+        ("solo/x.png", "solo"),
+        ("lists/../people/bob/1.jpg", "robert"),
+        ("solo/x.png", "with, comma"),
     ]
     listing.write_text("a.png,one\nb.png\n")
     with pytest.raises(ValueError, match=r"more.csv line 2: expected 'path,class', got 'b.png'"):
         labelled_images([], str(listing))
-    with pytest.raises(FileNotFoundError, match="folder .*missing does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"folder .*missing does not exist"):
         labelled_images([str(tmp_path / "missing")])
     with pytest.raises(ValueError, match="nothing to enroll"):
         labelled_images([])
 
 
 # --- with a checkpoint, through the command -----------------------------------------------
-
-TINY_MODEL = {
-    "_class_path": "lightning_siamese.models.SiameseModule",
-    "encoder": {"class_path": "lightning_siamese.models.KochEncoder", "init_args": {
-        "input_size": 28, "kernel_sizes": [3, 3, 2, 2], "channels": [4, 8, 8, 16], "embedding_dim": 32, "init": "default"}},
-    "head": {"class_path": "lightning_siamese.models.TripletHead", "init_args": {"normalize": True}},
-}
-
-
-def tiny_checkpoint(path: Path, seed: int = 0, threshold: float | None = -0.8) -> Path:
-    """A checkpoint as `lightning fit` writes one (model hyper-parameters, data settings, threshold), untrained."""
-    torch.manual_seed(seed)
-    model = instantiate_module(SiameseModule, dict(TINY_MODEL))
-    torch.save({
-        "state_dict": model.state_dict(), "pytorch-lightning_version": lightning.__version__,
-        "hyper_parameters": {**TINY_MODEL, "_instantiator": "lightning.pytorch.cli.instantiate_module"},
-        "datamodule_hyper_parameters": {"image_size": 28, "invert": True}, "verification_threshold": threshold,
-    }, path)
-    return path
-
-
-def write_characters(root: Path, classes: int, drawers: range) -> Path:
-    """``root/charNN/dD.png``: the synthetic characters of tests/conftest.py, one folder per class."""
-    for c in range(classes):
-        (root / f"char{c:02d}").mkdir(parents=True, exist_ok=True)
-        for d in drawers:
-            character_image(1000 + c, d).save(root / f"char{c:02d}" / f"d{d}.png")
-    return root
-
-
-@pytest.fixture
-def ckpt(tmp_path: Path) -> Path:
-    return tiny_checkpoint(tmp_path / "tiny.ckpt")
 
 
 def test_enroll_identify_remove_through_the_command(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture) -> None:
@@ -269,9 +259,19 @@ def test_enroll_identify_remove_through_the_command(tmp_path: Path, ckpt: Path, 
     assert torch.allclose(gallery.embeddings, expected, atol=1e-6)
 
     # Enrolling again adds nothing; a new class folder adds one class.
-    main(["enroll", str(path), str(enroll_dir), str(write_characters(tmp_path / "more", 1, range(1, 3)) / "char00"),
-          "--ckpt", str(ckpt)])
-    assert "Enrolled 2 images (0 new classes, 12 already enrolled" in capsys.readouterr().out  # "char00" again: same class
+    main(
+        [
+            "enroll",
+            str(path),
+            str(enroll_dir),
+            str(write_characters(tmp_path / "more", 1, range(1, 3)) / "char00"),
+            "--ckpt",
+            str(ckpt),
+        ]
+    )
+    assert (
+        "Enrolled 2 images (0 new classes, 12 already enrolled" in capsys.readouterr().out
+    )  # "char00" again: same class
 
     # identify: the model's own similarity against each prototype, at the stored threshold.
     main(["identify", str(path), str(queries), "--ckpt", str(ckpt), "--output", str(tmp_path / "answers.json")])
@@ -280,8 +280,9 @@ def test_enroll_identify_remove_through_the_command(tmp_path: Path, ckpt: Path, 
     gallery = Gallery.load(path)
     query_paths = sorted(str(p) for p in queries.rglob("*.png"))
     with torch.no_grad():
-        scores = model.head.similarity(model.embed(torch.cat([read_image(p, data) for p in query_paths]))[:, None],
-                                       gallery.prototypes[None])
+        scores = model.head.similarity(
+            model.embed(torch.cat([read_image(p, data) for p in query_paths]))[:, None], gallery.prototypes[None]
+        )
     for p, row in zip(query_paths, scores):
         best = gallery.classes[int(row.argmax())]
         label = best if float(row.max()) >= -0.8 else "unknown"
@@ -294,7 +295,9 @@ def test_enroll_identify_remove_through_the_command(tmp_path: Path, ckpt: Path, 
 
     main(["remove", str(path), "char01"])
     assert "Removed 1 classes (3 images)" in capsys.readouterr().out
-    assert all(m.best_class != "char01" for m in run_identify(str(path), str(ckpt), [str(queries)], None, "prototype", 2))
+    assert all(
+        m.best_class != "char01" for m in run_identify(str(path), str(ckpt), [str(queries)], None, "prototype", 2)
+    )
 
 
 def test_another_checkpoint_cannot_use_the_gallery(tmp_path: Path, ckpt: Path) -> None:
@@ -302,7 +305,9 @@ def test_another_checkpoint_cannot_use_the_gallery(tmp_path: Path, ckpt: Path) -
     path = tmp_path / "gallery.pt"
     main(["enroll", str(path), str(enroll_dir), "--ckpt", str(ckpt)])
     other = tiny_checkpoint(tmp_path / "other.ckpt", seed=1)
-    with pytest.raises(ValueError, match=r"gallery .*gallery.pt was built by another model \(TripletHead from .*tiny.ckpt"):
+    with pytest.raises(
+        ValueError, match=r"gallery .*gallery.pt was built by another model \(TripletHead from .*tiny.ckpt"
+    ):
         main(["identify", str(path), str(enroll_dir), "--ckpt", str(other)])
     with pytest.raises(ValueError, match="was built by another model"):
         main(["enroll", str(path), str(enroll_dir), "--ckpt", str(other)])
@@ -310,7 +315,9 @@ def test_another_checkpoint_cannot_use_the_gallery(tmp_path: Path, ckpt: Path) -
     main(["identify", str(path), str(enroll_dir), "--ckpt", str(copy)])
 
 
-def test_an_undecodable_image_is_named_and_nothing_is_lost(tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture) -> None:
+def test_an_undecodable_image_is_named_and_nothing_is_lost(
+    tmp_path: Path, ckpt: Path, capsys: pytest.CaptureFixture
+) -> None:
     path = tmp_path / "gallery.pt"
     main(["enroll", str(path), str(write_characters(tmp_path / "first", 2, range(1, 3))), "--ckpt", str(ckpt)])
     before = path.read_bytes()
@@ -344,7 +351,7 @@ def test_identify_on_an_empty_gallery_and_without_a_threshold(tmp_path: Path, ck
     bare = tiny_checkpoint(tmp_path / "bare.ckpt", threshold=None)
     path.unlink()
     main(["enroll", str(path), str(enroll_dir), "--ckpt", str(bare)])
-    with pytest.raises(ValueError, match="bare.ckpt stores no verification threshold.*pass --threshold"):
+    with pytest.raises(ValueError, match=r"bare.ckpt stores no verification threshold.*pass --threshold"):
         main(["identify", str(path), str(enroll_dir), "--ckpt", str(bare)])
 
 
@@ -354,9 +361,22 @@ def test_the_console_command_exits_with_the_message(tmp_path: Path, ckpt: Path) 
     path = tmp_path / "gallery.pt"
     main(["enroll", str(path), str(enroll_dir), "--ckpt", str(ckpt)])
     path.write_bytes(path.read_bytes()[:100])
-    done = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", "identify", str(path), str(enroll_dir),
-                           "--ckpt", str(ckpt)], capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_siamese.cli.main",
+            "identify",
+            str(path),
+            str(enroll_dir),
+            "--ckpt",
+            str(ckpt),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 1 and "gallery.pt is corrupt or truncated" in done.stderr
 
 
@@ -365,8 +385,13 @@ def test_identify_prefers_the_open_set_threshold_over_the_pair_one() -> None:
 
     from lightning_siamese.inference.gallery import identify_threshold
 
-    model = SimpleNamespace(openset_threshold=-0.52, scoring=SimpleNamespace(openset_far=0.05), verification_threshold=0.3,
-                            verification_threshold_rule="accuracy", head=SimpleNamespace(probability=False))
+    model = SimpleNamespace(
+        openset_threshold=-0.52,
+        scoring=SimpleNamespace(openset_far=0.05),
+        verification_threshold=0.3,
+        verification_threshold_rule="accuracy",
+        head=SimpleNamespace(probability=False),
+    )
     value, source = identify_threshold(model, "m.ckpt", None)
     assert value == -0.52 and "open-set" in source and "0.05" in source
     assert identify_threshold(model, "m.ckpt", 0.1) == (0.1, "--threshold")

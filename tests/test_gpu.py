@@ -13,7 +13,9 @@ from tests.tiny import tiny_data, tiny_encoder
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def test_fit_and_evaluate_on_gpu_match_cpu(tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fit_and_evaluate_on_gpu_match_cpu(
+    tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # cuDNN uses TF32 by default, which moves embeddings by ~1e-3: compare in full float32.
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -21,8 +23,13 @@ def test_fit_and_evaluate_on_gpu_match_cpu(tiny_omniglot: Path, tmp_path: Path, 
     encoder = tiny_encoder(channels=(4, 8, 8, 16), embedding_dim=32)
     module = SiameseModule(encoder)
     trainer = pl.Trainer(
-        accelerator="gpu", devices=1, max_epochs=1, default_root_dir=tmp_path,
-        enable_progress_bar=False, logger=False, enable_checkpointing=False,
+        accelerator="gpu",
+        devices=1,
+        max_epochs=1,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
     )
     trainer.fit(module, datamodule=data)
     assert trainer.strategy.root_device.type == "cuda"  # (Lightning moves the model back to the CPU after fit)

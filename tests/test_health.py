@@ -30,7 +30,7 @@ TRAIN_CLASSES = 12  # the tiny set's training alphabets: Alpha and Beta, 6 chara
 
 
 @pytest.fixture(autouse=True)
-def one_thread():  # noqa: ANN201
+def one_thread():
     """These nets are tiny: one thread runs them fastest (several threads fight over a busy CPU)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -39,20 +39,24 @@ def one_thread():  # noqa: ANN201
 
 
 def health_data(root: Path, **options) -> OmniglotDataModule:
-    settings = dict(batch_size=16, images_per_class=4, pairs_per_epoch=64, val_tasks=8, val_pairs=16)
+    settings = {"batch_size": 16, "images_per_class": 4, "pairs_per_epoch": 64, "val_tasks": 8, "val_pairs": 16}
     return tiny_data(root, **(settings | options))
 
 
-def tiny_module(head, lr: float = 1e-3) -> SiameseModule:  # noqa: ANN001 - a head class or factory
+def tiny_module(head, lr: float = 1e-3) -> SiameseModule:
     encoder = tiny_encoder(channels=(4, 8, 8, 16), embedding_dim=32)
     return SiameseModule(encoder, head, optimizer=partial(torch.optim.Adam, lr=lr))
 
 
 def trainer(tmp_path: Path, callbacks: list, **options) -> pl.Trainer:
-    settings = dict(
-        accelerator="cpu", logger=TensorBoardLogger(tmp_path, name="run"), enable_progress_bar=False,
-        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )
+    settings = {
+        "accelerator": "cpu",
+        "logger": TensorBoardLogger(tmp_path, name="run"),
+        "enable_progress_bar": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
     return pl.Trainer(callbacks=callbacks, **(settings | options))
 
 
@@ -64,11 +68,13 @@ class Collapse(pl.Callback):
     """Breaks a run on purpose: after every step the encoder's last layer maps everything to its bias."""
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         pl_module.encoder.fc.weight.zero_()
 
 
-def test_health_logs_spread_active_fraction_empty_batches_and_score_histograms(tmp_path: Path, tiny_omniglot: Path) -> None:
+def test_health_logs_spread_active_fraction_empty_batches_and_score_histograms(
+    tmp_path: Path, tiny_omniglot: Path
+) -> None:
     health = TrainingHealth()
     run = trainer(tmp_path, [health], max_epochs=2, log_every_n_steps=1)
     with warnings.catch_warnings(record=True) as caught:
@@ -77,7 +83,13 @@ def test_health_logs_spread_active_fraction_empty_batches_and_score_histograms(t
     events = EventAccumulator(str(tmp_path / "run" / "version_0"), size_guidance={"scalars": 0, "histograms": 0})
     events.Reload()
     logged = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-    for tag in ("health/embedding_spread", "health/embedding_std", "health/spread_ratio", "health/active_fraction", "health/empty_batches"):
+    for tag in (
+        "health/embedding_spread",
+        "health/embedding_std",
+        "health/spread_ratio",
+        "health/active_fraction",
+        "health/empty_batches",
+    ):
         assert len(logged.get(tag, [])) == 2, f"{tag}: {sorted(logged)}"
     assert all(0 <= v <= 1 for v in logged["health/active_fraction"])
     assert logged["health/empty_batches"] == [0.0, 0.0]  # balanced pairs: half are positives
@@ -87,7 +99,9 @@ def test_health_logs_spread_active_fraction_empty_batches_and_score_histograms(t
     assert health.monitor.reference_spread > 0  # taken before the first step
 
 
-def test_a_collapsed_triplet_run_warns_of_collapse_margin_and_chance_once_each(tmp_path: Path, tiny_omniglot: Path) -> None:
+def test_a_collapsed_triplet_run_warns_of_collapse_margin_and_chance_once_each(
+    tmp_path: Path, tiny_omniglot: Path
+) -> None:
     health = TrainingHealth(margin_patience=2, warmup=1)
     run = trainer(tmp_path, [Collapse(), health], max_epochs=4)
     with warnings.catch_warnings(record=True) as caught:
@@ -112,7 +126,9 @@ def test_uniformly_random_pairs_warn_of_batches_without_positives(tmp_path: Path
     assert len(messages) == 1 and "held no positive pair" in messages[0] and "darkshot_unbalanced" in messages[0]
 
 
-def test_health_is_on_by_default_in_the_cli_and_can_be_turned_off(tmp_path: Path, tiny_omniglot: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_health_is_on_by_default_in_the_cli_and_can_be_turned_off(
+    tmp_path: Path, tiny_omniglot: Path, monkeypatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config(tiny_omniglot)))
@@ -123,14 +139,16 @@ def test_health_is_on_by_default_in_the_cli_and_can_be_turned_off(tmp_path: Path
 
 
 def test_verification_accuracy_is_judged_against_50_percent_with_a_binomial_interval() -> None:
-    result = VerificationResult(accuracy=52.0, threshold=0.5, auc=0.5, eer=50.0, eer_threshold=0.5, tar_at_far={}, n_pairs=400)
+    result = VerificationResult(
+        accuracy=52.0, threshold=0.5, auc=0.5, eer=50.0, eer_threshold=0.5, tar_at_far={}, n_pairs=400
+    )
     module = SimpleNamespace(last_oneshot={}, last_verification={"val": result})
     accuracy = TrainingHealth._accuracy(module, SimpleNamespace(episodes=None))  # a pair benchmark such as LFW
     assert (accuracy.name, accuracy.value, accuracy.chance) == ("verification accuracy", 52.0, 50.0)
     assert accuracy.ci95 == pytest.approx(binomial_ci95(52.0, 400)) == pytest.approx(4.896, abs=1e-3)
 
 
-def head_factory(cls: type[PairHead]):  # noqa: ANN201
+def head_factory(cls: type[PairHead]):
     return partial(cls, num_classes=TRAIN_CLASSES) if "num_classes" in inspect.signature(cls).parameters else cls
 
 
@@ -143,16 +161,20 @@ class StopBelow(pl.Callback):
         self.bound = bound
         self.losses: list[float] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.losses.append(float(outputs["loss"]))
         trainer.should_stop = self.losses[-1] < self.bound
 
 
 @pytest.mark.parametrize("cls", concrete_heads(), ids=lambda c: c.__name__)
-def test_overfit_batches_memorises_one_batch_with_every_head(cls: type[PairHead], tmp_path: Path, tiny_omniglot: Path) -> None:
+def test_overfit_batches_memorises_one_batch_with_every_head(
+    cls: type[PairHead], tmp_path: Path, tiny_omniglot: Path
+) -> None:
     pl.seed_everything(0)
     stop = StopBelow(BOUND.get(cls.__name__, 0.05))
     run = trainer(tmp_path, [stop], logger=False, overfit_batches=1, max_epochs=150, check_val_every_n_epoch=10**6)
     kind = "pairs" if "pairs" in cls.trains_on else "classes"
     run.fit(tiny_module(head_factory(cls), lr=3e-2), datamodule=health_data(tiny_omniglot, batch_kind=kind))
-    assert stop.losses[-1] < stop.bound, f"{cls.__name__}: loss {stop.losses[0]:.3f} -> {stop.losses[-1]:.3f} in {len(stop.losses)} steps"
+    assert stop.losses[-1] < stop.bound, (
+        f"{cls.__name__}: loss {stop.losses[0]:.3f} -> {stop.losses[-1]:.3f} in {len(stop.losses)} steps"
+    )

@@ -22,10 +22,20 @@ def test_koch_config_holds_the_papers_protocol() -> None:
     model, data = config["model"]["init_args"], config["data"]["init_args"]
     assert model["optimizer"]["class_path"] == "torch.optim.SGD"
     assert [g["params"] for g in model["param_groups"]] == [
-        "encoder.features.0", "encoder.features.3", "encoder.features.6", "encoder.features.9", "encoder.fc", "head"
+        "encoder.features.0",
+        "encoder.features.3",
+        "encoder.features.6",
+        "encoder.features.9",
+        "encoder.fc",
+        "head",
     ]
     assert model["lr_scheduler"]["init_args"]["gamma"] == 0.99
-    assert (data["batch_size"], data["pair_sampling"], data["koch_distortions"], data["val_tasks"]) == (128, "koch", 8, 320)
+    assert (data["batch_size"], data["pair_sampling"], data["koch_distortions"], data["val_tasks"]) == (
+        128,
+        "koch",
+        8,
+        320,
+    )
     assert config["trainer"]["max_epochs"] == 200 and config["early_stopping"]["patience"] == 20
     assert config["trainer"]["callbacks"][0]["init_args"]["start"] == 0.5
 
@@ -33,9 +43,18 @@ def test_koch_config_holds_the_papers_protocol() -> None:
 def test_koch_config_trains_and_checkpoints_on_tiny_data(tmp_path: Path, tiny_omniglot: Path) -> None:
     shrink = {
         "trainer": {"max_epochs": 2, "log_every_n_steps": 1, "enable_progress_bar": False},
-        "model": {"init_args": {"encoder": {"init_args": {
-            "input_size": 28, "kernel_sizes": [3, 3, 2, 2], "channels": [4, 8, 8, 16], "embedding_dim": 32,
-        }}}},
+        "model": {
+            "init_args": {
+                "encoder": {
+                    "init_args": {
+                        "input_size": 28,
+                        "kernel_sizes": [3, 3, 2, 2],
+                        "channels": [4, 8, 8, 16],
+                        "embedding_dim": 32,
+                    }
+                }
+            }
+        },
         "data": {"init_args": tiny_recipe_data(tiny_omniglot, koch_pairs=16)},
         "oneshot_report": {"tasks": 10},
     }
@@ -46,7 +65,12 @@ def test_koch_config_trains_and_checkpoints_on_tiny_data(tmp_path: Path, tiny_om
     assert last["global_step"] == 2 * (16 * 9 // 16)  # an epoch is 16 pairs x (1 + 8 distortions)
     groups = last["optimizer_states"][0]["param_groups"]
     assert [g["name"] for g in groups] == [
-        "encoder.features.0", "encoder.features.3", "encoder.features.6", "encoder.features.9", "encoder.fc", "head"
+        "encoder.features.0",
+        "encoder.features.3",
+        "encoder.features.6",
+        "encoder.features.9",
+        "encoder.fc",
+        "head",
     ]
     assert [g["weight_decay"] for g in groups] == [0.0004] * 4 + [0.004, 0.0]
     logged = scalars(run_dir)

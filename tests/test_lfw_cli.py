@@ -23,17 +23,35 @@ pytestmark = pytest.mark.slow
 
 # The shipped configs, shrunk to the tiny synthetic LFW (28 px, 2 epochs).
 SMALL_KOCH = [
-    "--model.encoder.init_args.input_size", "28", "--model.encoder.init_args.kernel_sizes", "[3, 3, 2, 2]",
-    "--model.encoder.init_args.channels", "[4, 8, 8, 16]", "--model.encoder.init_args.embedding_dim", "32",
-    "--data.image_size", "28", "--data.batch_size", "4",
+    "--model.encoder.init_args.input_size",
+    "28",
+    "--model.encoder.init_args.kernel_sizes",
+    "[3, 3, 2, 2]",
+    "--model.encoder.init_args.channels",
+    "[4, 8, 8, 16]",
+    "--model.encoder.init_args.embedding_dim",
+    "32",
+    "--data.image_size",
+    "28",
+    "--data.batch_size",
+    "4",
 ]
 
 
 def fit_args(root: Path, config: str, *extra: str) -> list[str]:
     return [
-        "fit", "--config", str(REPO / "experiments" / config), "--data.root", str(root),
-        "--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger.init_args.save_dir", "logs", *extra,
+        "fit",
+        "--config",
+        str(REPO / "experiments" / config),
+        "--data.root",
+        str(root),
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger.init_args.save_dir",
+        "logs",
+        *extra,
     ]
 
 
@@ -54,8 +72,19 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     last = run / "checkpoints" / "last.ckpt"
     saved = torch.load(last, map_location="cpu", weights_only=True)
     assert saved["verification_threshold"] == pytest.approx(logged["val/threshold"][-1][1])
-    tested = run_cli(tmp_path, "test", "--config", str(REPO / "experiments" / "lfw.yaml"), "--data.root", str(root),
-                     "--trainer.logger.init_args.save_dir", "logs", "--ckpt_path", str(last), *SMALL_KOCH)
+    tested = run_cli(
+        tmp_path,
+        "test",
+        "--config",
+        str(REPO / "experiments" / "lfw.yaml"),
+        "--data.root",
+        str(root),
+        "--trainer.logger.init_args.save_dir",
+        "logs",
+        "--ckpt_path",
+        str(last),
+        *SMALL_KOCH,
+    )
     assert "test/auc" in tested.stdout and "test/acc_at_0.5" in tested.stdout
     reports = sorted((tmp_path / "logs" / "lfw").glob("version_*/verification_test.json"))
     assert len(reports) == 1
@@ -65,8 +94,21 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     assert report["pairs_file"].endswith("pairsDevTest.txt")
     assert (reports[0].parent / "roc_test.png").exists() and (reports[0].parent / "pairs_test.png").exists()
     # Without a logger there is no run folder: the figures go to default_root_dir, as checkpoints would.
-    run_cli(tmp_path, "validate", "--config", str(REPO / "experiments" / "lfw.yaml"), "--data.root", str(root),
-            "--trainer.logger", "false", "--trainer.default_root_dir", "plain", "--ckpt_path", str(last), *SMALL_KOCH)
+    run_cli(
+        tmp_path,
+        "validate",
+        "--config",
+        str(REPO / "experiments" / "lfw.yaml"),
+        "--data.root",
+        str(root),
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        "plain",
+        "--ckpt_path",
+        str(last),
+        *SMALL_KOCH,
+    )
     assert (tmp_path / "plain" / "roc_val.png").exists() and not (tmp_path / "roc_val.png").exists()
 
     # verify: two image files, prepared like the data module's, at the stored threshold. One run
@@ -74,8 +116,13 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     # interpreter start-up each).
     first, second = (root / "lfw2" / "PA_Q" / "PA_Q_0001.jpg"), (root / "lfw2" / "PB_Q" / "PB_Q_0001.jpg")
     verify = ["verify", str(first), str(second), "--ckpt", str(last)]
-    result = subprocess.run([sys.executable, "-m", "lightning_siamese.cli.main", *verify], capture_output=True, text=True,
-                            timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_siamese.cli.main", *verify],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     line = result.stdout.strip().splitlines()[-1]
     score = float(line.split("score ")[1].split(",")[0])
@@ -108,16 +155,33 @@ def test_seed_protocol_fits_tests_and_reports(tmp_path: Path, capsys: pytest.Cap
     assert np.allclose(onnx_out, model.embed(batch).detach().numpy(), atol=1e-4)
     with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
         commands.main(["embed", str(tmp_path / "nowhere"), "--ckpt", str(last), "--output", str(tmp_path / "x.npz")])
-    with pytest.raises(FileNotFoundError, match="nobody.jpg does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"nobody.jpg does not exist"):
         commands.main(["verify", str(root / "nobody.jpg"), str(second), "--ckpt", str(last)])
 
 
 def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> None:
     root = write_lfw(tmp_path / "lfw")
-    small = ["--model.encoder.init_args.input_size", "32", "--model.encoder.init_args.channels", "[4, 8]",
-             "--model.encoder.init_args.embedding_dim", "16", "--data.image_size", "32", "--data.crop", "200",
-             "--data.batch_size", "4", "--data.pairs_per_epoch", "16", "--data.eval_batch_size", "8"]
-    too_few = run_cli(tmp_path, *fit_args(root, "lfw_best.yaml", *small, "--model.head.init_args.num_classes", "2"), check=False)
+    small = [
+        "--model.encoder.init_args.input_size",
+        "32",
+        "--model.encoder.init_args.channels",
+        "[4, 8]",
+        "--model.encoder.init_args.embedding_dim",
+        "16",
+        "--data.image_size",
+        "32",
+        "--data.crop",
+        "200",
+        "--data.batch_size",
+        "4",
+        "--data.pairs_per_epoch",
+        "16",
+        "--data.eval_batch_size",
+        "8",
+    ]
+    too_few = run_cli(
+        tmp_path, *fit_args(root, "lfw_best.yaml", *small, "--model.head.init_args.num_classes", "2"), check=False
+    )
     assert too_few.returncode != 0 and "beyond CosFaceHead's num_classes=2" in too_few.stderr
     result = run_cli(tmp_path, *fit_args(root, "lfw_best.yaml", *small, "--model.head.init_args.num_classes", "12"))
     assert "training on" in result.stdout and "validation people" in result.stdout
@@ -127,22 +191,43 @@ def test_best_config_trains_cosface_on_the_training_people(tmp_path: Path) -> No
     assert list((runs[-1] / "checkpoints").glob("epoch=*auc=*.ckpt"))
 
 
-def test_view2_runs_each_fold_and_reports_mean_and_standard_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_view2_runs_each_fold_and_reports_mean_and_standard_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = write_lfw(tmp_path / "lfw")
     # The protocol runs in this process; each fold's fit and test are real `lightning` subprocesses.
     monkeypatch.chdir(tmp_path)
-    command = ["view2", "--config", str(REPO / "experiments" / "lfw.yaml"),
-               "--folds", "1,2", "--save_dir", "logs", "--data.root", str(root), "--trainer.max_epochs", "1",
-               "--trainer.enable_progress_bar", "false", "--data.val_fraction", "0.34", *SMALL_KOCH]
+    command = [
+        "view2",
+        "--config",
+        str(REPO / "experiments" / "lfw.yaml"),
+        "--folds",
+        "1,2",
+        "--save_dir",
+        "logs",
+        "--data.root",
+        str(root),
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--data.val_fraction",
+        "0.34",
+        *SMALL_KOCH,
+    ]
     commands.main(command)
     summary = json.loads((tmp_path / "logs" / "lfw_view2" / "view2.json").read_text())
     accuracies = [f["accuracy"] for f in summary["folds"]]
     assert summary["completed"] == 2 and summary["accuracy"] == pytest.approx(sum(accuracies) / 2)
     assert summary["standard_error"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2)
     for fold in (1, 2):
-        report = json.loads((tmp_path / "logs" / "lfw_view2" / f"fold{fold}_test" / "verification_test.json").read_text())
+        report = json.loads(
+            (tmp_path / "logs" / "lfw_view2" / f"fold{fold}_test" / "verification_test.json").read_text()
+        )
         assert report["n_pairs"] == 6 and report["threshold_from"] == "validation"
-    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
+    written = {
+        p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"
+    }
     commands.main(command)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "logs").rglob("*") if p.is_file() and p.name != "view2.json"}
     assert after == written  # finished folds are neither trained nor tested again

@@ -18,11 +18,32 @@ pytestmark = pytest.mark.slow
 def test_the_mnist_triplet_config_trains_and_reports(tmp_path: Path) -> None:
     files = write_mnist(tmp_path / "files", n_train=160, n_test=20)
     run_cli(
-        tmp_path, "fit", "--config", str(REPO / "experiments" / "mnist_triplet.yaml"),
-        "--data.init_args.root", str(tmp_path / "root"), "--data.init_args.files", str(files),
-        "--data.init_args.download", "false", "--data.init_args.val_size", "60", "--data.init_args.val_tasks", "10",
-        "--data.init_args.val_pairs", "16", "--data.init_args.batch_size", "8", "--data.init_args.pairs_per_epoch", "32",
-        "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", "--oneshot_report.tasks", "10",
+        tmp_path,
+        "fit",
+        "--config",
+        str(REPO / "experiments" / "mnist_triplet.yaml"),
+        "--data.init_args.root",
+        str(tmp_path / "root"),
+        "--data.init_args.files",
+        str(files),
+        "--data.init_args.download",
+        "false",
+        "--data.init_args.val_size",
+        "60",
+        "--data.init_args.val_tasks",
+        "10",
+        "--data.init_args.val_pairs",
+        "16",
+        "--data.init_args.batch_size",
+        "8",
+        "--data.init_args.pairs_per_epoch",
+        "32",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--oneshot_report.tasks",
+        "10",
     )
     run = tmp_path / "logs" / "mnist_triplet" / "version_0"
     report = json.loads((run / "oneshot_val.json").read_text())

@@ -36,13 +36,20 @@ def test_an_old_layout_checkpoint_embeds_as_it_did() -> None:
     assert torch.allclose(similarity, torch.tensor(REFERENCE["similarity"]), atol=1e-6)
     # The seed-0 initialisation it was trained from (one short epoch) embeds otherwise: the weights came from the file.
     torch.manual_seed(0)
-    fresh = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default")
+    fresh = KochEncoder(
+        input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default"
+    )
     assert (fresh.eval()(images) - embeddings).abs().max() > 1e-5  # the 1e-6 match above is no accident of init
 
 
 @pytest.mark.slow
 def test_lightning_validate_scores_an_old_checkpoint_as_before(tmp_path: Path, tiny_omniglot: Path) -> None:
-    config = (FIXTURE / "config.yaml").read_text().replace("ROOT", str(tiny_omniglot)).replace("LOGS", str(tmp_path / "logs"))
+    config = (
+        (FIXTURE / "config.yaml")
+        .read_text()
+        .replace("ROOT", str(tiny_omniglot))
+        .replace("LOGS", str(tmp_path / "logs"))
+    )
     (tmp_path / "old.yaml").write_text(config)
     run_cli(tmp_path, "validate", "--config", "old.yaml", "--ckpt_path", str(FIXTURE / "old_layout.ckpt"))
     (events,) = (tmp_path / "logs").rglob("events.out.tfevents.*")

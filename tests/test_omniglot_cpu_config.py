@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -20,8 +21,12 @@ RECIPE = REPO / "experiments" / "omniglot_cpu.yaml"
 def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omniglot: Path) -> None:
     shrink = {
         "trainer": {"max_time": "00:00:00:15", "log_every_n_steps": 1},
-        "model": {"init_args": {"encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}},
-                                "hubness": {"weight": 0.2, "k": 2}}},  # the recipe's k of 5 needs more than 5 ways
+        "model": {
+            "init_args": {
+                "encoder": {"init_args": {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}},
+                "hubness": {"weight": 0.2, "k": 2},
+            }
+        },  # the recipe's k of 5 needs more than 5 ways
         "data": {"init_args": tiny_recipe_data(tiny_omniglot, pairs_per_epoch=32)},
         "oneshot_report": {"tasks": 10},
     }
@@ -31,7 +36,7 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     rates = [v for _, v in scalars(run_dir)["lr-Adam"]]
     assert len(rates) > 2  # max_epochs is -1: the 15 s budget, not an epoch count, ended the run
     assert rates[0] == pytest.approx(1e-3)
-    assert all(later < earlier for earlier, later in zip(rates, rates[1:]))  # down the cosine, epoch by epoch
+    assert all(later < earlier for earlier, later in itertools.pairwise(rates))  # down the cosine, epoch by epoch
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["optimizer_states"][0]["param_groups"][0]["lr"] < 0.1e-3  # the last step began near the budget's end
     report = json.loads((run_dir / "oneshot_val.json").read_text())
@@ -45,8 +50,18 @@ def test_recipe_runs_its_cosine_over_the_time_budget(tmp_path: Path, tiny_omnigl
     from tests.data.test_lake_runs import make_lake_runs
 
     runs = make_lake_runs(tmp_path / "all_runs")
-    tested = run_cli(tmp_path, "test", "--config", str(RECIPE), "--config", str(override), "--ckpt_path",
-                     str(run_dir / "checkpoints" / "last.ckpt"), "--data.init_args.runs_dir", str(runs))
+    tested = run_cli(
+        tmp_path,
+        "test",
+        "--config",
+        str(RECIPE),
+        "--config",
+        str(override),
+        "--ckpt_path",
+        str(run_dir / "checkpoints" / "last.ckpt"),
+        "--data.init_args.runs_dir",
+        str(runs),
+    )
     assert "test/lake_runs_acc_unaligned" in tested.stdout and "aligned over 31 views x 8 symmetries" in tested.stdout
     (written,) = (tmp_path / "logs" / "omniglot_cpu").glob("version_*/lake_runs.json")
     lake = json.loads(written.read_text())

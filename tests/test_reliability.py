@@ -29,7 +29,7 @@ def write_config(tmp_path: Path, tiny_omniglot: Path, **trainer) -> Path:
 class PoisonedModule(SiameseModule):
     """Its loss turns NaN at the second batch of the second epoch."""
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:  # noqa: ANN001
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if (self.current_epoch, batch_idx) == (1, 1) else loss
 
@@ -38,11 +38,22 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: P
     data = tiny_data(tiny_omniglot, pairs_per_epoch=32)
     encoder = tiny_encoder()
     checkpoint = RunCheckpoint(dirpath=tmp_path / "checkpoints", monitor="val/oneshot_acc", mode="max", save_last=True)
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         callbacks=[checkpoint, StopOnNonFiniteLoss()], default_root_dir=tmp_path)
-    with pytest.raises(FloatingPointError, match=r"training loss is nan at epoch 1, batch 1.*Last good checkpoint: .*last.ckpt.*learning rate far too high"):
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[checkpoint, StopOnNonFiniteLoss()],
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"training loss is nan at epoch 1, batch 1.*Last good checkpoint: .*last.ckpt.*learning rate far too high",
+    ):
         trainer.fit(PoisonedModule(encoder), datamodule=data)
-    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)  # holds the encoder object
+    saved = torch.load(
+        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )  # holds the encoder object
     assert saved["epoch"] == 0 and saved["global_step"] == 4  # the end of the last good epoch
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values() if v.is_floating_point())
 
@@ -63,8 +74,12 @@ def test_two_runs_with_one_seed_give_identical_metrics(tmp_path: Path, tiny_omni
         config = write_config(folder, tiny_omniglot, deterministic=True)
         run_cli(folder, "fit", "--config", str(config))
         logged = scalars(folder / "logs" / "tiny" / "version_0")
-        results.append({tag: [v for _, v in logged[tag]] for tag in ("train/loss_epoch", "val/loss", "val/oneshot_acc")})
-        results[-1]["report"] = json.loads((folder / "logs" / "tiny" / "version_0" / "oneshot_val.json").read_text())["accuracy"]
+        results.append(
+            {tag: [v for _, v in logged[tag]] for tag in ("train/loss_epoch", "val/loss", "val/oneshot_acc")}
+        )
+        results[-1]["report"] = json.loads((folder / "logs" / "tiny" / "version_0" / "oneshot_val.json").read_text())[
+            "accuracy"
+        ]
     assert results[0] == results[1]
 
 
@@ -75,8 +90,17 @@ def test_ddp_on_two_cpu_processes_gives_the_single_process_evaluation(tmp_path: 
     metrics = {}
     for devices in ("1", "2"):
         strategy = ["--trainer.strategy", "ddp_spawn"] if devices == "2" else []
-        result = run_cli(tmp_path, "validate", "--config", str(config), "--ckpt_path", str(last),
-                         "--trainer.devices", devices, *strategy)
+        result = run_cli(
+            tmp_path,
+            "validate",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(last),
+            "--trainer.devices",
+            devices,
+            *strategy,
+        )
         rows = [line.replace("│", " ").split() for line in result.stdout.splitlines() if "val/" in line]
         metrics[devices] = {row[0]: float(row[1]) for row in rows if len(row) == 2}
     assert {"val/loss", "val/oneshot_acc", "val/pair_auroc"} <= set(metrics["1"])
@@ -100,8 +124,13 @@ def test_a_run_killed_mid_epoch_resumes_from_its_last_step_checkpoint(tmp_path: 
     path.write_text(yaml.safe_dump(config))
     args = ["fit", "--config", str(path), "--checkpoint.every_n_train_steps", "10"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen([sys.executable, "-m", "lightning_siamese", *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_siamese", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = tmp_path / "logs" / "tiny" / "version_0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and process.poll() is None and time.time() < deadline:
@@ -131,8 +160,13 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_intact(tmp_path: Pat
         Path(path).write_bytes(b"half a checkp")
         raise KeyboardInterrupt  # the process dies in the middle of writing
 
-    trainer = SimpleNamespace(save_checkpoint=torn_save, is_global_zero=True, global_step=5, loggers=[],
-                              strategy=SimpleNamespace(barrier=lambda: None))
+    trainer = SimpleNamespace(
+        save_checkpoint=torn_save,
+        is_global_zero=True,
+        global_step=5,
+        loggers=[],
+        strategy=SimpleNamespace(barrier=lambda: None),
+    )
     with pytest.raises(KeyboardInterrupt):
         RunCheckpoint(dirpath=tmp_path)._save_checkpoint(trainer, str(target))
     assert target.read_bytes() == b"the good checkpoint"

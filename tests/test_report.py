@@ -22,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def test_a_folder_that_is_not_a_run_is_refused_clearly(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(ReportError, match="nowhere: no such folder; expected a run folder"):
         check_run_dir(tmp_path / "nowhere")
-    with pytest.raises(ReportError, match="is not a run folder: it has no config.yaml and no TensorBoard events"):
+    with pytest.raises(ReportError, match=r"is not a run folder: it has no config.yaml and no TensorBoard events"):
         check_run_dir(tmp_path)
     (tmp_path / "config.yaml").write_text("seed_everything: 0\n")
     with pytest.raises(ReportError, match="it has no TensorBoard events"):
@@ -36,25 +36,45 @@ def test_a_folder_that_is_not_a_run_is_refused_clearly(tmp_path: Path, capsys: p
 def verification_run(run: Path) -> None:
     """A run folder as an LFW fit and test leave it: config, events (one value per epoch), test report, pair images."""
     run.mkdir(parents=True)
-    config = {"seed_everything": 7, "trainer": {"max_epochs": 5},
-              "model": {"class_path": "lightning_siamese.models.SiameseModule",
-                        "init_args": {"encoder": {"class_path": "lightning_siamese.models.KochEncoder",
-                                                  "init_args": {"input_size": 28}}}},
-              "data": {"class_path": "lightning_siamese.data.LFWDataModule", "init_args": {"root": "nowhere"}},
-              "checkpoint": {"monitor": "val/auc", "mode": "max"}}
+    config = {
+        "seed_everything": 7,
+        "trainer": {"max_epochs": 5},
+        "model": {
+            "class_path": "lightning_siamese.models.SiameseModule",
+            "init_args": {
+                "encoder": {"class_path": "lightning_siamese.models.KochEncoder", "init_args": {"input_size": 28}}
+            },
+        },
+        "data": {"class_path": "lightning_siamese.data.LFWDataModule", "init_args": {"root": "nowhere"}},
+        "checkpoint": {"monitor": "val/auc", "mode": "max"},
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     writer = SummaryWriter(str(run))
     writer.add_text("data/summary", "LFW images at nowhere  \n  training pairs: 2200")
     auc = [0.70, 0.80, 0.90, 0.85]  # best at epoch 2
     for epoch, value in enumerate(auc):
         step = (epoch + 1) * 10 - 1
-        for tag, v in (("epoch", epoch), ("val/auc", value), ("val/acc", 60 + 5 * epoch), ("val/loss", 1 - value),
-                       ("train/loss_epoch", 1.5 - 0.25 * epoch)):
+        for tag, v in (
+            ("epoch", epoch),
+            ("val/auc", value),
+            ("val/acc", 60 + 5 * epoch),
+            ("val/loss", 1 - value),
+            ("train/loss_epoch", 1.5 - 0.25 * epoch),
+        ):
             writer.add_scalar(tag, v, step, walltime=1000 + 60 * epoch)
         writer.add_scalar("lr-Adam", 1e-3 * 0.5**epoch, epoch * 10, walltime=1000 + 60 * epoch)
     writer.close()
-    test = {"accuracy": 75.0, "n_pairs": 400, "threshold": 0.42, "threshold_from": "validation", "auc": 0.83,
-            "eer": 24.5, "tar_at_far": {"0.01": 0.2}, "pairs_file": "lfw/pairsDevTest.txt", "checkpoint": "x.ckpt"}
+    test = {
+        "accuracy": 75.0,
+        "n_pairs": 400,
+        "threshold": 0.42,
+        "threshold_from": "validation",
+        "auc": 0.83,
+        "eer": 24.5,
+        "tar_at_far": {"0.01": 0.2},
+        "pairs_file": "lfw/pairsDevTest.txt",
+        "checkpoint": "x.ckpt",
+    }
     (run / "verification_test.json").write_text(json.dumps(test))
     for name in ("pairs_val.png", "roc_test.png"):
         Image.new("RGB", (8, 8)).save(run / name)

@@ -23,7 +23,7 @@ class StepClock(Timer):
         super().__init__(duration=timedelta(seconds=seconds))
         self.steps = 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.steps += 1
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
@@ -35,7 +35,7 @@ class RateLog(pl.Callback):
     def __init__(self) -> None:
         self.seen: list[list[float]] = []
 
-    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:  # noqa: ANN001
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
         self.seen.append([round(g["lr"], 6) for g in optimizer.param_groups])
 
 
@@ -48,21 +48,34 @@ def data(tiny_omniglot: Path) -> OmniglotDataModule:
     return tiny_data(tiny_omniglot)
 
 
-def module(scheduler=None) -> SiameseModule:  # noqa: ANN001
+def module(scheduler=None) -> SiameseModule:
     return SiameseModule(
-        tiny_encoder(), head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
-        param_groups=[{"params": "head", "lr": 0.4}], lr_scheduler=scheduler,
+        tiny_encoder(),
+        head=KochHead,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1),
+        param_groups=[{"params": "head", "lr": 0.4}],
+        lr_scheduler=scheduler,
     )
 
 
-def trainer(tmp_path: Path, callbacks: list, max_epochs: int = -1, **kwargs) -> pl.Trainer:  # noqa: ANN001
+def trainer(tmp_path: Path, callbacks: list, max_epochs: int = -1, **kwargs) -> pl.Trainer:
     return pl.Trainer(
-        max_epochs=max_epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks, **kwargs,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        **kwargs,
     )
 
 
-def test_rate_follows_the_budget_per_group_and_the_budget_ends_the_run(data: OmniglotDataModule, tmp_path: Path) -> None:
+def test_rate_follows_the_budget_per_group_and_the_budget_ends_the_run(
+    data: OmniglotDataModule, tmp_path: Path
+) -> None:
     log = RateLog()
     run = trainer(tmp_path, [StepClock(8), CosineOverTime(floor=0.1), log])
     run.fit(module(), datamodule=data)
@@ -90,8 +103,8 @@ def test_needs_a_budget_and_no_other_schedule(data: OmniglotDataModule, tmp_path
         trainer(tmp_path, [CosineOverTime()]).fit(module(), datamodule=data)
     with pytest.raises(ValueError, match="max_time"):  # a Timer without a duration is no budget
         trainer(tmp_path, [Timer(), CosineOverTime()]).fit(module(), datamodule=data)
-    with pytest.raises(ValueError, match="set trainer.max_epochs to -1 \\(got 5\\)"):
+    with pytest.raises(ValueError, match=r"set trainer.max_epochs to -1 \(got 5\)"):
         trainer(tmp_path, [StepClock(8), CosineOverTime()], max_epochs=5).fit(module(), datamodule=data)
-    step = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1)  # noqa: E731
+    step = lambda optimizer: torch.optim.lr_scheduler.StepLR(optimizer, 1)  # noqa: E731 - a one-line scheduler factory, as the config would give
     with pytest.raises(ValueError, match="remove the model's lr_scheduler \\(StepLR\\)"):
         trainer(tmp_path, [StepClock(8), CosineOverTime()]).fit(module(step), datamodule=data)

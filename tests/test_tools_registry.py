@@ -44,7 +44,9 @@ def test_tools_import_no_other_tool_nor_the_command() -> None:
     for name in TOOL_MODULES:
         path = Path(tools_package.__path__[0]) / f"{name}.py"
         imported = {node.module for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.ImportFrom)}
-        imported |= {a.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import) for a in node.names}
+        imported |= {
+            a.name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Import) for a in node.names
+        }
         bad = {m for m in imported if m in forbidden or m.startswith("lightning_siamese.cli.tools.")}
         assert not bad, f"cli/tools/{name}.py imports {bad}"
 
@@ -81,8 +83,12 @@ def test_dispatch_unknown_arguments_usage_errors_and_input_errors(capsys: pytest
     def broken(args: argparse.Namespace) -> None:
         raise KeyError("no such run")
 
-    tools = (_tool("plain", record), _tool("passing", record, passes_unknown=True), _tool("refuse", refuse),
-             _tool("broken", broken, user_errors=(KeyError,)))
+    tools = (
+        _tool("plain", record),
+        _tool("passing", record, passes_unknown=True),
+        _tool("refuse", refuse),
+        _tool("broken", broken, user_errors=(KeyError,)),
+    )
     main(["plain", "--size", "5"], tools)
     assert seen["plain"].size == 5 and not hasattr(seen["plain"], "lightning_args")
     main(["passing", "--trainer.max_epochs", "2"], tools)
@@ -106,7 +112,9 @@ def test_dispatch_unknown_arguments_usage_errors_and_input_errors(capsys: pytest
 def test_one_safe_load_names_the_file_for_checkpoints_and_galleries(tmp_path: Path) -> None:
     good = tmp_path / "good.pt"
     torch.save({"state_dict": {"w": torch.ones(2)}}, good)
-    assert torch.equal(load_torch_file(good, "thing", ": missing", "is broken", "a thing")["state_dict"]["w"], torch.ones(2))
+    assert torch.equal(
+        load_torch_file(good, "thing", ": missing", "is broken", "a thing")["state_dict"]["w"], torch.ones(2)
+    )
     assert check_checkpoint_file(good)["state_dict"]["w"].shape == (2,)  # returns what it loaded
 
     garbage = tmp_path / "garbage.bin"
@@ -119,13 +127,21 @@ def test_one_safe_load_names_the_file_for_checkpoints_and_galleries(tmp_path: Pa
     # The two callers, each with its own words.
     with pytest.raises(FileNotFoundError, match=r"--ckpt_path .*absent.ckpt: no such checkpoint file"):
         check_checkpoint_file(tmp_path / "absent.ckpt")
-    with pytest.raises(ValueError, match=r"(?s)--ckpt_path .*garbage.bin is not a readable Lightning checkpoint \(.*\); "
-                       r"expected a .ckpt file written by `lightning fit`"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)--ckpt_path .*garbage.bin is not a readable Lightning checkpoint \(.*\); "
+        r"expected a .ckpt file written by `lightning fit`",
+    ):
         check_checkpoint_file(garbage)
-    with pytest.raises(FileNotFoundError, match=r"gallery .*absent.pt does not exist: create it with lightning-siamese enroll"):
+    with pytest.raises(
+        FileNotFoundError, match=r"gallery .*absent.pt does not exist: create it with lightning-siamese enroll"
+    ):
         Gallery.load(tmp_path / "absent.pt")
-    with pytest.raises(ValueError, match=r"(?s)gallery .*garbage.bin is corrupt or truncated \(.*\); "
-                       r"expected a file written by lightning-siamese enroll"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)gallery .*garbage.bin is corrupt or truncated \(.*\); "
+        r"expected a file written by lightning-siamese enroll",
+    ):
         Gallery.load(garbage)
     torch.save({"weights": 1}, good)
     with pytest.raises(ValueError, match=r"good.pt holds no model state_dict"):

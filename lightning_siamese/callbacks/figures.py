@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -90,7 +91,7 @@ def tsne_figure(points: np.ndarray, labels: torch.Tensor, class_names: Sequence[
 
 
 def write_embedding_visuals(
-    writer,  # noqa: ANN001 - a torch.utils.tensorboard SummaryWriter (a TensorBoardLogger's experiment), or None
+    writer,
     png: str | Path,
     stage: str,
     embeddings: torch.Tensor,
@@ -146,3 +147,134 @@ def plot_roc(result: OODResult, path: str, title: str) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def curves_figure(scalars: dict, monitor: str, path: Path) -> list[str]:
+    """Loss, the validation metrics and the learning rate against the epoch; returns the tags drawn."""
+    last_step = max((step for values in scalars.values() for step, _, _ in values), default=0)
+    n_epochs = max((int(v) for _, v, _ in scalars.get("epoch", [])), default=0) + 1
+    per_epoch = (last_step + 1) / n_epochs  # steps per epoch, for an epoch axis
+
+    def series(tag: str) -> tuple[list[float], list[float]]:
+        return [(step + 1) / per_epoch for step, _, _ in scalars[tag]], [value for _, value, _ in scalars[tag]]
+
+    drawn = []
+    accuracy_tags = [t for t in (monitor, "val/oneshot_acc", "val/acc", "val/lake_runs_acc") if t in scalars]
+    accuracy_tags = list(dict.fromkeys(t for t in accuracy_tags if not t.endswith("loss")))
+    panels = [
+        ("loss", ["train/loss_step", "train/loss_epoch", "val/loss"]),
+        ("validation", accuracy_tags + [t for t in ("val/pair_auroc", "val/auc") if t in scalars and t != monitor]),
+        ("learning rate", sorted(t for t in scalars if t.startswith("lr-"))),
+    ]
+    panels = [(title, [t for t in tags if scalars.get(t)]) for title, tags in panels]
+    panels = [(title, tags) for title, tags in panels if tags]
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for axis, (title, tags) in zip(axes[0], panels):
+        twin = None
+        for colour, tag in enumerate(tags):
+            xs, ys = series(tag)
+            target = axis
+            if title == "validation" and not tag.endswith("acc"):  # AUROC/AUC in [0, 1] beside a percentage
+                twin = twin or axis.twinx()
+                twin.set_ylabel("AUC")
+                target = twin
+            style = {"alpha": 0.3, "linewidth": 0.8} if tag.endswith("_step") else {"marker": "o", "markersize": 3}
+            line = target.plot(xs, ys, label=tag, color=f"C{colour}", **style)[0]
+            ci = scalars.get(tag.replace("_acc", "_ci95")) if tag.endswith("_acc") else None
+            if ci and len(ci) == len(ys):
+                half = [c for _, c, _ in ci]
+                target.fill_between(
+                    xs,
+                    [y - h for y, h in zip(ys, half)],
+                    [y + h for y, h in zip(ys, half)],
+                    color=line.get_color(),
+                    alpha=0.15,
+                    label=f"{tag} 95% CI",
+                )
+            drawn.append(tag)
+        axis.set_title(title)
+        axis.set_xlabel("epochs completed")
+        if title == "validation" and any(t.endswith("acc") for t in tags):
+            axis.set_ylabel("accuracy (%)")
+        axis.grid(True, alpha=0.3)
+        if title == "learning rate":
+            axis.set_yscale("log")
+        handles, labels = axis.get_legend_handles_labels()
+        if twin is not None:
+            more = twin.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        axis.legend(handles, labels, fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, str(path))
+    return drawn
+
+
+def as_number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], metric: str, path: Path) -> bool:
+    """``metric`` against ``key``'s values, one line per combination of the other parameters.
+
+    Numeric values spread on a log axis when they span more than a factor of 10 (learning
+    rates), else a linear one; other values are categories. The end-of-run report's 95% CI
+    is drawn as error bars where the metric has one. Returns False when no row has the metric.
+    """
+    done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(metric), (int, float))]
+    if not done:
+        return False
+    values = list(dict.fromkeys(r["params"][key] for r in rows))
+    numbers = [as_number(v) for v in values]
+    present = [n for n in numbers if n is not None]
+    numeric = len(present) == len(numbers)
+    position = dict(zip(values, present if numeric else range(len(values))))
+    ci = metric.replace(" acc", " ci95") if metric.endswith("report acc") else None
+    figure, axis = plt.subplots(figsize=(6, 4))
+    lines: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in done:
+        lines.setdefault(tuple(row["params"][o] for o in others), []).append(row)
+
+    def order(group: tuple[str, ...]) -> tuple:  # numbers by value, so 3e-4 comes before 1e-3
+        return tuple((0, as_number(v), "") if as_number(v) is not None else (1, 0.0, v) for v in group)
+
+    for group, members in sorted(lines.items(), key=lambda item: order(item[0])):
+        members.sort(key=lambda r: position[r["params"][key]])
+        xs = [position[r["params"][key]] for r in members]
+        ys = [r[metric] for r in members]
+        errors = [r.get(ci, 0) or 0 for r in members] if ci else None
+        label = ", ".join(f"{o.split('.')[-1]}={v}" for o, v in zip(others, group)) or None
+        axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
+    if numeric and min(present) > 0 and max(present) / min(present) > 10:
+        axis.set_xscale("log")
+    if not numeric:
+        axis.set_xticks(range(len(values)), values)
+    failed = [r["params"][key] for r in rows if r.get("status") != "finished"]
+    axis.set_xlabel(key + (f"  (failed or not run: {', '.join(sorted(set(failed)))})" if failed else ""))
+    axis.set_ylabel(metric + (" (bars: 95% CI)" if ci else ""))
+    axis.set_title(f"{metric} vs {key.split('.')[-1]}")
+    axis.grid(True, alpha=0.3)
+    if others:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    save_figure(figure, str(path))
+    return True
+
+
+def epochs_figure(curves: dict[str, list[tuple[int, float]]], metric: str, path: Path) -> bool:
+    """One line per named run: ``(epochs completed, metric)`` points; False (nothing drawn) without any run."""
+    if not curves:
+        return False
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for name, points in curves.items():
+        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+    axis.set_xlabel("epochs completed")
+    axis.set_ylabel(metric)
+    axis.set_title("validation during training, per combination")
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, str(path))
+    return True

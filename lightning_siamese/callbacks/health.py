@@ -87,7 +87,9 @@ class TrainingHealth(pl.Callback):
         embeddings = module.head.prepare(embed_all(module, images, prepare=data.prepare))
         self.monitor.reference_spread = embedding_spread(embeddings)[0]
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if not self.enabled:
             return
         head = cast(SiameseModule, pl_module).head
@@ -135,7 +137,7 @@ class TrainingHealth(pl.Callback):
                 experiment.add_text("health/warnings", message, global_step=step)
 
     @staticmethod
-    def _accuracy(pl_module: pl.LightningModule, dataset) -> Accuracy | None:  # noqa: ANN001 - an EvaluationSet
+    def _accuracy(pl_module: pl.LightningModule, dataset) -> Accuracy | None:
         """The latest validation accuracy with its CI and chance level: N-way episodes or verification pairs."""
         oneshot = getattr(pl_module, "last_oneshot", {}).get("val")
         if dataset.episodes is not None and oneshot is not None:

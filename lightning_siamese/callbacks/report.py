@@ -90,7 +90,9 @@ class OneShotReport(pl.Callback):
         align: AlignmentViews | None = None,
     ) -> None:
         if eval_shift is not None and eval_shift < 0:
-            raise ValueError(f"eval_shift must be a number of pixels >= 0 (or None: the module's own), got {eval_shift}")
+            raise ValueError(
+                f"eval_shift must be a number of pixels >= 0 (or None: the module's own), got {eval_shift}"
+            )
         if eval_shift is not None and align is not None:
             raise ValueError(
                 f"give the report one test-time scheme, eval_shift ({eval_shift}) or align ({align}), not both; "
@@ -133,9 +135,11 @@ class OneShotReport(pl.Callback):
             module.eval_shift = own_shift
         self.report(trainer, result, checkpoint or "final weights", plain)
 
-    def evaluate(self, trainer: pl.Trainer, pl_module: SiameseModule, align: AlignmentViews | None = None):  # noqa: ANN201
+    def evaluate(self, trainer: pl.Trainer, pl_module: SiameseModule, align: AlignmentViews | None = None):
         data = cast(SiameseDataModule, trainer_state.datamodule(trainer))
-        evaluation = data.evaluation_set(self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed)
+        evaluation = data.evaluation_set(
+            self.split, n_way=self.n_way, k_shot=self.k_shot, tasks=self.tasks, seed=self.seed
+        )
         episodes = cast(Episodes, evaluation.episodes)  # an N-way data module's set (on_fit_end checks its task)
         # Embedded at the trainer's precision, as validation embeds (bf16-mixed: half the time of
         # float32 on a CPU, which matters for aligned views); scored in float32.
@@ -151,23 +155,39 @@ class OneShotReport(pl.Callback):
             return self.score(embeddings, evaluation.collection, episodes, similarity, pl_module)
         self.openset = None
         if pl_module.scoring.openset and pl_module.openset_threshold is not None:
-            scores = score_with_unknowns(evaluation.collection, episodes, embeddings, pl_module.head.similarity,
-                                         pl_module.scoring.shot_reduction, pl_module.scoring.openset_fraction, getattr(data, "within_group", True))
+            scores = score_with_unknowns(
+                evaluation.collection,
+                episodes,
+                embeddings,
+                pl_module.head.similarity,
+                pl_module.scoring.shot_reduction,
+                pl_module.scoring.openset_fraction,
+                getattr(data, "within_group", True),
+            )
             self.openset = evaluate_openset(scores, pl_module.openset_threshold, episodes)
         return self.score(embeddings, evaluation.collection, episodes, pl_module.head.similarity, pl_module)
 
     def score(
-        self, embeddings: torch.Tensor, collection: ImageCollection, episodes: Episodes, similarity: Similarity, module: SiameseModule
+        self,
+        embeddings: torch.Tensor,
+        collection: ImageCollection,
+        episodes: Episodes,
+        similarity: Similarity,
+        module: SiameseModule,
     ) -> OneShotResult:
         """The episodes' accuracy, with bootstrap intervals that resample characters and alphabets (seeded by the report's seed)."""
-        scores = episode_scores(embeddings, episodes, similarity, module.scoring.shot_reduction, hubness=module.scoring.hubness)
+        scores = episode_scores(
+            embeddings, episodes, similarity, module.scoring.shot_reduction, hubness=module.scoring.hubness
+        )
         correct = query_correct(scores, episodes)
         result = summarize(score_accuracies(scores, episodes), episodes)
-        result.intervals = cluster_intervals(correct, episodes, collection.labels, collection.class_groups, seed=self.seed)
+        result.intervals = cluster_intervals(
+            correct, episodes, collection.labels, collection.class_groups, seed=self.seed
+        )
         return result
 
     @rank_zero_only
-    def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:  # noqa: ANN001
+    def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:
         record = {"split": self.split, **result.as_dict(), "checkpoint": str(checkpoint)}
         if plain is not None and self.align is not None:  # `result` aligned; `plain` the module's own embeddings
             record["align"] = self.align.as_dict()
@@ -187,8 +207,10 @@ class OneShotReport(pl.Callback):
         path.write_text(json.dumps(record, indent=2) + "\n")
         scheme = f"alignment over {self.align}" if self.align is not None else f"eval_shift {self.eval_shift}"
         shifts = f" with {scheme} (without: {plain.accuracy:.2f}% +- {plain.ci95:.2f})" if plain else ""
-        print(f"\nFinal one-shot evaluation on the {self.split} split: {result}{shifts}\n  checkpoint: {checkpoint}\n"
-              f"  written to {path}")
+        print(
+            f"\nFinal one-shot evaluation on the {self.split} split: {result}{shifts}\n  checkpoint: {checkpoint}\n"
+            f"  written to {path}"
+        )
 
 
 class StageRecords(pl.Callback):
@@ -224,7 +246,7 @@ class StageRecords(pl.Callback):
             self.write_named_tasks(trainer, stage, record, run_dir)
 
     @staticmethod
-    def write_pairs(trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, record, run_dir: Path) -> None:  # noqa: ANN001
+    def write_pairs(trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str, record, run_dir: Path) -> None:
         pairs, dataset = record.pairs, record.dataset
         result = pairs.result
         far, tar, _ = roc_curve(pairs.scores, pairs.same)
@@ -256,7 +278,7 @@ class StageRecords(pl.Callback):
         print(f"\nTest verification: {result}\n  written to {path}")
 
     @staticmethod
-    def write_named_tasks(trainer: pl.Trainer, stage: str, record, run_dir: Path) -> None:  # noqa: ANN001
+    def write_named_tasks(trainer: pl.Trainer, stage: str, record, run_dir: Path) -> None:
         dataset, scores, views = record.dataset, record.episodes, record.views
         output = named_task_record(scores.per_task, dataset.task_names, dataset.episodes)
         output["checkpoint"] = str(trainer.ckpt_path)

@@ -73,9 +73,11 @@ class CosineOverTime(pl.Callback):
         self.timer: Timer | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        timers = [c for c in trainer_state.callbacks(trainer) if isinstance(c, Timer) and c.time_remaining() is not None]
+        timers = [
+            c for c in trainer_state.callbacks(trainer) if isinstance(c, Timer) and c.time_remaining() is not None
+        ]
         if not timers:
-            raise ValueError("CosineOverTime needs a budget: set trainer.max_time (e.g. \"00:00:56:00\")")
+            raise ValueError('CosineOverTime needs a budget: set trainer.max_time (e.g. "00:00:56:00")')
         if trainer.max_epochs not in (None, -1):
             raise ValueError(
                 f"CosineOverTime runs over trainer.max_time: set trainer.max_epochs to -1 (got {trainer.max_epochs}), "
@@ -99,7 +101,7 @@ class CosineOverTime(pl.Callback):
     def factor(self, fraction: float) -> float:
         return self.floor + (1.0 - self.floor) * 0.5 * (1.0 + math.cos(math.pi * fraction))
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         # rank 0's clock: ranks computing their own rates would let DDP replicas drift apart
         factor = self.factor(trainer.strategy.broadcast(self.fraction()))
         for optimizer, rates in zip(trainer.optimizers, self.initial):

@@ -101,10 +101,8 @@ class PairGridLogger(pl.Callback):
         tiles = []
         for a, b, label, score in zip(x1, x2, same[picks], scores):
             caption = f"{'same' if label else 'diff'} {float(score):.2f}"
-            if threshold is None:
-                colour = NEUTRAL
-            else:
-                colour = RIGHT if (float(score) >= threshold) == bool(label) else WRONG
+            right = threshold is not None and (float(score) >= threshold) == bool(label)
+            colour = NEUTRAL if threshold is None else RIGHT if right else WRONG
             tiles.append(pair_tile(a, b, caption, colour))
         grid = tile_grid(tiles)
         for logger in loggers:
@@ -121,7 +119,7 @@ class EmbeddingWriter(BasePredictionWriter):
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
 
-    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:  # noqa: ANN001
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         if not predictions:
             return
         dataset = trainer.predict_dataloaders.dataset

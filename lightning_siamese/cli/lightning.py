@@ -250,7 +250,9 @@ def expand_resume(args: list[str]) -> list[str]:
     run = Path(args[i + 1])
     config = run / "config.yaml"
     if not config.is_file():
-        raise SystemExit(f"--resume {run}: not a run folder (no config.yaml in it); expected logs/<experiment>/version_N")
+        raise SystemExit(
+            f"--resume {run}: not a run folder (no config.yaml in it); expected logs/<experiment>/version_N"
+        )
     last = find_last_checkpoint(run / "checkpoints")
     if last is None:
         raise SystemExit(f"--resume {run}: no last checkpoint in {run / 'checkpoints'}; nothing to resume")

@@ -139,7 +139,9 @@ class Baseline:
         return episode_accuracies(self.embed(images), episodes, self.similarity)
 
 
-def knn_accuracies(features: torch.Tensor, episodes: Episodes, n_neighbors: int = 1, metric: str = "euclidean") -> torch.Tensor:
+def knn_accuracies(
+    features: torch.Tensor, episodes: Episodes, n_neighbors: int = 1, metric: str = "euclidean"
+) -> torch.Tensor:
     """Accuracy of each episode in percent, ``[T]``, of a k-nearest-neighbour classifier.
 
     For each episode scikit-learn's ``KNeighborsClassifier`` is fitted on the N x K support

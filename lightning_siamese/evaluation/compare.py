@@ -34,9 +34,8 @@ def task_label(n_way: int, k_shot: int) -> str:
 
 def check_same_episodes(reference: Episodes, other: Episodes, what: str) -> None:
     """Fail unless ``other`` holds exactly the tasks of ``reference`` (same images, ways, order)."""
-    same = (
-        reference.seed == other.seed
-        and all(torch.equal(getattr(reference, k), getattr(other, k)) for k in ("support", "query", "classes"))
+    same = reference.seed == other.seed and all(
+        torch.equal(getattr(reference, k), getattr(other, k)) for k in ("support", "query", "classes")
     )
     if not same:
         raise ValueError(

@@ -143,7 +143,11 @@ class HealthMonitor:
             self.at_margin = self.at_margin + 1 if abs(triplet_loss - margin) <= self.margin_tolerance * margin else 0
             if self.at_margin >= self.margin_patience:
                 messages += self._once("margin", self._margin_message(triplet_loss, margin))
-        if accuracy is not None and self.validations > self.warmup and near_chance(accuracy.value, accuracy.ci95, accuracy.chance):
+        if (
+            accuracy is not None
+            and self.validations > self.warmup
+            and near_chance(accuracy.value, accuracy.ci95, accuracy.chance)
+        ):
             messages += self._once("chance", self._chance_message(accuracy))
         if self.batches and empty_fraction > self.max_empty_fraction:
             messages += self._once("empty", self._empty_message(empty_fraction))

@@ -210,7 +210,9 @@ def score_accuracies(scores: torch.Tensor, episodes: Episodes) -> torch.Tensor:
     return query_correct(scores, episodes).sum(-1).double() * 100.0 / (n * q)  # 3 of 5: exactly 60.0
 
 
-def cluster_interval(correct: torch.Tensor, clusters: torch.Tensor, resamples: int = 2000, seed: int = 0) -> list[float]:
+def cluster_interval(
+    correct: torch.Tensor, clusters: torch.Tensor, resamples: int = 2000, seed: int = 0
+) -> list[float]:
     """95% percentile bootstrap interval of the accuracy (percent) when whole clusters are resampled.
 
     ``correct`` and ``clusters`` give each query's outcome and its cluster (e.g. the character it

@@ -52,7 +52,9 @@ def openset_scores(
 ) -> OpenSetScores:
     """Score the known and the unknown queries of ``episodes`` against their ways (ties go to the first way)."""
     if unknown.ndim != 2 or unknown.shape[0] != len(episodes):
-        raise ValueError(f"unknown queries must be [tasks={len(episodes)}, U] image indices, got shape {list(unknown.shape)}")
+        raise ValueError(
+            f"unknown queries must be [tasks={len(episodes)}, U] image indices, got shape {list(unknown.shape)}"
+        )
     known = episode_scores(embeddings, episodes, similarity, shot_reduction).cpu()
     other = episode_scores(embeddings, episodes, similarity, shot_reduction, queries=unknown).cpu()
     target = torch.arange(episodes.n_way).repeat_interleave(episodes.query.shape[2])
@@ -61,7 +63,7 @@ def openset_scores(
 
 
 def score_with_unknowns(
-    collection,  # noqa: ANN001 - an ImageCollection: labels and class_groups
+    collection,
     episodes: Episodes,
     embeddings: torch.Tensor,
     similarity: Similarity,
@@ -70,7 +72,9 @@ def score_with_unknowns(
     within_group: bool = True,
 ) -> OpenSetScores:
     """Add unknown queries (a ``fraction`` of all, seeded by the episodes) to ``episodes`` of ``collection`` and score them."""
-    unknown = sample_unknown_queries(collection.labels, collection.class_groups, episodes, fraction, within_group=within_group)
+    unknown = sample_unknown_queries(
+        collection.labels, collection.class_groups, episodes, fraction, within_group=within_group
+    )
     return openset_scores(embeddings, episodes, unknown, similarity, shot_reduction)
 
 

@@ -45,18 +45,30 @@ class OODResult:
     out_scores: np.ndarray
 
     def as_dict(self) -> dict:
-        return {"threshold": self.threshold, "in_distribution_kept": self.kept, "out_of_distribution_caught": self.caught,
-                "auc": self.auc, "in_distribution_images": len(self.in_scores), "out_of_distribution_images": len(self.out_scores)}
+        return {
+            "threshold": self.threshold,
+            "in_distribution_kept": self.kept,
+            "out_of_distribution_caught": self.caught,
+            "auc": self.auc,
+            "in_distribution_images": len(self.in_scores),
+            "out_of_distribution_images": len(self.out_scores),
+        }
 
     def __str__(self) -> str:
-        return (f"Gini >= {self.threshold:g} keeps {100 * self.kept:.1f}% of {len(self.in_scores)} in-distribution images "
-                f"and catches {100 * self.caught:.1f}% of {len(self.out_scores)} out-of-distribution ones; ROC AUC {self.auc:.4f}")
+        return (
+            f"Gini >= {self.threshold:g} keeps {100 * self.kept:.1f}% of {len(self.in_scores)} in-distribution images "
+            f"and catches {100 * self.caught:.1f}% of {len(self.out_scores)} out-of-distribution ones; ROC AUC {self.auc:.4f}"
+        )
 
 
-def gini_ood(in_probabilities: np.ndarray, out_probabilities: np.ndarray, threshold: float = GINI_THRESHOLD) -> OODResult:
+def gini_ood(
+    in_probabilities: np.ndarray, out_probabilities: np.ndarray, threshold: float = GINI_THRESHOLD
+) -> OODResult:
     """The Gini rule at ``threshold`` on softmax outputs of in- and out-of-distribution images."""
     if not len(in_probabilities) or not len(out_probabilities):
-        raise ValueError(f"need in- and out-of-distribution images, got {len(in_probabilities)} and {len(out_probabilities)}")
+        raise ValueError(
+            f"need in- and out-of-distribution images, got {len(in_probabilities)} and {len(out_probabilities)}"
+        )
     in_scores, out_scores = gini(in_probabilities), gini(out_probabilities)
     truth = np.r_[np.ones(len(in_scores)), np.zeros(len(out_scores))]
     scores = np.r_[in_scores, out_scores]

@@ -17,7 +17,9 @@ def sample_classes(
     if groups:
         collection = collection.select_groups(list(groups))
     if not 1 <= classes <= collection.num_classes:
-        raise ValueError(f"cannot show {classes} classes: the collection has {collection.num_classes} (expected 1 to that)")
+        raise ValueError(
+            f"cannot show {classes} classes: the collection has {collection.num_classes} (expected 1 to that)"
+        )
     chosen = np.random.default_rng(seed).choice(collection.num_classes, classes, replace=False)
     return collection.select_classes(sorted(int(c) for c in chosen))
 

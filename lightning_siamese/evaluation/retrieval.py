@@ -25,7 +25,7 @@ from sklearn.neighbors import NearestNeighbors
 
 
 @dataclass
-class Gallery:
+class NeighbourIndex:
     """Embeddings of known items, their labels (identities) and where each came from."""
 
     embeddings: np.ndarray
@@ -36,7 +36,9 @@ class Gallery:
         if len(self.embeddings) == 0:
             raise ValueError("the gallery is empty: expected at least one embedded image of a known identity")
         if not (len(self.embeddings) == len(self.labels) == len(self.paths)):
-            raise ValueError(f"gallery of {len(self.embeddings)} embeddings, {len(self.labels)} labels, {len(self.paths)} paths")
+            raise ValueError(
+                f"gallery of {len(self.embeddings)} embeddings, {len(self.labels)} labels, {len(self.paths)} paths"
+            )
         self._index = NearestNeighbors(metric="euclidean").fit(self.embeddings)
 
     def __len__(self) -> int:
@@ -49,7 +51,9 @@ class Gallery:
         """
         available = len(self) - (queries is None)
         if not 1 <= k <= available:
-            raise ValueError(f"k={k}: expected 1 <= k <= {available} ({'the other ' if queries is None else ''}gallery items)")
+            raise ValueError(
+                f"k={k}: expected 1 <= k <= {available} ({'the other ' if queries is None else ''}gallery items)"
+            )
         return self._index.kneighbors(queries, n_neighbors=k)
 
 
@@ -62,8 +66,13 @@ class RetrievalResult:
     unscored: int
 
     def as_dict(self) -> dict:
-        return {**{f"precision@{k}": v for k, v in self.precision_at.items()}, "r_precision": self.r_precision,
-                "map@r": self.map_at_r, "queries": self.queries, "unscored_queries": self.unscored}
+        return {
+            **{f"precision@{k}": v for k, v in self.precision_at.items()},
+            "r_precision": self.r_precision,
+            "map@r": self.map_at_r,
+            "queries": self.queries,
+            "unscored_queries": self.unscored,
+        }
 
     def __str__(self) -> str:
         parts = [f"precision@{k} {100 * v:.2f}%" for k, v in self.precision_at.items()]
@@ -98,7 +107,7 @@ def ranked_metrics(correct: np.ndarray, relevant: np.ndarray, ks: Sequence[int])
 
 
 def evaluate_retrieval(
-    gallery: Gallery,
+    gallery: NeighbourIndex,
     query_embeddings: np.ndarray | None = None,
     query_labels: Sequence[str] | None = None,
     ks: Sequence[int] = (1, 5),

@@ -262,11 +262,21 @@ def score_episode_stage(
     scores.metrics = episode_metrics(stage, dataset.name, scores)
     openset = None
     if scoring.openset and dataset.task_names is None:
-        openset = score_openset(stage, dataset.collection, dataset.episodes, table, head.similarity, scoring,
-                                   within_group, openset_threshold)
+        openset = score_openset(
+            stage,
+            dataset.collection,
+            dataset.episodes,
+            table,
+            head.similarity,
+            scoring,
+            within_group,
+            openset_threshold,
+        )
         scores.metrics |= openset_metrics(stage, openset)
     elif scoring.openset:
-        warnings.warn(f"openset: {stage} scores Lake's runs closed-set (a run holds only its own 20 characters)", stacklevel=2)
+        warnings.warn(
+            f"openset: {stage} scores Lake's runs closed-set (a run holds only its own 20 characters)", stacklevel=2
+        )
     if stage == "val":
         scores.metrics["hp_metric"] = scores.result.accuracy  # the HPARAMS tab's metric column
     return scores, openset

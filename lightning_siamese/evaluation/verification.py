@@ -57,8 +57,7 @@ def _check_pairs(
     labels = labels.long()
     if both_classes and len(values) < 2:
         raise ValueError(
-            f"AUC and EER need both same-person (1) and different-person (0) pairs, "
-            f"but every label is {int(labels[0])}"
+            f"AUC and EER need both same-person (1) and different-person (0) pairs, but every label is {int(labels[0])}"
         )
     return scores, labels
 
@@ -203,9 +202,7 @@ def verification_metrics(
     )
 
 
-def kfold_accuracy(
-    scores: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor
-) -> tuple[float, float, list[float]]:
+def kfold_accuracy(scores: torch.Tensor, labels: torch.Tensor, folds: torch.Tensor) -> tuple[float, float, list[float]]:
     """LFW View 2 protocol: mean accuracy (%), its standard error (%) and each fold's accuracy.
 
     For each fold the threshold is :func:`best_threshold` on the other folds, and accuracy
@@ -257,7 +254,9 @@ def threshold_at_far(scores: torch.Tensor, labels: torch.Tensor, target_far: flo
     return float(thresholds[i] + (thresholds[i + 1] - thresholds[i]) / 2)
 
 
-def fit_threshold(scores: torch.Tensor, labels: torch.Tensor, rule: str = "accuracy", target_far: float | None = None) -> float:
+def fit_threshold(
+    scores: torch.Tensor, labels: torch.Tensor, rule: str = "accuracy", target_far: float | None = None
+) -> float:
     """The decision threshold by ``rule``: ``"accuracy"`` (:func:`best_threshold`), ``"eer"``
     (the threshold of :func:`equal_error_rate`) or ``"far"`` (:func:`threshold_at_far` at ``target_far``)."""
     if rule not in THRESHOLD_RULES:

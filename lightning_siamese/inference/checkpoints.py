@@ -37,8 +37,13 @@ def find_latest_run(save_dir: str | Path, name: str) -> tuple[int, Path] | None:
 
 def check_checkpoint_file(path: str | Path) -> dict:
     """The checkpoint at ``path`` (loaded on the CPU), or a clear error when it is missing or not a readable checkpoint."""
-    checkpoint = load_torch_file(path, "--ckpt_path", ": no such checkpoint file", "is not a readable Lightning checkpoint",
-                                 "a .ckpt file written by `lightning fit`")
+    checkpoint = load_torch_file(
+        path,
+        "--ckpt_path",
+        ": no such checkpoint file",
+        "is not a readable Lightning checkpoint",
+        "a .ckpt file written by `lightning fit`",
+    )
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ValueError(f"--ckpt_path {path} holds no model state_dict: not a Lightning checkpoint")
     return checkpoint

@@ -23,7 +23,9 @@ def data_module_from_config(path: str | Path, image_size: int | None = None) -> 
     config = yaml.safe_load(Path(path).read_text()) or {}
     data = config.get("data")
     if not isinstance(data, dict) or "class_path" not in data:
-        raise ValueError(f"{path} has no data section with a class_path: expected data: {{class_path: ..., init_args: ...}}")
+        raise ValueError(
+            f"{path} has no data section with a class_path: expected data: {{class_path: ..., init_args: ...}}"
+        )
     if image_size is not None:
         data = {**data, "init_args": {**(data.get("init_args") or {}), "image_size": image_size}}
     parser = ArgumentParser()
@@ -46,7 +48,10 @@ def with_checkpoint_state(module: SiameseDataModule, saved: dict) -> SiameseData
 def report_settings(args: argparse.Namespace, report: dict) -> dict:
     """Split, task, number of tasks and seed: from ``args`` where given, else the config's
     ``oneshot_report``, else :class:`OneShotReport`'s defaults (so numbers compare with oneshot_<split>.json)."""
-    return {k: getattr(args, k, None) if getattr(args, k, None) is not None else report.get(k, d) for k, d in REPORT_DEFAULTS.items()}
+    return {
+        k: getattr(args, k, None) if getattr(args, k, None) is not None else report.get(k, d)
+        for k, d in REPORT_DEFAULTS.items()
+    }
 
 
 def baseline_images(data: SiameseDataModule, images: torch.Tensor) -> torch.Tensor:

@@ -90,9 +90,15 @@ def model_identity(ckpt: str | Path) -> str:
 
 def preprocessing(data: dict) -> dict:
     """The data module settings that decide how an image file becomes a model input."""
-    settings = {"image_size": data.get("image_size"), "crop": data.get("crop"), "channels": data.get("channels", 1),
-                "invert": data.get("invert", False)}
-    return settings | {key: data[key] for key in ("kind", "pixel_std") if key in data}  # signatures: SigNet's preparation
+    settings = {
+        "image_size": data.get("image_size"),
+        "crop": data.get("crop"),
+        "channels": data.get("channels", 1),
+        "invert": data.get("invert", False),
+    }
+    return settings | {
+        key: data[key] for key in ("kind", "pixel_std") if key in data
+    }  # signatures: SigNet's preparation
 
 
 @dataclass
@@ -131,10 +137,14 @@ class Gallery:
     def add(self, embeddings: torch.Tensor, classes: Sequence[str], paths: Sequence[str]) -> None:
         """Add members (new classes are created); prototypes are recomputed."""
         if not (len(embeddings) == len(classes) == len(paths)):
-            raise ValueError(f"{len(embeddings)} embeddings, {len(classes)} class names and {len(paths)} paths: expected as many of each")
+            raise ValueError(
+                f"{len(embeddings)} embeddings, {len(classes)} class names and {len(paths)} paths: expected as many of each"
+            )
         embeddings, had = embeddings.detach().float().cpu(), len(self)
         if had and embeddings.shape[1] != self.embeddings.shape[1]:
-            raise ValueError(f"embeddings of dimension {embeddings.shape[1]} cannot join a gallery of dimension {self.embeddings.shape[1]}")
+            raise ValueError(
+                f"embeddings of dimension {embeddings.shape[1]} cannot join a gallery of dimension {self.embeddings.shape[1]}"
+            )
         index = {name: i for i, name in enumerate(self.classes)}
         for name in classes:
             index.setdefault(name, len(index))
@@ -150,7 +160,9 @@ class Gallery:
         missing = [name for name in names if name not in self.classes]
         if missing:
             shown = ", ".join(self.classes[:20]) + (" ..." if len(self.classes) > 20 else "")
-            raise KeyError(f"class {', '.join(map(repr, missing))} is not in the gallery (its classes: {shown or 'none'})")
+            raise KeyError(
+                f"class {', '.join(map(repr, missing))} is not in the gallery (its classes: {shown or 'none'})"
+            )
         dropped = {self.classes.index(name) for name in names}
         keep = ~torch.isin(self.labels, torch.tensor(sorted(dropped)))
         kept_classes = [i for i in range(len(self.classes)) if i not in dropped]
@@ -171,7 +183,12 @@ class Gallery:
     # --- search ---------------------------------------------------------------------
 
     def best(
-        self, queries: torch.Tensor, pairwise: Pairwise, scoring: str = "prototype", chunk_size: int = 1024, query_block: int = 64
+        self,
+        queries: torch.Tensor,
+        pairwise: Pairwise,
+        scoring: str = "prototype",
+        chunk_size: int = 1024,
+        query_block: int = 64,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best class index and its score for each query embedding, searched in chunks."""
         if scoring not in SCORINGS:
@@ -192,7 +209,10 @@ class Gallery:
         chunk_size: int = 1024,
     ) -> list[Match]:
         classes, scores = self.best(queries, pairwise, scoring, chunk_size)
-        return [Match(name, self.classes[c], s, s >= threshold) for name, c, s in zip(names, classes.tolist(), scores.tolist())]
+        return [
+            Match(name, self.classes[c], s, s >= threshold)
+            for name, c, s in zip(names, classes.tolist(), scores.tolist())
+        ]
 
     # --- the file -------------------------------------------------------------------
 
@@ -201,9 +221,17 @@ class Gallery:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "format": FORMAT, "version": VERSION, "model_id": self.model_id, "checkpoint": self.checkpoint, "head": self.head,
-            "preprocessing": self.preprocessing, "classes": self.classes, "labels": self.labels, "paths": self.paths,
-            "embeddings": self.embeddings, "prototypes": self.prototypes,
+            "format": FORMAT,
+            "version": VERSION,
+            "model_id": self.model_id,
+            "checkpoint": self.checkpoint,
+            "head": self.head,
+            "preprocessing": self.preprocessing,
+            "classes": self.classes,
+            "labels": self.labels,
+            "paths": self.paths,
+            "embeddings": self.embeddings,
+            "prototypes": self.prototypes,
         }
         partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
         try:
@@ -219,24 +247,49 @@ class Gallery:
     def load(cls, path: str | Path) -> Gallery:
         """Read a gallery file, checking that it is whole and consistent."""
         path = Path(path)
-        record = load_torch_file(path, "gallery", " does not exist: create it with lightning-siamese enroll",
-                                 "is corrupt or truncated", "a file written by lightning-siamese enroll")
+        record = load_torch_file(
+            path,
+            "gallery",
+            " does not exist: create it with lightning-siamese enroll",
+            "is corrupt or truncated",
+            "a file written by lightning-siamese enroll",
+        )
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise ValueError(f"{path} is not a lightning-siamese gallery (no format: {FORMAT!r} entry)")
         if record.get("version") != VERSION:
-            raise ValueError(f"gallery {path} has format version {record.get('version')!r}; this version reads {VERSION}")
-        gallery = cls(**{key: record[key] for key in (
-            "model_id", "preprocessing", "checkpoint", "head", "classes", "labels", "paths", "embeddings", "prototypes")
-            if key in record})
+            raise ValueError(
+                f"gallery {path} has format version {record.get('version')!r}; this version reads {VERSION}"
+            )
+        gallery = cls(
+            **{
+                key: record[key]
+                for key in (
+                    "model_id",
+                    "preprocessing",
+                    "checkpoint",
+                    "head",
+                    "classes",
+                    "labels",
+                    "paths",
+                    "embeddings",
+                    "prototypes",
+                )
+                if key in record
+            }
+        )
         n, c = len(gallery.paths), len(gallery.classes)
         consistent = (
-            gallery.labels.shape == (n,) and gallery.embeddings.ndim == 2 and len(gallery.embeddings) == n
+            gallery.labels.shape == (n,)
+            and gallery.embeddings.ndim == 2
+            and len(gallery.embeddings) == n
             and gallery.prototypes.shape == (c, gallery.embeddings.shape[1])
             and (n == 0 or 0 <= int(gallery.labels.min()) <= int(gallery.labels.max()) < c)
         )
         if not consistent:
-            raise ValueError(f"gallery {path} is inconsistent: {n} paths, labels {tuple(gallery.labels.shape)}, embeddings "
-                             f"{tuple(gallery.embeddings.shape)}, prototypes {tuple(gallery.prototypes.shape)} for {c} classes")
+            raise ValueError(
+                f"gallery {path} is inconsistent: {n} paths, labels {tuple(gallery.labels.shape)}, embeddings "
+                f"{tuple(gallery.embeddings.shape)}, prototypes {tuple(gallery.prototypes.shape)} for {c} classes"
+            )
         return gallery
 
     def check_model(self, model_id: str, preprocessing: dict, ckpt: str, where: str) -> None:
@@ -248,7 +301,9 @@ class Gallery:
                 f"use the checkpoint that built it, or enroll into a new gallery"
             )
         if preprocessing != self.preprocessing:
-            raise ValueError(f"gallery {where} prepared images as {self.preprocessing}, --ckpt {ckpt} as {preprocessing}")
+            raise ValueError(
+                f"gallery {where} prepared images as {self.preprocessing}, --ckpt {ckpt} as {preprocessing}"
+            )
 
 
 def chunked_search(
@@ -270,9 +325,11 @@ def chunked_search(
                 chunk = keys[start : start + chunk_size]
                 scores = pairwise(block, chunk)
                 if scores.shape != (len(block), len(chunk)):
-                    raise ValueError(f"pairwise similarity gave scores of shape {tuple(scores.shape)} for {len(block)} queries "
-                                     f"and {len(chunk)} keys, expected {(len(block), len(chunk))}: pass a head's "
-                                     f"pairwise_similarity, not its broadcast similarity")
+                    raise ValueError(
+                        f"pairwise similarity gave scores of shape {tuple(scores.shape)} for {len(block)} queries "
+                        f"and {len(chunk)} keys, expected {(len(block), len(chunk))}: pass a head's "
+                        f"pairwise_similarity, not its broadcast similarity"
+                    )
                 score, index = scores.float().max(1)
                 better = score > best_score[q : q + query_block]
                 best_score[q : q + query_block] = torch.where(better, score, best_score[q : q + query_block])
@@ -297,7 +354,9 @@ def embed_files(
                     images.append(read_image(path, data))
                 except (ValueError, OSError) as err:
                     if not skip_bad:
-                        raise ValueError(f"{err} (nothing was written; pass --skip_bad_images to enroll the other images)") from err
+                        raise ValueError(
+                            f"{err} (nothing was written; pass --skip_bad_images to enroll the other images)"
+                        ) from err
                     skipped.append(str(err))
                     continue
                 kept.append(path)
@@ -322,5 +381,8 @@ def identify_threshold(model: SiameseModule, ckpt: str, threshold: float | None)
     threshold the checkpoint keeps (fitted on validation episodes on each query's best score,
     which is what identification compares), else the verification one (fitted on pairs)."""
     if threshold is None and model.openset_threshold is not None:
-        return model.openset_threshold, f"validation open-set episodes, false-accept rate {model.scoring.openset_far} (stored in the checkpoint)"
+        return (
+            model.openset_threshold,
+            f"validation open-set episodes, false-accept rate {model.scoring.openset_far} (stored in the checkpoint)",
+        )
     return decision_threshold(model, ckpt, threshold)

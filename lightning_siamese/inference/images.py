@@ -61,7 +61,9 @@ def labelled_images(folders: Sequence[str], list_file: str | None = None) -> lis
     for name in folders:
         folder = Path(name)
         if not folder.is_dir():
-            raise FileNotFoundError(f"folder {name} does not exist (expected a folder of class folders or of one class's images)")
+            raise FileNotFoundError(
+                f"folder {name} does not exist (expected a folder of class folders or of one class's images)"
+            )
         found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not found:
             raise ValueError(f"folder {name} holds no image files ({', '.join(IMAGE_SUFFIXES)})")

@@ -22,7 +22,9 @@ def load_trained(ckpt: str) -> tuple[SiameseModule, dict]:
     saved = check_checkpoint_file(ckpt)
     data = saved.get("datamodule_hyper_parameters") or {}
     if "image_size" not in data:
-        raise ValueError(f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?")
+        raise ValueError(
+            f"{ckpt} records no data module settings (image size, crop): was it written by `lightning fit`?"
+        )
     # A data module's saved state (the signature module's training pixel std) completes its settings.
     state = saved.get(str(data.get("_class_path", "")).rsplit(".", 1)[-1])
     data = {**data, **(state if isinstance(state, dict) else {})}
@@ -47,10 +49,12 @@ class Embedder(torch.nn.Module):
 def embed_paths(model: SiameseModule, data: dict, paths: list[str], batch_size: int = 256) -> torch.Tensor:
     """``model.embed`` of image files read as the checkpoint's data module prepared its images, ``[N, D]``."""
     with torch.no_grad():
-        return torch.cat([
-            model.embed(torch.cat([read_image(p, data) for p in paths[i : i + batch_size]]))
-            for i in range(0, len(paths), batch_size)
-        ])
+        return torch.cat(
+            [
+                model.embed(torch.cat([read_image(p, data) for p in paths[i : i + batch_size]]))
+                for i in range(0, len(paths), batch_size)
+            ]
+        )
 
 
 def decision_threshold(model: SiameseModule, ckpt: str, threshold: float | None) -> tuple[float, str]:
@@ -59,18 +63,24 @@ def decision_threshold(model: SiameseModule, ckpt: str, threshold: float | None)
         return threshold, "--threshold"
     if model.verification_threshold is not None:
         rule = model.verification_threshold_rule or "accuracy"  # checkpoints from before the rule was kept
-        fitted = {"accuracy": "most accurate", "eer": "equal-error point"}.get(rule, f"false-accept rate {rule.removeprefix('far ')}")
+        fitted = {"accuracy": "most accurate", "eer": "equal-error point"}.get(
+            rule, f"false-accept rate {rule.removeprefix('far ')}"
+        )
         return model.verification_threshold, f"validation, {fitted} (stored in the checkpoint)"
     if model.head.probability:
         return 0.5, "0.5 (the head's probability; no validation threshold stored)"
-    raise ValueError(f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold")
+    raise ValueError(
+        f"{ckpt} stores no verification threshold (its data module has no validation pairs): pass --threshold"
+    )
 
 
 def writer_threshold(model: SiameseModule, data: dict, ckpt: str, references: list[str]) -> tuple[float, str]:
     """A writer's own threshold, mean - k std of the similarities among their reference signatures,
     with the k fitted on the validation writers (see evaluation/writers.py)."""
     if model.writer_threshold_k is None:
-        raise ValueError(f"{ckpt} stores no per-writer k (it was not validated on signature writers): drop --references")
+        raise ValueError(
+            f"{ckpt} stores no per-writer k (it was not validated on signature writers): drop --references"
+        )
     if len(references) < 2:
         raise ValueError(f"--references needs at least two reference signatures, got {len(references)}: {references}")
     with torch.no_grad():

@@ -16,11 +16,19 @@ def check_run_dir(run_dir: str | Path) -> Path:
     path = Path(run_dir)
     if not path.is_dir():
         raise ReportError(f"{run_dir}: no such folder; expected a run folder such as logs/<experiment>/version_N")
-    missing = [what for what, found in (("config.yaml", (path / "config.yaml").is_file()),
-                                        ("TensorBoard events", any(path.glob("events.out.tfevents.*")))) if not found]
+    missing = [
+        what
+        for what, found in (
+            ("config.yaml", (path / "config.yaml").is_file()),
+            ("TensorBoard events", any(path.glob("events.out.tfevents.*"))),
+        )
+        if not found
+    ]
     if missing:
-        raise ReportError(f"{run_dir} is not a run folder: it has no {' and no '.join(missing)} "
-                          f"(`lightning fit` writes both into logs/<experiment>/version_N)")
+        raise ReportError(
+            f"{run_dir} is not a run folder: it has no {' and no '.join(missing)} "
+            f"(`lightning fit` writes both into logs/<experiment>/version_N)"
+        )
     return path
 
 

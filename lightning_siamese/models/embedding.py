@@ -34,7 +34,10 @@ def embed_all(
 
 @torch.no_grad()
 def embed_aligned(
-    module: SiameseModule, images: torch.Tensor, views: AlignmentViews, batch_size: int = 256,
+    module: SiameseModule,
+    images: torch.Tensor,
+    views: AlignmentViews,
+    batch_size: int = 256,
     prepare: Prepare = to_float,
 ) -> torch.Tensor:
     """Embed uint8 images under every alignment view, in eval mode: ``[N, len(views) * D]``, the embeddings

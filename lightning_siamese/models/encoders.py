@@ -52,8 +52,7 @@ class KochEncoder(nn.Module):
         super().__init__()
         if len(channels) != 4 or len(kernel_sizes) != 4:
             raise ValueError(
-                f"KochEncoder has four convolutions: got channels={list(channels)}, "
-                f"kernel_sizes={list(kernel_sizes)}"
+                f"KochEncoder has four convolutions: got channels={list(channels)}, kernel_sizes={list(kernel_sizes)}"
             )
         if init not in ("koch", "normal", "default"):
             raise ValueError(f"init must be 'koch', 'normal' or 'default', got {init!r}")
@@ -246,7 +245,9 @@ class SmallConvEmbedding(nn.Module):
         super().__init__()
         size = (input_size - 4) // 2
         if size < 1:
-            raise ValueError(f"input_size={input_size} is too small: two 3x3 convolutions and a pool need at least 6 px")
+            raise ValueError(
+                f"input_size={input_size} is too small: two 3x3 convolutions and a pool need at least 6 px"
+            )
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, 32, 3),
             nn.ReLU(inplace=True),

@@ -65,6 +65,26 @@ class PairHead(nn.Module):
             f"batch_kind this head supports, or another head"
         )
 
+    def check_batches(self, batch_kind: str | None, images_per_class: int) -> None:
+        """Refuse, before training, batches this head cannot learn from (named by the data module's settings)."""
+        if batch_kind is not None and batch_kind not in self.trains_on:
+            raise ValueError(
+                f"{type(self).__name__} trains on {' or '.join(self.trains_on)}, but the data "
+                f"module's batch_kind is {batch_kind!r}: set data batch_kind to one of {list(self.trains_on)}"
+            )
+        if batch_kind == "classes" and images_per_class < 2 and self.needs_positives:
+            raise ValueError(
+                f"{type(self).__name__} needs two images of a class in a batch (a positive pair), "
+                f"but the data module's images_per_class is {images_per_class}: set it to 2 or more"
+            )
+
+    def mining_state(self) -> dict | None:
+        """State the head keeps between steps (a mining subset's random generators), for checkpoints; None: none."""
+        return None
+
+    def load_mining_state(self, state: dict) -> None:
+        """Restore :meth:`mining_state`; a head that keeps none has nothing to restore."""
+
     def loss(self, first: torch.Tensor, second: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         raise self._unsupported("pairs")
 

@@ -7,7 +7,7 @@ test stage in ``evaluation/stages.py``; files and figures are written by callbac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -34,14 +34,6 @@ from lightning_siamese.models.optim import resolve_param_groups
 # What validation fits, kept in checkpoints: the verification threshold and how it was fitted (e.g. "far 0.01"),
 # the open-set rejection threshold, and for signatures the k of each writer's t_w = mean_w - k std_w.
 FITTED = ("verification_threshold", "verification_threshold_rule", "openset_threshold", "writer_threshold_k")
-
-
-class _MiningStateHead(Protocol):
-    """A head that keeps mining state between steps (``TripletHead``'s subset mining), kept in checkpoints."""
-
-    def mining_state(self) -> dict: ...
-
-    def load_mining_state(self, state: dict) -> None: ...
 
 
 class SiameseModule(pl.LightningModule):
@@ -108,8 +100,11 @@ class SiameseModule(pl.LightningModule):
             resolve_param_groups(self.named_parameters(), param_groups)
         if eval_shift < 0:
             raise ValueError(f"eval_shift must be a number of pixels >= 0, got {eval_shift}")
-        self.eval_flip, self.eval_shift, self.channels_last, self.test_align = eval_flip, eval_shift, channels_last, test_align
-        self.scoring = StageScoring(shot_reduction, hubness, threshold_rule, target_far, openset, openset_fraction, openset_far)
+        self.eval_flip, self.eval_shift = eval_flip, eval_shift
+        self.channels_last, self.test_align = channels_last, test_align
+        self.scoring = StageScoring(
+            shot_reduction, hubness, threshold_rule, target_far, openset, openset_fraction, openset_far
+        )
         if channels_last:
             self.encoder.to(memory_format=torch.channels_last)
         # Kept out of the module tree (not a submodule), so state_dict names stay the encoder's.
@@ -148,7 +143,10 @@ class SiameseModule(pl.LightningModule):
         # signatures) scores pair lists, where they would do nothing or mismatch its threshold.
         data = trainer_state.datamodule(self.trainer)
         task = getattr(data, "task", "oneshot")
-        for setting, on in (("openset is on", self.scoring.openset), ("test_align is set", self.test_align is not None)):
+        for setting, on in (
+            ("openset is on", self.scoring.openset),
+            ("test_align is set", self.test_align is not None),
+        ):
             if on and task != "oneshot":
                 raise ValueError(
                     f"{setting}, but the data module {type(data).__name__} is a {task} benchmark "
@@ -157,18 +155,7 @@ class SiameseModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         data = trainer_state.datamodule(self.trainer)
-        kind = getattr(data, "batch_kind", None)
-        if kind is not None and kind not in self.head.trains_on:
-            raise ValueError(
-                f"{type(self.head).__name__} trains on {' or '.join(self.head.trains_on)}, but the data "
-                f"module's batch_kind is {kind!r}: set data batch_kind to one of {list(self.head.trains_on)}"
-            )
-        k = getattr(data, "images_per_class", 2)
-        if kind == "classes" and k < 2 and self.head.needs_positives:
-            raise ValueError(
-                f"{type(self.head).__name__} needs two images of a class in a batch (a positive pair), "
-                f"but the data module's images_per_class is {k}: set it to 2 or more"
-            )
+        self.head.check_batches(getattr(data, "batch_kind", None), getattr(data, "images_per_class", 2))
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The head's loss on a batch of pairs, triplets or P x K classes (by its keys).
@@ -187,7 +174,9 @@ class SiameseModule(pl.LightningModule):
             return self._head_loss(self.head.batch_loss, self.embed(batch["images"]).float(), labels=batch["labels"])
         raise ValueError(f"unknown training batch with keys {sorted(batch)}: expected pairs, triplets or classes")
 
-    def _head_loss(self, loss: Callable[..., torch.Tensor], *embeddings: torch.Tensor, **targets: torch.Tensor) -> torch.Tensor:
+    def _head_loss(
+        self, loss: Callable[..., torch.Tensor], *embeddings: torch.Tensor, **targets: torch.Tensor
+    ) -> torch.Tensor:
         """A head loss in float32; an ensemble is trained member by member."""
         with torch.autocast(self.device.type, enabled=False):
             if isinstance(self.encoder, EnsembleEncoder):
@@ -199,12 +188,19 @@ class SiameseModule(pl.LightningModule):
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several shapes
-        params = self.parameters() if self.param_groups is None else resolve_param_groups(self.named_parameters(), self.param_groups)
+    def configure_optimizers(self):
+        params = (
+            self.parameters()
+            if self.param_groups is None
+            else resolve_param_groups(self.named_parameters(), self.param_groups)
+        )
         optimizer = self.optimizer(params)
         if self.lr_scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.lr_scheduler(optimizer), "interval": "epoch"},
+        }
 
     # --- evaluation: embed each image once, then score the stage ----------------------
 
@@ -249,8 +245,17 @@ class SiameseModule(pl.LightningModule):
         metrics: dict[str, torch.Tensor | float] = {} if loss is None else {f"{stage}/loss": loss}
         sync = self.trainer.world_size > 1  # every rank holds the same full table, so values agree
         if dataset.episodes is None:  # a verification benchmark: scored pairs, no episodes
-            pairs = score_pairs(stage, table, dataset.pairs, self.head.similarity, self.scoring, self.head.probability,
-                                self.verification_threshold, self.writer_threshold_k, getattr(dataset, "references", None))
+            pairs = score_pairs(
+                stage,
+                table,
+                dataset.pairs,
+                self.head.similarity,
+                self.scoring,
+                self.head.probability,
+                self.verification_threshold,
+                self.writer_threshold_k,
+                getattr(dataset, "references", None),
+            )
             if stage == "val":
                 self.verification_threshold, self.writer_threshold_k = pairs.threshold, pairs.writer_k
                 self.verification_threshold_rule = self.scoring.rule_name
@@ -265,8 +270,9 @@ class SiameseModule(pl.LightningModule):
         metrics[f"{stage}/pair_auroc"] = auroc.compute()
         auroc.reset()
         within_group = getattr(trainer_state.datamodule(self.trainer), "within_group", True)
-        scores, openset = score_episode_stage(stage, dataset, table, self.head, self.scoring, within_group,
-                                              self.openset_threshold, aligned, views)
+        scores, openset = score_episode_stage(
+            stage, dataset, table, self.head, self.scoring, within_group, self.openset_threshold, aligned, views
+        )
         self.last_oneshot[stage] = scores.result
         if openset is not None:
             self.last_openset[stage] = openset
@@ -287,11 +293,12 @@ class SiameseModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint.update({name: getattr(self, name) for name in FITTED})
-        if hasattr(self.head, "mining_state"):  # the check mypy cannot narrow on an nn.Module: hence the cast
-            checkpoint["triplet_subset_state"] = cast(_MiningStateHead, self.head).mining_state()
+        state = self.head.mining_state()
+        if state is not None:
+            checkpoint["triplet_subset_state"] = state
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for name in FITTED:
             setattr(self, name, checkpoint.get(name))
-        if "triplet_subset_state" in checkpoint and hasattr(self.head, "load_mining_state"):
-            cast(_MiningStateHead, self.head).load_mining_state(checkpoint["triplet_subset_state"])
+        if "triplet_subset_state" in checkpoint:
+            self.head.load_mining_state(checkpoint["triplet_subset_state"])

@@ -43,9 +43,12 @@ def test_leaf_classes_of_an_uneven_tree(tmp_path: Path) -> None:
 
 def test_class_depth_deeper_than_the_tree_names_the_folder(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "uneven", {"a/x": 2, "a/y": 2, "b": 3})
-    with pytest.raises(ValueError, match=r"class_depth=2 is deeper than the folder tree: .*uneven/b holds images 1 "
-                                         r"folder level\(s\) below .*expected root/<level 1>/.../<level 2>/<image>; "
-                                         r"this tree allows class_depth 1 or 'leaf'"):
+    with pytest.raises(
+        ValueError,
+        match=r"class_depth=2 is deeper than the folder tree: .*uneven/b holds images 1 "
+        r"folder level\(s\) below .*expected root/<level 1>/.../<level 2>/<image>; "
+        r"this tree allows class_depth 1 or 'leaf'",
+    ):
         load_image_folder(root, class_depth=2)
     flat = write_tree(tmp_path / "flat", {"a": 2, "b": 2})
     with pytest.raises(ValueError, match=r"class_depth=3 .*flat/a holds images 1 folder level"):
@@ -58,8 +61,19 @@ def test_class_depth_deeper_than_the_tree_names_the_folder(tmp_path: Path) -> No
 
 def test_folder_module_prints_the_class_count_of_every_depth(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_tree(tmp_path / "pills", {**TREE, "square/oxy/b": 2, "square/ritalin/a": 2})
-    data = FolderDataModule(str(root), image_size=8, class_depth=2, n_way=2, val_tasks=4, test_tasks=4, val_pairs=4,
-                            batch_size=4, pairs_per_epoch=8, val_fraction=0.25, test_fraction=0.25)
+    data = FolderDataModule(
+        str(root),
+        image_size=8,
+        class_depth=2,
+        n_way=2,
+        val_tasks=4,
+        test_tasks=4,
+        val_pairs=4,
+        batch_size=4,
+        pairs_per_epoch=8,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     data.setup("predict")
     printed = capsys.readouterr().out
     assert "classes by class_depth: 1: 2, 2: 4, 3: 6, leaf: 6; using class_depth 2." in printed

@@ -94,7 +94,9 @@ def test_train_drawers_keeps_koch_s_12_drawers_in_training_only(tiny_omniglot: P
         make_module(tiny_omniglot, train_drawers=1)
 
 
-@pytest.mark.parametrize(("kind", "keys"), [("triplets", {"anchor", "positive", "negative"}), ("classes", {"images", "labels"})])
+@pytest.mark.parametrize(
+    ("kind", "keys"), [("triplets", {"anchor", "positive", "negative"}), ("classes", {"images", "labels"})]
+)
 def test_triplet_and_class_balanced_batch_kinds(tiny_omniglot: Path, kind: str, keys: set) -> None:
     dm = make_module(tiny_omniglot, batch_kind=kind, batch_size=12, images_per_class=3)
     dm.setup("fit")

@@ -72,8 +72,19 @@ def test_bad_inputs_are_named(tmp_path: Path) -> None:
 
 
 def make_module(root: Path, **overrides) -> FolderDataModule:
-    options = {"root": str(root), "image_size": 16, "n_way": 3, "val_tasks": 10, "test_tasks": 10, "val_pairs": 8, "batch_size": 8,
-                   "pairs_per_epoch": 16, "val_fraction": 0.25, "test_fraction": 0.25, "seed": 0}
+    options = {
+        "root": str(root),
+        "image_size": 16,
+        "n_way": 3,
+        "val_tasks": 10,
+        "test_tasks": 10,
+        "val_pairs": 8,
+        "batch_size": 8,
+        "pairs_per_epoch": 16,
+        "val_fraction": 0.25,
+        "test_fraction": 0.25,
+        "seed": 0,
+    }
     options.update(overrides)
     return FolderDataModule(**options)
 
@@ -140,7 +151,9 @@ def test_images_at_the_root_are_an_error_naming_them(tmp_path: Path) -> None:
     (root / "README").write_text("hello")
     Image.new("L", (8, 8)).save(root / "stray.png")
     Image.new("L", (8, 8)).save(root / "scan", format="PNG")  # an image by the decoder, whatever its name
-    with pytest.raises(ValueError, match=r"image files directly in .*mixed \(scan, stray.png\): expected root/<class>/<image>") as error:
+    with pytest.raises(
+        ValueError, match=r"image files directly in .*mixed \(scan, stray.png\): expected root/<class>/<image>"
+    ) as error:
         load_image_folder(root)
     assert "README" not in str(error.value)
 
@@ -148,8 +161,11 @@ def test_images_at_the_root_are_an_error_naming_them(tmp_path: Path) -> None:
 def test_too_few_classes_for_a_class_batch_names_the_option_and_a_value_that_works(tmp_path: Path) -> None:
     root = write_tree(tmp_path / "faces", {f"p{i:02d}": 3 for i in range(8)})  # 4 training classes after the split
     dm = make_module(root, batch_kind="classes", batch_size=16, images_per_class=2, n_way=2)
-    with pytest.raises(ValueError, match=r"needs 8 classes with at least 2 images; the training split has 4 such classes of 4.*"
-                                         r"--data.init_args.batch_size 8 \(4 classes x 2 images\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs 8 classes with at least 2 images; the training split has 4 such classes of 4.*"
+        r"--data.init_args.batch_size 8 \(4 classes x 2 images\)",
+    ):
         dm.setup("fit")
     fits = make_module(root, batch_kind="classes", batch_size=8, images_per_class=2, n_way=2)
     fits.setup("fit")

@@ -78,7 +78,9 @@ def test_load_omniglot_makes_the_same_shape_drawn_anywhere_the_same_image(tmp_pa
     # Inverted as ever (ink bright), and the ink now spans about 0.8 of the side.
     left, _, right, _ = ink_box(255 - fitted.images[0, 0].numpy())
     assert abs((right - left + 1) / 28 - 0.8) < 0.1
-    assert load_omniglot(tmp_path, ["images_background"], ink_fill=0.8).images.shape[-1] == 105  # no image_size: 105 kept
+    assert (
+        load_omniglot(tmp_path, ["images_background"], ink_fill=0.8).images.shape[-1] == 105
+    )  # no image_size: 105 kept
 
 
 def test_data_module_lake_runs_and_read_image_prepare_images_alike(tmp_path: Path) -> None:

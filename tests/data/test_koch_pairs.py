@@ -83,17 +83,39 @@ def test_two_ranks_get_disjoint_whole_koch_batches() -> None:
 
 def test_distortions_need_koch_affine() -> None:
     with pytest.raises(ValueError, match="KochAffine"):
-        KochPairBatches(torch.zeros(36, 1, 12, 12, dtype=torch.uint8), {"first": np.zeros(4, dtype=np.int64),
-                        "second": np.zeros(4, dtype=np.int64), "same": np.zeros(4, dtype=np.int64)}, 2, 0, 8, None)
+        KochPairBatches(
+            torch.zeros(36, 1, 12, 12, dtype=torch.uint8),
+            {
+                "first": np.zeros(4, dtype=np.int64),
+                "second": np.zeros(4, dtype=np.int64),
+                "same": np.zeros(4, dtype=np.int64),
+            },
+            2,
+            0,
+            8,
+            None,
+        )
     plain, _ = koch_batches(distortions=0, augment=None)
     assert len(plain) == 30 // 8
 
 
 def test_datamodule_koch_pair_sampling(tiny_omniglot: Path) -> None:
     data = OmniglotDataModule(
-        root=str(tiny_omniglot), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_size=16, pair_sampling="koch", koch_pairs=40, koch_distortions=2,
-        same_alphabet_prob=1.0, augment=KochAffine(), n_way=5, val_tasks=4, val_pairs=8, seed=0,
+        root=str(tiny_omniglot),
+        sets=["images_background"],
+        val_alphabets=["Gamma"],
+        test_alphabets=["Delta"],
+        image_size=28,
+        batch_size=16,
+        pair_sampling="koch",
+        koch_pairs=40,
+        koch_distortions=2,
+        same_alphabet_prob=1.0,
+        augment=KochAffine(),
+        n_way=5,
+        val_tasks=4,
+        val_pairs=8,
+        seed=0,
     )
     data.setup("fit")
     loader = data.train_dataloader()

@@ -16,7 +16,6 @@ from lightning_siamese.data.datamodules.omniglot import OmniglotDataModule
 from lightning_siamese.data.sources.omniglot import load_lake_runs
 from lightning_siamese.evaluation.oneshot import episode_accuracies, evaluate_episodes
 from tests.conftest import character_image
-from tests.data.test_sources import http_server  # noqa: F401 - a fixture
 
 
 def make_lake_runs(root: Path, runs: int = 3, ways: int = 5, size: int = 28) -> Path:
@@ -32,9 +31,13 @@ def make_lake_runs(root: Path, runs: int = 3, ways: int = 5, size: int = 28) -> 
         answers = np.random.default_rng(r).permutation(ways) + 1
         lines = []
         for c in range(1, ways + 1):
-            character_image(zlib.crc32(f"{run}/{c}".encode()), 1, size).save(root / run / "training" / f"class{c:02d}.png")
+            character_image(zlib.crc32(f"{run}/{c}".encode()), 1, size).save(
+                root / run / "training" / f"class{c:02d}.png"
+            )
         for item, c in enumerate(answers, 1):
-            character_image(zlib.crc32(f"{run}/{c}".encode()), 2, size).save(root / run / "test" / f"item{item:02d}.png")
+            character_image(zlib.crc32(f"{run}/{c}".encode()), 2, size).save(
+                root / run / "test" / f"item{item:02d}.png"
+            )
             lines.append(f"{run}/test/item{item:02d}.png {run}/training/class{c:02d}.png")
         (root / run / "class_labels.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -121,8 +124,15 @@ def test_evaluation_set_pairs_are_balanced_within_runs(runs: Path) -> None:
 
 
 def test_data_module_tests_on_the_runs_only_when_given(runs: Path, tiny_omniglot: Path) -> None:
-    common = {"root": str(tiny_omniglot), "sets": ["images_background"], "val_alphabets": ["Gamma"],
-              "test_alphabets": ["Delta"], "image_size": 28, "n_way": 5, "test_tasks": 7}
+    common = {
+        "root": str(tiny_omniglot),
+        "sets": ["images_background"],
+        "val_alphabets": ["Gamma"],
+        "test_alphabets": ["Delta"],
+        "image_size": 28,
+        "n_way": 5,
+        "test_tasks": 7,
+    }
     with_runs = OmniglotDataModule(runs_dir=str(runs), **common)
     with_runs.setup("test")
     assert with_runs.test_dataloader().dataset.name == "lake_runs"
@@ -143,16 +153,46 @@ def _rewrite_line(runs: Path, run: str, number: int, text: str) -> None:
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda r: (r / "run02" / "training" / "class02.png").unlink(), r"run02/class_labels.txt line \d+ names run02/training/class02.png, which is missing"),
-        (lambda r: (r / "run01" / "test" / "item04.png").unlink(), r"run01/class_labels.txt line 4 names run01/test/item04.png, which is missing"),
-        (lambda r: _rewrite_line(r, "run03", 2, "run03/test/item02.png"), r"run03/class_labels.txt line 2: expected '<test image> <training image>'"),
-        (lambda r: _rewrite_line(r, "run01", 1, "run01/test/item01.png run01/training/class09.png"), r"line 1 names run01/training/class09.png, which is missing"),
-        (lambda r: _rewrite_line(r, "run01", 1, "run01/test/item01.png run02/training/class01.png"), r"run01/class_labels.txt line 1: run02/training/class01.png is not in run01/training/"),
-        (lambda r: (r / "run02" / "test" / "extra.png").write_bytes(b"x"), r"run02/test/extra.png is not named in .*run02/class_labels.txt"),
+        (
+            lambda r: (r / "run02" / "training" / "class02.png").unlink(),
+            r"run02/class_labels.txt line \d+ names run02/training/class02.png, which is missing",
+        ),
+        (
+            lambda r: (r / "run01" / "test" / "item04.png").unlink(),
+            r"run01/class_labels.txt line 4 names run01/test/item04.png, which is missing",
+        ),
+        (
+            lambda r: _rewrite_line(r, "run03", 2, "run03/test/item02.png"),
+            r"run03/class_labels.txt line 2: expected '<test image> <training image>'",
+        ),
+        (
+            lambda r: _rewrite_line(r, "run01", 1, "run01/test/item01.png run01/training/class09.png"),
+            r"line 1 names run01/training/class09.png, which is missing",
+        ),
+        (
+            lambda r: _rewrite_line(r, "run01", 1, "run01/test/item01.png run02/training/class01.png"),
+            r"run01/class_labels.txt line 1: run02/training/class01.png is not in run01/training/",
+        ),
+        (
+            lambda r: (r / "run02" / "test" / "extra.png").write_bytes(b"x"),
+            r"run02/test/extra.png is not named in .*run02/class_labels.txt",
+        ),
         (lambda r: (r / "run03" / "class_labels.txt").unlink(), r"run03 has no class_labels.txt"),
-        (lambda r: (r / "run02" / "training" / "class01.png").write_bytes(b"not a png"), r"cannot decode image .*run02/training/class01.png"),
+        (
+            lambda r: (r / "run02" / "training" / "class01.png").write_bytes(b"not a png"),
+            r"cannot decode image .*run02/training/class01.png",
+        ),
     ],
-    ids=["missing-training-image", "missing-test-image", "malformed-line", "line-names-absent-file", "other-run", "stray-image", "no-labels", "corrupt-image"],
+    ids=[
+        "missing-training-image",
+        "missing-test-image",
+        "malformed-line",
+        "line-names-absent-file",
+        "other-run",
+        "stray-image",
+        "no-labels",
+        "corrupt-image",
+    ],
 )
 def test_bad_input_names_the_run_and_file(runs: Path, damage, message: str) -> None:
     damage(runs)
@@ -173,12 +213,17 @@ def test_a_run_of_another_size_and_repeated_answers_are_named(runs: Path) -> Non
     other = make_lake_runs(runs.parent / "other")
     first = (other / "run01" / "class_labels.txt").read_text().splitlines()
     _rewrite_line(other, "run01", 2, f"{first[1].split()[0]} {first[0].split()[1]}")
-    with pytest.raises(ValueError, match=r"run01/class_labels.txt: training image\(s\) \['run01/training/class\d\d.png'\] named on several lines"):
+    with pytest.raises(
+        ValueError,
+        match=r"run01/class_labels.txt: training image\(s\) \['run01/training/class\d\d.png'\] named on several lines",
+    ):
         load_lake_runs(other)
 
 
 def test_missing_runs_are_named_with_the_download_hint(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"Lake's one-shot runs not found at .*nowhere.*all_runs.zip.*download: true"):
+    with pytest.raises(
+        FileNotFoundError, match=r"Lake's one-shot runs not found at .*nowhere.*all_runs.zip.*download: true"
+    ):
         load_lake_runs(tmp_path / "nowhere")
     with zipfile.ZipFile(tmp_path / "empty.zip", "w") as archive:
         archive.writestr("readme.txt", "no runs here")
@@ -186,7 +231,7 @@ def test_missing_runs_are_named_with_the_download_hint(tmp_path: Path) -> None:
         load_lake_runs(tmp_path / "empty.zip")
 
 
-def test_download_fetches_all_runs_zip(runs: Path, tmp_path: Path, http_server, monkeypatch) -> None:  # noqa: F811
+def test_download_fetches_all_runs_zip(runs: Path, tmp_path: Path, http_server, monkeypatch) -> None:
     served, url = http_server
     zip_folder(runs, served / "all_runs.zip")
     import lightning_siamese.data.sources.omniglot as sources

@@ -95,7 +95,14 @@ def test_view1_pairs(tmp_path: Path) -> None:
     pairs = read_pairs(path)
     assert len(pairs) == 4 and pairs.same.tolist() == [1, 1, 0, 0] and pairs.folds.tolist() == [0, 0, 0, 0]
     assert pairs.first[2] == ("Ann_Lee", 3) and pairs.second[2] == ("Bo_Chen", 1)
-    assert pairs.images() == [("Ann_Lee", 1), ("Bo_Chen", 1), ("Ann_Lee", 3), ("Cy_Diaz", 1), ("Ann_Lee", 2), ("Bo_Chen", 2)]
+    assert pairs.images() == [
+        ("Ann_Lee", 1),
+        ("Bo_Chen", 1),
+        ("Ann_Lee", 3),
+        ("Cy_Diaz", 1),
+        ("Ann_Lee", 2),
+        ("Bo_Chen", 2),
+    ]
 
 
 def test_view2_folds(tmp_path: Path) -> None:
@@ -119,7 +126,10 @@ def test_the_real_view1_training_list() -> None:
     [
         ("", "is empty"),
         ("two\n", r"line 1: header 'two' is not 'N' or 'folds N'"),
-        ("2\nAnn_Lee\t1\t2\nAnn_Lee\t1\tBo_Chen\t1\n", r"2 matched \+ 2 mismatched pairs \(4 lines\), but 2 pair lines follow"),
+        (
+            "2\nAnn_Lee\t1\t2\nAnn_Lee\t1\tBo_Chen\t1\n",
+            r"2 matched \+ 2 mismatched pairs \(4 lines\), but 2 pair lines follow",
+        ),
         ("1\nAnn_Lee\t1\tBo_Chen\t1\nAnn_Lee\t1\t2\n", r"line 2: expected a matched 'name i j' pair \(fold 1\)"),
         ("1\nAnn_Lee\t1\t2\nAnn_Lee\t1\t2\n", r"line 3: expected a mismatched"),
         ("1\nAnn_Lee\tx\t2\nAnn_Lee\t1\tBo_Chen\t1\n", r"line 2: 'x' is not an image number"),

@@ -14,7 +14,6 @@ from PIL import Image
 
 from lightning_siamese.data import LFWDataModule
 from lightning_siamese.data.sources.lfw import read_pairs
-from tests.data.test_sources import http_server  # noqa: F401 - a fixture
 
 # 16 people: the training list names A..L, the test list M..P.
 PEOPLE = {f"P{c}_Q": n for c, n in zip("ABCDEFGHIJKLMNOP", [4, 3, 1, 2, 5, 1, 3, 2, 1, 4, 2, 3, 3, 2, 2, 1])}
@@ -176,7 +175,9 @@ def test_a_pair_naming_a_missing_image_names_the_line_and_the_path(lfw: Path) ->
         module(lfw, train_pairs="bad.txt").setup("fit")
     lines[3] = "PA_Q\t1\t9"
     (lfw / "bad.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(FileNotFoundError, match=r"bad.txt, line 4: image 9 of PA_Q is not in LFW: .*PA_Q_0009.jpg does not exist"):
+    with pytest.raises(
+        FileNotFoundError, match=r"bad.txt, line 4: image 9 of PA_Q is not in LFW: .*PA_Q_0009.jpg does not exist"
+    ):
         module(lfw, train_pairs="bad.txt").setup("fit")
     lines[3] = "Nobody_Here\t1\t2"
     (lfw / "bad.txt").write_text("\n".join(lines) + "\n")
@@ -199,7 +200,7 @@ def test_bad_options_are_refused(lfw: Path) -> None:
         module(lfw, test_pairs=None).setup("test")
 
 
-def test_download_fetches_the_archive_and_lists_from_a_server(tmp_path: Path, http_server, monkeypatch) -> None:  # noqa: F811
+def test_download_fetches_the_archive_and_lists_from_a_server(tmp_path: Path, http_server, monkeypatch) -> None:
     served, url = http_server
     source = write_lfw(tmp_path / "source")
     with tarfile.open(served / "lfw.tgz", "w:gz") as archive:
@@ -208,7 +209,10 @@ def test_download_fetches_the_archive_and_lists_from_a_server(tmp_path: Path, ht
         (served / name).write_bytes((source / name).read_bytes())
     import lightning_siamese.data.sources.lfw as lfw_module
 
-    md5 = {name: hashlib.md5((served / name).read_bytes()).hexdigest() for name in ("lfw.tgz", "pairsDevTrain.txt", "pairsDevTest.txt")}
+    md5 = {
+        name: hashlib.md5((served / name).read_bytes()).hexdigest()
+        for name in ("lfw.tgz", "pairsDevTrain.txt", "pairsDevTest.txt")
+    }
     monkeypatch.setitem(lfw_module.LFW_ARCHIVES, "original", ("lfw.tgz", md5["lfw.tgz"]))
     monkeypatch.setitem(lfw_module.LFW_LISTS, "pairsDevTrain.txt", md5["pairsDevTrain.txt"])
     monkeypatch.setitem(lfw_module.LFW_LISTS, "pairsDevTest.txt", "0" * 32)  # a corrupted download
@@ -227,7 +231,11 @@ def test_a_malformed_test_list_is_an_error_naming_its_file_and_line(lfw: Path, t
     lines = (lfw / "pairsDevTest.txt").read_text().splitlines()
     lines[2] = "PM_Q\t1\tx"  # a matched line whose image number is no number
     (lfw / "pairsDevTest.txt").write_text("\n".join(lines) + "\n")
-    options = {"train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2} if train_on == "people" else {}
+    options = (
+        {"train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2}
+        if train_on == "people"
+        else {}
+    )
     with pytest.raises(ValueError, match=r"pairsDevTest.txt, line 3: 'x' is not an image number"):
         module(lfw, train_on=train_on, **options).setup("fit")
 
@@ -242,7 +250,10 @@ def test_pair_mode_refuses_test_people_in_the_training_pairs(lfw: Path) -> None:
 
 def test_training_without_the_test_list_at_hand_skips_the_check(lfw: Path) -> None:
     (lfw / "pairsDevTest.txt").unlink()  # held back while training
-    for options in ({}, {"train_on": "people", "train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2}):
+    for options in (
+        {},
+        {"train_on": "people", "train_people": "peopleDevTrain.txt", "batch_kind": "classes", "images_per_class": 2},
+    ):
         dm = module(lfw, **options)
         dm.setup("fit")
         assert len(dm.split("train")) > 0

@@ -63,8 +63,11 @@ def test_a_truncated_gz_is_named_with_what_was_expected(tmp_path: Path) -> None:
     files = write_mnist(tmp_path / "files")
     broken = files / "train-images-idx3-ubyte.gz"
     broken.write_bytes(broken.read_bytes()[:-40])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz .*is truncated or not gzip data .*expected the gzipped "
-                       r"MNIST IDX file train-images-idx3-ubyte.gz"):
+    with pytest.raises(
+        ValueError,
+        match=r"train-images-idx3-ubyte.gz .*is truncated or not gzip data .*expected the gzipped "
+        r"MNIST IDX file train-images-idx3-ubyte.gz",
+    ):
         load_mnist(tmp_path / "root", files)
 
 
@@ -72,15 +75,22 @@ def test_a_short_or_foreign_idx_file_is_named(tmp_path: Path) -> None:
     files = write_mnist(tmp_path / "files")
     labels = files / "t10k-labels-idx1-ubyte.gz"
     labels.write_bytes(gzip.compress(gzip.decompress(labels.read_bytes())[:-3]))
-    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz .*holds 25 bytes of IDX data, its header promises 28"):
+    with pytest.raises(
+        ValueError, match=r"t10k-labels-idx1-ubyte.gz .*holds 25 bytes of IDX data, its header promises 28"
+    ):
         load_mnist(tmp_path / "root", files)
     labels.write_bytes(gzip.compress(b"not an idx file"))
-    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz .*is not an MNIST IDX file: expected the magic number 0x00000801"):
+    with pytest.raises(
+        ValueError, match=r"t10k-labels-idx1-ubyte.gz .*is not an MNIST IDX file: expected the magic number 0x00000801"
+    ):
         load_mnist(tmp_path / "root2", files)
 
 
 def test_missing_files_without_download_say_where_they_were_looked_for(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"MNIST not found in .*root/MNIST/raw: missing train-images-idx3-ubyte.gz.*download: true"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"MNIST not found in .*root/MNIST/raw: missing train-images-idx3-ubyte.gz.*download: true",
+    ):
         load_mnist(tmp_path / "root")
     files = write_mnist(tmp_path / "files")
     (files / "t10k-labels-idx1-ubyte.gz").unlink()
@@ -94,5 +104,16 @@ def test_missing_files_without_download_say_where_they_were_looked_for(tmp_path:
 def test_the_real_mnist_files(tmp_path: Path) -> None:
     collection, num_train = load_mnist(tmp_path, SHARED_DATA / "mnist")
     assert (len(collection), num_train) == (70000, 60000)
-    assert torch.bincount(collection.labels[num_train:]).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(collection.labels[num_train:]).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
     assert collection.images[:, :, 0].float().mean() < 1 and collection.images.max() == 255  # bright digits on black

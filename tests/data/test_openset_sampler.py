@@ -16,10 +16,14 @@ LABELS = np.repeat(np.arange(len(GROUPS)), 5)
 
 
 def episodes(seed: int = 0, n_way: int = 4, within_group: bool = True):
-    return sample_episodes(LABELS, GROUPS, n_way=n_way, k_shot=1, n_query=2, num_tasks=50, seed=seed, within_group=within_group)
+    return sample_episodes(
+        LABELS, GROUPS, n_way=n_way, k_shot=1, n_query=2, num_tasks=50, seed=seed, within_group=within_group
+    )
 
 
-@pytest.mark.parametrize(("known", "fraction", "expected"), [(20, 0.2, 5), (8, 0.2, 2), (8, 0.5, 8), (5, 0.01, 1), (20, 0.5, 20)])
+@pytest.mark.parametrize(
+    ("known", "fraction", "expected"), [(20, 0.2, 5), (8, 0.2, 2), (8, 0.5, 8), (5, 0.01, 1), (20, 0.5, 20)]
+)
 def test_unknowns_make_the_requested_fraction_of_queries(known: int, fraction: float, expected: int) -> None:
     assert unknown_count(known, fraction) == expected
 
@@ -67,5 +71,7 @@ def test_bad_fractions_are_refused(fraction: float) -> None:
 def test_a_split_with_no_class_outside_the_task_is_refused() -> None:
     labels, groups = np.repeat(np.arange(3), 4), np.zeros(3, dtype=np.int64)
     tasks = sample_episodes(labels, groups, n_way=3, k_shot=1, n_query=1, num_tasks=2, seed=0)
-    with pytest.raises(ValueError, match=r"need a class outside each task's 3 ways.*every one of the split's 3 classes"):
+    with pytest.raises(
+        ValueError, match=r"need a class outside each task's 3 ways.*every one of the split's 3 classes"
+    ):
         sample_unknown_queries(labels, groups, tasks)

@@ -94,8 +94,16 @@ def test_the_projector_embeds_as_the_data_module_prepares(tmp_path: Path, monkey
     module = SiameseModule(RecordingEncoder(), head=ContrastiveHead)
     shown = {}
     monkeypatch.setattr(visuals, "write_embedding_visuals", lambda *args: shown.setdefault("collection", args[4]))
-    trainer = SimpleNamespace(interrupted=False, fast_dev_run=False, is_global_zero=True, datamodule=data, loggers=[],
-                              log_dir=str(tmp_path / "run"), default_root_dir=str(tmp_path), global_step=0)
+    trainer = SimpleNamespace(
+        interrupted=False,
+        fast_dev_run=False,
+        is_global_zero=True,
+        datamodule=data,
+        loggers=[],
+        log_dir=str(tmp_path / "run"),
+        default_root_dir=str(tmp_path),
+        global_step=0,
+    )
     EmbeddingProjector(split="val", classes=2).on_fit_end(trainer, module)
     assert torch.equal(torch.cat(module.encoder.seen), data.prepare(shown["collection"].images))
 

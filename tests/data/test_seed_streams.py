@@ -52,7 +52,9 @@ def test_episodes_and_their_unknown_queries_draw_from_their_own_streams(monkeypa
 def test_validation_pairs_and_triplets_have_their_own_streams_and_stay_fixed_by_the_seed(tiny_omniglot: Path) -> None:
     dm = tiny_data(tiny_omniglot, val_pairs=16)
     first, again = dm.evaluation_set("val"), dm.evaluation_set("val")
-    assert torch.equal(first.episodes.support, again.episodes.support) and torch.equal(first.episodes.query, again.episodes.query)
+    assert torch.equal(first.episodes.support, again.episodes.support) and torch.equal(
+        first.episodes.query, again.episodes.query
+    )
     assert all(torch.equal(first.pairs[k], again.pairs[k]) for k in first.pairs)
     assert all(torch.equal(first.triplets[k], again.triplets[k]) for k in first.triplets)
 

@@ -47,8 +47,11 @@ def signature_files(writers: dict[int, tuple[int, int]], genuine_name, forged_na
 
 def sign_data_files(writers: dict[int, tuple[int, int]], top: str = "") -> dict[str, bytes]:
     """``<top>/<writer>/<writer>_NN.png`` genuine and ``<top>/<writer>_forg/<forger><writer>_NN.png``."""
-    return signature_files(writers, lambda w, n: f"{top}{w:03d}/{w:03d}_{n:02d}.png",
-                           lambda w, n: f"{top}{w:03d}_forg/{100 + w:04d}{w:03d}_{n:02d}.png")
+    return signature_files(
+        writers,
+        lambda w, n: f"{top}{w:03d}/{w:03d}_{n:02d}.png",
+        lambda w, n: f"{top}{w:03d}_forg/{100 + w:04d}{w:03d}_{n:02d}.png",
+    )
 
 
 def write_files(root: Path, files: dict[str, bytes], as_zip: str | None = None) -> Path:
@@ -69,8 +72,12 @@ def write_sign_data(root: Path, writers: dict[int, tuple[int, int]], as_zip: str
 
 
 def write_cedar(root: Path, writers: dict[int, tuple[int, int]]) -> Path:
-    return write_files(root, signature_files(writers, lambda w, n: f"full_org/original_{w}_{n}.png",
-                                             lambda w, n: f"full_forg/forgeries_{w}_{n}.png"))
+    return write_files(
+        root,
+        signature_files(
+            writers, lambda w, n: f"full_org/original_{w}_{n}.png", lambda w, n: f"full_forg/forgeries_{w}_{n}.png"
+        ),
+    )
 
 
 WRITERS = dict.fromkeys(range(1, 9), (8, 5))
@@ -110,15 +117,20 @@ def test_writer_with_genuine_signatures_but_no_forgeries_is_named(tmp_path: Path
     files = sign_data_files({1: (3, 2), 2: (3, 2)})
     files = {k: v for k, v in files.items() if not k.startswith("002_forg")}
     root = write_files(tmp_path / "signs", files)
-    with pytest.raises(ValueError, match=r"writer 002 has 3 genuine signatures in 002 but no forgeries: expected images in 002_forg"):
+    with pytest.raises(
+        ValueError, match=r"writer 002 has 3 genuine signatures in 002 but no forgeries: expected images in 002_forg"
+    ):
         find_signatures(root)
 
 
 def test_forgery_folder_without_its_writer_folder_is_named(tmp_path: Path) -> None:
     files = {k: v for k, v in sign_data_files({1: (3, 2), 7: (3, 2)}).items() if not k.startswith("007/")}
     root = write_files(tmp_path / "signs", files)
-    with pytest.raises(ValueError, match=r"007_forg holds 2 forgeries of writer 007, but that writer's genuine signatures "
-                                         r"are missing: expected images in 007"):
+    with pytest.raises(
+        ValueError,
+        match=r"007_forg holds 2 forgeries of writer 007, but that writer's genuine signatures "
+        r"are missing: expected images in 007",
+    ):
         find_signatures(root)
 
 
@@ -133,23 +145,32 @@ def test_empty_writer_folder_counts_as_missing(tmp_path: Path) -> None:
 def test_cedar_name_that_does_not_parse_is_named(tmp_path: Path) -> None:
     root = write_cedar(tmp_path / "cedar", {1: (2, 2)})
     (root / "full_org" / "original_1_x.png").write_bytes((root / "full_org" / "original_1_1.png").read_bytes())
-    with pytest.raises(ValueError, match=r"full_org/original_1_x.png does not parse: expected full_org/original_<writer>_<n>.png"):
+    with pytest.raises(
+        ValueError, match=r"full_org/original_1_x.png does not parse: expected full_org/original_<writer>_<n>.png"
+    ):
         find_signatures(root)
     (root / "full_org" / "original_1_x.png").unlink()
     (root / "full_forg" / "original_1_9.png").write_bytes(b"")  # a genuine name among the forgeries
-    with pytest.raises(ValueError, match=r"full_forg/original_1_9.png does not parse: expected full_forg/forgeries_<writer>_<n>"):
+    with pytest.raises(
+        ValueError, match=r"full_forg/original_1_9.png does not parse: expected full_forg/forgeries_<writer>_<n>"
+    ):
         find_signatures(root)
 
 
 def test_cedar_writer_with_one_kind_only_is_named(tmp_path: Path) -> None:
     root = write_cedar(tmp_path / "cedar", {1: (2, 2), 3: (2, 0)})
-    with pytest.raises(ValueError, match=r"CEDAR writer 3 has 2 genuine signatures but no forged ones: expected full_forg/forgeries_3_<n>"):
+    with pytest.raises(
+        ValueError,
+        match=r"CEDAR writer 3 has 2 genuine signatures but no forged ones: expected full_forg/forgeries_3_<n>",
+    ):
         find_signatures(root)
 
 
 def test_writer_folders_in_two_places_are_named(tmp_path: Path) -> None:
     # Kaggle's sign_data ships train/ and test/ side by side (test repeats training images).
-    root = write_files(tmp_path / "kaggle", sign_data_files({1: (2, 2)}, "train/") | sign_data_files({1: (2, 2)}, "test/"))
+    root = write_files(
+        tmp_path / "kaggle", sign_data_files({1: (2, 2)}, "train/") | sign_data_files({1: (2, 2)}, "test/")
+    )
     with pytest.raises(ValueError, match=r"found image folders under \['test', 'train'\]: point root at one of them"):
         find_signatures(root)
 
@@ -204,7 +225,9 @@ def test_random_forgeries_pair_with_other_writers(collection) -> None:
 
 def test_evaluation_pairs_score_questioned_signatures_against_references(collection) -> None:
     writer, genuine = kinds(collection)
-    pairs, references = evaluation_pairs(writer, genuine, collection.group_names, references=3, pairs_per_writer=10, random_forgeries=0.0, seed=0)
+    pairs, references = evaluation_pairs(
+        writer, genuine, collection.group_names, references=3, pairs_per_writer=10, random_forgeries=0.0, seed=0
+    )
     assert len(references) == len(WRITERS) and all(len(r) == 3 for r in references)
     for w, refs in enumerate(references):
         mine = pairs["writer"] == w
@@ -216,7 +239,9 @@ def test_evaluation_pairs_score_questioned_signatures_against_references(collect
     assert genuine[pairs["second"].numpy()[same]].all() and not genuine[pairs["second"].numpy()[~same]].any()
     again, _ = evaluation_pairs(writer, genuine, collection.group_names, 3, 10, 0.0, seed=0)
     assert all(torch.equal(again[k], pairs[k]) for k in pairs)
-    mixed, _ = evaluation_pairs(writer, genuine, collection.group_names, 3, 10, random_forgeries=0.4, seed=0)  # 2 of each writer's 5 forged pairs
+    mixed, _ = evaluation_pairs(
+        writer, genuine, collection.group_names, 3, 10, random_forgeries=0.4, seed=0
+    )  # 2 of each writer's 5 forged pairs
     neg = (mixed["same"] == 0).numpy()
     random = neg & (writer[mixed["first"].numpy()] != writer[mixed["second"].numpy()])
     assert random.sum() == 2 * len(WRITERS) and genuine[mixed["second"].numpy()[random]].all()
@@ -228,8 +253,15 @@ def test_evaluation_pairs_score_questioned_signatures_against_references(collect
 
 
 def make_module(root: Path, **kwargs) -> SignatureDataModule:
-    return SignatureDataModule(root=str(root), image_size=[30, 44], references=3, eval_pairs_per_writer=10,
-                               batch_size=8, pairs_per_epoch=16, **kwargs)
+    return SignatureDataModule(
+        root=str(root),
+        image_size=[30, 44],
+        references=3,
+        eval_pairs_per_writer=10,
+        batch_size=8,
+        pairs_per_epoch=16,
+        **kwargs,
+    )
 
 
 def test_writer_split_is_seeded_and_disjoint(tmp_path: Path) -> None:

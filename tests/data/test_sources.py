@@ -1,9 +1,6 @@
 import hashlib
-import http.server
 import shutil
-import threading
 import zipfile
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -102,18 +99,6 @@ def test_not_a_zip_is_named(tmp_path: Path) -> None:
         load_omniglot(tmp_path, ["images_background"])
 
 
-@pytest.fixture
-def http_server(tmp_path: Path):
-    served = tmp_path / "served"
-    served.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def test_download_from_a_server_verifies_the_checksum(tmp_path: Path, tiny_omniglot: Path, http_server) -> None:
     served, url = http_server
     shutil.copy(tiny_omniglot / "images_background.zip", served)
@@ -164,5 +149,7 @@ def test_mirrored_classes_are_new_classes_in_the_same_group(tiny_omniglot: Path)
     assert mirrored.labels[k] == data.labels[0] + 2 * data.num_classes
     assert mirrored.class_names[2 * data.num_classes] == data.class_names[0] + "@mirror"
     assert mirrored.class_names[3 * data.num_classes] == data.class_names[0] + "@90@mirror"
-    assert torch.equal(mirrored.class_groups[: data.num_classes], mirrored.class_groups[2 * data.num_classes : 3 * data.num_classes])
+    assert torch.equal(
+        mirrored.class_groups[: data.num_classes], mirrored.class_groups[2 * data.num_classes : 3 * data.num_classes]
+    )
     assert mirrored.paths[k] == data.paths[0]

@@ -75,11 +75,19 @@ def brute_aligned(first: torch.Tensor, second: torch.Tensor, symmetries: int, v:
     def view(row: torch.Tensor, s: int, i: int) -> torch.Tensor:
         return row[(s * v + i) * d : (s * v + i + 1) * d]
 
-    return torch.tensor([
-        [sum(max(float(cosine(view(a, s, i), view(b, s, j))) for i in range(v) for j in range(v)) for s in range(symmetries))
-         / symmetries for b in second]
-        for a in first
-    ])
+    return torch.tensor(
+        [
+            [
+                sum(
+                    max(float(cosine(view(a, s, i), view(b, s, j))) for i in range(v) for j in range(v))
+                    for s in range(symmetries)
+                )
+                / symmetries
+                for b in second
+            ]
+            for a in first
+        ]
+    )
 
 
 @pytest.mark.parametrize("symmetries", [1, 2])
@@ -100,13 +108,17 @@ def test_symmetries_turn_and_mirror_the_image_before_its_views() -> None:
     views = AlignmentViews(shifts=(0, 1), scales=(1.0,), angles=(), rotations=True, mirrors=True)
     assert (views.views, views.symmetries, len(views)) == (4, 8, 32)
     assert str(views) == "4 views x 8 symmetries" and str(AlignmentViews()) == "31 views"
-    out = views.apply(images)  # symmetry by symmetry (upright, then 1-3 quarter-turns; then the same mirrored), 4 views each
+    out = views.apply(
+        images
+    )  # symmetry by symmetry (upright, then 1-3 quarter-turns; then the same mirrored), 4 views each
     assert len(out) == 32
     torch.testing.assert_close(out[0], images, atol=1e-5, rtol=0)
     torch.testing.assert_close(out[4], torch.rot90(images, 1, (-2, -1)), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[16], images.flip(-1), atol=1e-5, rtol=0)
     torch.testing.assert_close(out[28], torch.rot90(images.flip(-1), 3, (-2, -1)), atol=1e-5, rtol=0)
-    torch.testing.assert_close(out[5], views.apply(torch.rot90(images, 1, (-2, -1)))[1], atol=1e-5, rtol=0)  # then shifted
+    torch.testing.assert_close(
+        out[5], views.apply(torch.rot90(images, 1, (-2, -1)))[1], atol=1e-5, rtol=0
+    )  # then shifted
     assert len(AlignmentViews(rotations=True)) == 4 * 31 and len(AlignmentViews(mirrors=True)) == 2 * 31
 
 
@@ -118,8 +130,11 @@ def test_alignment_needs_square_images(views: AlignmentViews) -> None:
 
 @pytest.mark.parametrize(
     "views",
-    [AlignmentViews(), AlignmentViews(shifts=(0, 1, 2), scales=(0.9, 1.0), angles=(5.0,), mirrors=True),
-     AlignmentViews(shifts=(-2, -1, 0), scales=(1.0, 1.1), angles=())],
+    [
+        AlignmentViews(),
+        AlignmentViews(shifts=(0, 1, 2), scales=(0.9, 1.0), angles=(5.0,), mirrors=True),
+        AlignmentViews(shifts=(-2, -1, 0), scales=(1.0, 1.1), angles=()),
+    ],
 )
 def test_identity_is_the_index_of_the_unmoved_upright_view(views: AlignmentViews) -> None:
     images = torch.rand(2, 1, 12, 12)
@@ -128,7 +143,9 @@ def test_identity_is_the_index_of_the_unmoved_upright_view(views: AlignmentViews
     assert unmoved == [views.identity]
     embedded = views.embed(lambda x: x.flatten(1), images)  # the views side by side
     assert embedded.shape == (2, len(views) * 144)
-    torch.testing.assert_close(embedded.unflatten(-1, (len(views), 144))[:, views.identity], images.flatten(1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        embedded.unflatten(-1, (len(views), 144))[:, views.identity], images.flatten(1), atol=1e-5, rtol=0
+    )
 
 
 def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None:
@@ -140,8 +157,9 @@ def test_alignment_matches_a_shifted_drawing_that_plain_pixels_confuse() -> None
     images[1, 0, 3, 3:9] = images[1, 0, 3:9, 8] = 1.0  # way 1
     images[2, 0, 3, 3:9] = images[2, 0, 3:9, 3] = 1.0  # query of way 0
     images[3, 0, 3, 4:10] = images[3, 0, 3:9, 9] = 1.0  # query of way 1
-    episodes = Episodes(support=torch.tensor([[[0], [1]]]), query=torch.tensor([[[2], [3]]]),
-                        classes=torch.tensor([[0, 1]]), seed=0)
+    episodes = Episodes(
+        support=torch.tensor([[[0], [1]]]), query=torch.tensor([[[2], [3]]]), classes=torch.tensor([[0, 1]]), seed=0
+    )
     views = AlignmentViews(scales=(1.0,), angles=())
     table = torch.cat([view.flatten(1) for view in views.apply(images)], -1)
     assert episode_accuracies(images.flatten(1), episodes, cosine).tolist() == [50.0]
@@ -154,15 +172,31 @@ def test_the_report_scores_aligned_and_plain_on_the_same_episodes(tiny_omniglot:
     module = SiameseModule(tiny_encoder(), head=KochHead)
     views = AlignmentViews(scales=(1.0,), angles=(-5.0, 5.0), rotations=True)
     report = OneShotReport(tasks=30, seed=5, use_best=False, align=views)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
-                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[report],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=data)
     record = json.loads((tmp_path / "oneshot_val.json").read_text())
-    assert record["align"] == {"views": 44, "shifts": [-1, 0, 1], "scales": [1.0], "angles": [-5.0, 5.0],
-                               "rotations": True, "mirrors": False}
+    assert record["align"] == {
+        "views": 44,
+        "shifts": [-1, 0, 1],
+        "scales": [1.0],
+        "angles": [-5.0, 5.0],
+        "rotations": True,
+        "mirrors": False,
+    }
 
     evaluation = data.evaluation_set("val", tasks=30, seed=5)
-    plain = evaluate_episodes(embed_all(module, evaluation.collection.images), evaluation.episodes, module.head.similarity)
+    plain = evaluate_episodes(
+        embed_all(module, evaluation.collection.images), evaluation.episodes, module.head.similarity
+    )
     table = embed_aligned(module, evaluation.collection.images, views)
     assert table.shape == (len(evaluation.collection.images), 44 * module.encoder.embedding_dim)
     aligned = evaluate_episodes(table, evaluation.episodes, AlignedSimilarity(module.head.pairwise_similarity, 11, 4))
@@ -177,23 +211,36 @@ def test_the_report_takes_one_test_time_scheme() -> None:
 
 
 @pytest.mark.parametrize(("precision", "autocast"), [("32-true", False), ("bf16-mixed", True)])
-def test_the_report_embeds_at_the_trainers_precision(tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     precision: str, autocast: bool) -> None:
+def test_the_report_embeds_at_the_trainers_precision(
+    tiny_omniglot: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, precision: str, autocast: bool
+) -> None:
     import lightning_siamese.callbacks.report as callbacks
 
     seen = []
 
-    def spy(embed):  # noqa: ANN001, ANN202
-        def wrapped(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(embed):
+        def wrapped(*args, **kwargs):
             seen.append(torch.is_autocast_enabled("cpu"))
             return embed(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(callbacks, "embed_all", spy(callbacks.embed_all))
     monkeypatch.setattr(callbacks, "embed_aligned", spy(callbacks.embed_aligned))
-    report = OneShotReport(tasks=10, seed=5, use_best=False, align=AlignmentViews(shifts=(0,), scales=(1.0,), angles=(), mirrors=True))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, callbacks=[report],
-                         default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False, precision=precision)
+    report = OneShotReport(
+        tasks=10, seed=5, use_best=False, align=AlignmentViews(shifts=(0,), scales=(1.0,), angles=(), mirrors=True)
+    )
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        callbacks=[report],
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision=precision,
+    )
     trainer.fit(SiameseModule(tiny_encoder(), head=KochHead), datamodule=tiny_data(tiny_omniglot))
     assert seen == [autocast, autocast]  # the plain and the aligned embeddings
     record = json.loads((tmp_path / "oneshot_val.json").read_text())
@@ -201,7 +248,9 @@ def test_the_report_embeds_at_the_trainers_precision(tiny_omniglot: Path, tmp_pa
 
 
 @pytest.mark.parametrize("lake", [False, True], ids=["test episodes", "lake runs"])
-def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbers(lake: bool, tiny_omniglot: Path, tmp_path: Path) -> None:
+def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbers(
+    lake: bool, tiny_omniglot: Path, tmp_path: Path
+) -> None:
     from tests.data.test_lake_runs import make_lake_runs
 
     runs = make_lake_runs(tmp_path / "all_runs") if lake else None
@@ -213,9 +262,16 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
 
     def test(test_align: AlignmentViews | None, **limits) -> tuple[dict[str, float], pl.Trainer]:
         module.test_align = test_align
-        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, default_root_dir=tmp_path / str(test_align is not None),
-                             callbacks=[StageRecords()], **limits)
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=tmp_path / str(test_align is not None),
+            callbacks=[StageRecords()],
+            **limits,
+        )
         trainer.test(module, datamodule=data, verbose=False)
         return {k: float(v) for k, v in trainer.callback_metrics.items()}, trainer
 
@@ -227,7 +283,9 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
     dataset = trainer.test_dataloaders.dataset
     # The headline is the aligned score of the same episodes, computed here by hand.
     embeddings = embed_aligned(module, dataset.collection.images, views)
-    per_task = episode_accuracies(embeddings, dataset.episodes, AlignedSimilarity.of(module.head.pairwise_similarity, views))
+    per_task = episode_accuracies(
+        embeddings, dataset.episodes, AlignedSimilarity.of(module.head.pairwise_similarity, views)
+    )
     assert aligned[f"test/{name}_acc"] == pytest.approx(float(per_task.double().mean()), abs=1e-4)
     # The unaligned accuracy, loss and pair AUROC come from the unmoved view: the plain run's.
     assert aligned[f"test/{name}_acc_unaligned"] == pytest.approx(plain[f"test/{name}_acc"], abs=1e-4)
@@ -239,7 +297,14 @@ def test_lightning_test_with_test_align_scores_aligned_and_keeps_the_plain_numbe
     if lake:  # Lake's runs' record says how it was scored
         (record,) = (tmp_path / "True").rglob("lake_runs.json")
         written = json.loads(record.read_text())
-        assert written["align"] == {"views": 10, "shifts": [0, 1], "scales": [1.0], "angles": [6.0], "rotations": False, "mirrors": True}
+        assert written["align"] == {
+            "views": 10,
+            "shifts": [0, 1],
+            "scales": [1.0],
+            "angles": [6.0],
+            "rotations": False,
+            "mirrors": True,
+        }
         assert written["without_align"]["accuracy"] == pytest.approx(plain["test/lake_runs_acc"], abs=1e-4)
         assert written["accuracy"] == pytest.approx(aligned["test/lake_runs_acc"], abs=1e-4)
 
@@ -248,9 +313,19 @@ def test_test_align_on_a_verification_data_module_is_an_error_at_setup(tmp_path:
     from lightning_siamese.data import LFWDataModule
     from tests.data.test_lfw_datamodule import write_lfw
 
-    data = LFWDataModule(root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    data = LFWDataModule(
+        root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     module = SiameseModule(tiny_encoder(), KochHead, test_align=AlignmentViews())
-    with pytest.raises(ValueError, match="test_align is set, but the data module LFWDataModule is a verification benchmark"):
+    with pytest.raises(
+        ValueError, match="test_align is set, but the data module LFWDataModule is a verification benchmark"
+    ):
         trainer.test(module, datamodule=data, verbose=False)

@@ -32,6 +32,7 @@ def sets(*images: torch.Tensor) -> torch.Tensor:
 
 def lake_mhd(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> float:
     """Lake's ModHausdorffDistance on centred point lists, as plain loops."""
+
     def centred(points):
         my, mx = sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
         return [(y - my, x - mx) for y, x in points]
@@ -57,7 +58,9 @@ def test_known_distances() -> None:
     shape = [(1, 1), (1, 2), (2, 2), (3, 4)]
     shifted = [(r + 5, c + 3) for r, c in shape]
     ends = [(5, 2), (5, 6)]
-    cost = modified_hausdorff(sets(image(shape), image(shape), image(ends)), sets(image(shape), image(shifted), image(line)))
+    cost = modified_hausdorff(
+        sets(image(shape), image(shape), image(ends)), sets(image(shape), image(shifted), image(line))
+    )
     # Identical shapes cost 0, a shifted copy too (each set is centred); the two ends of a
     # 5-point line: ends to line 0, line to ends (0 + 1 + 2 + 1 + 0) / 5 = 0.8.
     assert cost.tolist() == pytest.approx([0.0, 0.0, 0.8])
@@ -76,7 +79,9 @@ def test_matches_a_brute_force_loop_and_is_symmetric() -> None:
     assert torch.allclose(pairwise_mhd(points, points, i, j), expected.float(), atol=1e-5)
     assert torch.allclose(pairwise_mhd(points, points, j, i), expected.float(), atol=1e-5)
     # Tiny chunks (one pair each) give the same as one big chunk.
-    assert torch.allclose(pairwise_mhd(points, points, i, j, budget=1), pairwise_mhd(points, points, i, j, budget=1 << 30))
+    assert torch.allclose(
+        pairwise_mhd(points, points, i, j, budget=1), pairwise_mhd(points, points, i, j, budget=1 << 30)
+    )
 
 
 def test_empty_images() -> None:
@@ -94,7 +99,9 @@ def test_similarity_broadcasts_like_a_head() -> None:
     points = ink_points(images)
     for a in range(2):
         for b in range(4):
-            assert scores[a, b] == pytest.approx(-float(modified_hausdorff(points[a : a + 1], points[2 + b : 3 + b])[0]))
+            assert scores[a, b] == pytest.approx(
+                -float(modified_hausdorff(points[a : a + 1], points[2 + b : 3 + b])[0])
+            )
 
 
 def episodes_over(n_images: int, n_way: int, tasks: int, seed: int = 0) -> Episodes:
@@ -113,7 +120,12 @@ def test_pixel_nearest_neighbour_picks_the_identical_image() -> None:
 def test_mhd_picks_the_shifted_copy() -> None:
     g = torch.Generator().manual_seed(3)
     shapes = [(torch.rand(1, 10, 10, generator=g) > 0.7).to(torch.uint8) * 255 for _ in range(8)]
-    images = torch.stack([torch.cat([torch.nn.functional.pad(s, (0, 6, 0, 6)), torch.nn.functional.pad(s, (6, 0, 3, 3))]) for s in shapes])
+    images = torch.stack(
+        [
+            torch.cat([torch.nn.functional.pad(s, (0, 6, 0, 6)), torch.nn.functional.pad(s, (6, 0, 3, 3))])
+            for s in shapes
+        ]
+    )
     images = images.reshape(16, 1, 16, 16)  # image 2c is shape c at the top left, 2c + 1 the same shape moved
     assert make_baseline("mhd").accuracies(images, episodes_over(16, 4, 20)).tolist() == [100.0] * 20
 
@@ -126,9 +138,11 @@ def test_chance_is_repeatable_and_near_one_in_n() -> None:
     assert not torch.equal(first, make_baseline("chance", seed=8).accuracies(images, episodes))
     assert abs(float(first.mean()) - 20.0) < 1.5  # 1/N; the standard error is about 0.28
     scores = ChanceSimilarity(0)(torch.zeros(3, 1, 1), torch.zeros(1, 4, 1))
-    assert scores.shape == (3, 4) and ((0 <= scores) & (scores < 1)).all()
+    assert scores.shape == (3, 4) and ((scores >= 0) & (scores < 1)).all()
 
 
 def test_unknown_baseline_is_named() -> None:
-    with pytest.raises(ValueError, match=r"unknown baseline 'hog'; expected one of \('mhd', 'pixel', 'knn', 'chance'\)"):
+    with pytest.raises(
+        ValueError, match=r"unknown baseline 'hog'; expected one of \('mhd', 'pixel', 'knn', 'chance'\)"
+    ):
         make_baseline("hog")

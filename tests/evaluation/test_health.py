@@ -59,7 +59,9 @@ def test_collapse_warns_once_relative_to_the_first_spread() -> None:
     assert monitor.validation(1.0)[1] == []
     scalars, messages = monitor.validation(0.1)
     assert scalars["health/spread_ratio"] == pytest.approx(0.05)
-    assert len(messages) == 1 and "embeddings have collapsed" in messages[0] and "learning rate 10x lower" in messages[0]
+    assert (
+        len(messages) == 1 and "embeddings have collapsed" in messages[0] and "learning rate 10x lower" in messages[0]
+    )
     assert monitor.validation(0.0)[1] == []  # still collapsed: not again
 
 
@@ -73,7 +75,9 @@ def test_triplet_at_the_margin_warns_after_k_validations_in_a_row_once() -> None
     monitor = HealthMonitor(margin_patience=3, margin_tolerance=0.02)
     monitor.reference_spread = 1.0
     at, off = 0.2, 0.15
-    results = [monitor.validation(1.0, triplet_loss=loss, margin=0.2)[1] for loss in (at, at, off, at, at, 0.201, at, at)]
+    results = [
+        monitor.validation(1.0, triplet_loss=loss, margin=0.2)[1] for loss in (at, at, off, at, at, 0.201, at, at)
+    ]
     fired = [i for i, messages in enumerate(results) if messages]
     assert fired == [5]  # the run of three after the reset at index 2
     assert "sat at the margin (0.201 vs margin 0.2) for 3 validations" in results[5][0]
@@ -86,7 +90,10 @@ def test_chance_accuracy_warns_only_after_warmup_and_once() -> None:
     chance = Accuracy("20-way 1-shot accuracy", 5.5, 1.0, 5.0)
     fired = [monitor.validation(1.0, accuracy=chance)[1] for _ in range(4)]
     assert [len(m) for m in fired] == [0, 0, 1, 0]
-    assert "20-way 1-shot accuracy (5.50% +- 1.00) is still within its 95% confidence interval of chance (5.00%)" in fired[2][0]
+    assert (
+        "20-way 1-shot accuracy (5.50% +- 1.00) is still within its 95% confidence interval of chance (5.00%)"
+        in fired[2][0]
+    )
     learned = HealthMonitor(warmup=0)
     learned.reference_spread = 1.0
     assert learned.validation(1.0, accuracy=Accuracy("verification accuracy", 80.0, 2.0, 50.0))[1] == []
@@ -105,7 +112,9 @@ def test_empty_batches_are_counted_per_validation_and_warn_once() -> None:
     scalars, messages = monitor.validation(1.0)
     assert scalars["health/empty_batches"] == pytest.approx(0.75)
     assert "health/active_fraction" not in scalars  # a loss without margin terms reports none
-    assert len(messages) == 1 and "75% of the training batches" in messages[0] and "pair_sampling: balanced" in messages[0]
+    assert (
+        len(messages) == 1 and "75% of the training batches" in messages[0] and "pair_sampling: balanced" in messages[0]
+    )
     monitor.training_batch(empty=True, active_fraction=0.0)
     assert monitor.validation(1.0)[1] == []
 

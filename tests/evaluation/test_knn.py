@@ -52,4 +52,6 @@ def test_knn_baseline_reads_raw_pixels_and_is_one_nearest_neighbour() -> None:
     # With one shot, the nearest shot is the nearest way: exactly the pixel-distance baseline.
     assert torch.equal(knn.accuracies(images, one_shot), make_baseline("pixel").accuracies(images, one_shot))
     three_shot = episodes_over(labels, n_way=4, k_shot=3)
-    assert torch.equal(knn.accuracies(images, three_shot), brute_force(images.flatten(1).float() / 255.0, three_shot, 1))
+    assert torch.equal(
+        knn.accuracies(images, three_shot), brute_force(images.flatten(1).float() / 255.0, three_shot, 1)
+    )

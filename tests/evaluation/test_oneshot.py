@@ -129,12 +129,14 @@ def test_support_hubness_averages_a_ways_shots_and_never_looks_at_other_queries(
         torch.testing.assert_close(corrected[t], plain[t] - 0.5 * hub, rtol=1e-5, atol=1e-5)
     moved = embeddings.clone()
     moved[episodes.query.flatten()] += 5.0  # other queries moving changes nothing but their own rows
-    shifted = episode_scores(moved, episodes, negative_distance, hubness=hubness) - episode_scores(moved, episodes, negative_distance)
+    shifted = episode_scores(moved, episodes, negative_distance, hubness=hubness) - episode_scores(
+        moved, episodes, negative_distance
+    )
     torch.testing.assert_close(shifted, corrected - plain)
 
 
 def test_support_hubness_refuses_bad_settings() -> None:
-    with pytest.raises(ValueError, match="weight must be >= 0, got -0.1"):
+    with pytest.raises(ValueError, match=r"weight must be >= 0, got -0.1"):
         SupportHubness(weight=-0.1)
     with pytest.raises(ValueError, match="k must be >= 1"):
         SupportHubness(k=0)
@@ -170,8 +172,12 @@ def test_cluster_intervals_name_characters_and_alphabets_by_the_queries_classes(
     from lightning_siamese.evaluation.oneshot import cluster_intervals
 
     # 2 tasks of 2 ways, 1 query each; image i shows class i // 2; classes 0-1 in alphabet 0, 2-3 in alphabet 1.
-    episodes = Episodes(support=torch.tensor([[[0], [2]], [[4], [6]]]), query=torch.tensor([[[1], [3]], [[5], [7]]]),
-                        classes=torch.tensor([[0, 1], [2, 3]]), seed=0)
+    episodes = Episodes(
+        support=torch.tensor([[[0], [2]], [[4], [6]]]),
+        query=torch.tensor([[[1], [3]], [[5], [7]]]),
+        classes=torch.tensor([[0, 1], [2, 3]]),
+        seed=0,
+    )
     labels, class_groups = torch.arange(8) // 2, torch.tensor([0, 0, 1, 1])
     correct = torch.tensor([[True, True], [False, False]])  # task 1 (alphabet 0's classes) right, task 2 wrong
     intervals = cluster_intervals(correct, episodes, labels, class_groups, resamples=4000)

@@ -61,12 +61,16 @@ def test_metrics_match_loops_and_sklearn(k_shot: int) -> None:
     assert result.open_ci95 == pytest.approx(mean_ci95(torch.tensor(opened))[1])
     assert result.auc == pytest.approx(np.mean(aucs), abs=1e-6)
     assert result.auc_ci95 == pytest.approx(mean_ci95(torch.tensor(aucs))[1], abs=1e-6)
-    pooled = roc_auc_score([1] * scores.known_best.numel() + [0] * scores.unknown_best.numel(),
-                           torch.cat([scores.known_best.flatten(), scores.unknown_best.flatten()]).numpy())
+    pooled = roc_auc_score(
+        [1] * scores.known_best.numel() + [0] * scores.unknown_best.numel(),
+        torch.cat([scores.known_best.flatten(), scores.unknown_best.flatten()]).numpy(),
+    )
     assert result.pooled_auc == pytest.approx(pooled, abs=1e-6)
     # The closed-set part is exactly the plain N-way evaluation of the same episodes.
     assert result.closed_acc == pytest.approx(float(episode_accuracies(embeddings, episodes, similarity).mean()))
-    assert result.unknown_fraction == pytest.approx(3 / 13)  # 10 known queries, 10 * 0.2 / 0.8 = 2.5 rounded half up: 3 unknown
+    assert result.unknown_fraction == pytest.approx(
+        3 / 13
+    )  # 10 known queries, 10 * 0.2 / 0.8 = 2.5 rounded half up: 3 unknown
 
 
 @pytest.mark.parametrize("target", [0.01, 0.1, 0.3])

@@ -19,8 +19,15 @@ from lightning_siamese.evaluation.projection import sample_classes, tsne_points
 def collection(classes: int = 6, per_class: int = 5) -> ImageCollection:
     labels = torch.arange(classes).repeat_interleave(per_class)
     images = torch.randint(0, 256, (len(labels), 1, 10, 10), dtype=torch.uint8)
-    return ImageCollection(images, labels, [f"g{c % 2}/char{c}" for c in range(classes)],
-                           torch.arange(classes) % 2, ["g0", "g1"], None, [f"{i}.png" for i in range(len(labels))])
+    return ImageCollection(
+        images,
+        labels,
+        [f"g{c % 2}/char{c}" for c in range(classes)],
+        torch.arange(classes) % 2,
+        ["g0", "g1"],
+        None,
+        [f"{i}.png" for i in range(len(labels))],
+    )
 
 
 def test_sample_classes_is_seeded_bounded_and_keeps_groups() -> None:
@@ -28,7 +35,9 @@ def test_sample_classes_is_seeded_bounded_and_keeps_groups() -> None:
     picked = sample_classes(data, 3, seed=5)
     assert picked.num_classes == 3 and len(picked) == 15
     assert picked.class_names == sample_classes(data, 3, seed=5).class_names
-    assert {sample_classes(data, 3, seed=s).class_names[0] for s in range(10)} != {picked.class_names[0]}  # seeds differ
+    assert {sample_classes(data, 3, seed=s).class_names[0] for s in range(10)} != {
+        picked.class_names[0]
+    }  # seeds differ
     odd = sample_classes(data, 2, seed=0, groups=["g1"])
     assert all(name.startswith("g1/") for name in odd.class_names)
     with pytest.raises(ValueError, match="cannot show 7 classes: the collection has 6"):

@@ -6,19 +6,23 @@ import numpy as np
 import pytest
 
 from lightning_siamese.evaluation.retrieval import (
-    Gallery,
+    NeighbourIndex,
     evaluate_retrieval,
     ranked_metrics,
 )
 
 
-def brute_force(gallery: np.ndarray, gallery_labels: list[str], queries: np.ndarray | None, query_labels: list[str] | None, k: int) -> dict:
+def brute_force(
+    gallery: np.ndarray, gallery_labels: list[str], queries: np.ndarray | None, query_labels: list[str] | None, k: int
+) -> dict:
     """Each query's full ranking by a sort of all distances, then the definitions term by term."""
     leave_one_out = queries is None
     queries, query_labels = (gallery, gallery_labels) if leave_one_out else (queries, query_labels)
     p_at_k, r_prec, map_r = [], [], []
     for q, (x, label) in enumerate(zip(queries, query_labels)):
-        order = [j for j in np.argsort(((gallery - x) ** 2).sum(axis=1), kind="stable") if not (leave_one_out and j == q)]
+        order = [
+            j for j in np.argsort(((gallery - x) ** 2).sum(axis=1), kind="stable") if not (leave_one_out and j == q)
+        ]
         ranked = [gallery_labels[j] == label for j in order]
         r = sum(ranked)
         if r == 0:
@@ -35,12 +39,14 @@ def test_metrics_equal_brute_force(leave_one_out: bool) -> None:
     labels = [f"id{c}" for c in rng.integers(0, 6, size=60)]
     centres = rng.normal(size=(6, 8))
     embeddings = centres[[int(x[2:]) for x in labels]] + rng.normal(scale=1.5, size=(60, 8))
-    gallery = Gallery(embeddings, labels, [f"{i}.png" for i in range(60)])
+    gallery = NeighbourIndex(embeddings, labels, [f"{i}.png" for i in range(60)])
     if leave_one_out:
         queries, query_labels = None, None
     else:
         query_labels = [f"id{c}" for c in rng.integers(0, 7, size=25)]  # id6 has no gallery item
-        queries = np.r_[centres, np.zeros((1, 8))][[int(x[2:]) for x in query_labels]] + rng.normal(scale=1.5, size=(25, 8))
+        queries = np.r_[centres, np.zeros((1, 8))][[int(x[2:]) for x in query_labels]] + rng.normal(
+            scale=1.5, size=(25, 8)
+        )
     result = evaluate_retrieval(gallery, queries, query_labels, ks=(1, 5))
     for k in (1, 5):
         expected = brute_force(embeddings, labels, queries, query_labels, k)
@@ -61,8 +67,8 @@ def test_map_at_r_by_hand() -> None:
 
 def test_bad_galleries_and_k() -> None:
     with pytest.raises(ValueError, match="the gallery is empty"):
-        Gallery(np.zeros((0, 4)), [], [])
-    gallery = Gallery(np.eye(3), ["a", "a", "b"], ["1", "2", "3"])
+        NeighbourIndex(np.zeros((0, 4)), [], [])
+    gallery = NeighbourIndex(np.eye(3), ["a", "a", "b"], ["1", "2", "3"])
     with pytest.raises(ValueError, match=r"k=3: expected 1 <= k <= 2 \(the other gallery items\)"):
         evaluate_retrieval(gallery, ks=(3,))
     with pytest.raises(ValueError, match=r"k=4: expected 1 <= k <= 3 \(gallery items\)"):

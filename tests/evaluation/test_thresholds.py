@@ -31,7 +31,9 @@ def test_far_threshold_is_the_most_accepting_one_within_the_target(seed: int, ta
     assert far <= target
     # Brute force: every split of the sorted scores; none within the target accepts more same pairs.
     candidates = torch.cat([torch.unique(scores), torch.tensor([math.inf])])
-    best_tar = max(rates(scores, labels, float(t))[1] for t in candidates if rates(scores, labels, float(t))[0] <= target)
+    best_tar = max(
+        rates(scores, labels, float(t))[1] for t in candidates if rates(scores, labels, float(t))[0] <= target
+    )
     assert tar == best_tar
     # A midpoint: strictly between two scores, so unseen scores near either side keep their side.
     assert not bool((scores == threshold).any())
@@ -64,7 +66,7 @@ def test_a_false_accept_target_outside_zero_one_is_refused(bad) -> None:
 
 def test_unknown_rules_and_a_far_rule_without_target_are_refused() -> None:
     scores, labels = torch.tensor([0.2, 0.8]), torch.tensor([0, 1])
-    with pytest.raises(ValueError, match="threshold rule must be one of .*'median'"):
+    with pytest.raises(ValueError, match=r"threshold rule must be one of .*'median'"):
         fit_threshold(scores, labels, "median")
     with pytest.raises(ValueError, match="'far' threshold rule needs target_far"):
         fit_threshold(scores, labels, "far")

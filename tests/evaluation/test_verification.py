@@ -1,3 +1,4 @@
+import itertools
 import json
 import math
 
@@ -31,7 +32,7 @@ def accuracy_loop(scores: list[float], labels: list[int], threshold: float) -> f
 
 def best_threshold_loop(scores: list[float], labels: list[int]) -> float:
     unique = sorted(set(scores))
-    candidates = [-math.inf] + [(a + b) / 2 for a, b in zip(unique, unique[1:])] + [math.inf]
+    candidates = [-math.inf] + [(a + b) / 2 for a, b in itertools.pairwise(unique)] + [math.inf]
     best, best_accuracy = None, -1.0
     for t in candidates:  # ascending, strict >: ties keep the smallest
         accuracy = accuracy_loop(scores, labels, t)

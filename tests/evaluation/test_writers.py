@@ -40,7 +40,9 @@ def test_k_is_fitted_on_validation_and_applied_as_given() -> None:
     assert writer_metrics("val", normalized, same, k)["val/writer_acc"] == 100.0
     tight = writer_metrics("test", normalized, same, 0.0)  # accept only above the references' mean
     assert tight["test/writer_acc"] == 60.0 and tight["test/writer_k"] == 0.0 and tight["test/writer_auc"] == 1.0
-    assert tight["test/writer_far"] == 0.0 and tight["test/writer_frr"] == pytest.approx(200 / 3)  # 2 of 3 genuine rejected
+    assert tight["test/writer_far"] == 0.0 and tight["test/writer_frr"] == pytest.approx(
+        200 / 3
+    )  # 2 of 3 genuine rejected
 
 
 def test_error_rates_count_accepted_forgeries_and_rejected_genuine_pairs() -> None:

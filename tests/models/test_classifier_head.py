@@ -47,8 +47,14 @@ def test_bad_settings_and_labels_say_what_to_set() -> None:
 
 def test_module_trains_the_classifier_and_embeds_with_the_penultimate_layer() -> None:
     torch.manual_seed(0)
-    encoder = KochEncoder(input_size=28, kernel_sizes=[3, 3, 2, 2], channels=[4, 4, 4, 8], embedding_dim=12,
-                          init="default", output="linear")
+    encoder = KochEncoder(
+        input_size=28,
+        kernel_sizes=[3, 3, 2, 2],
+        channels=[4, 4, 4, 8],
+        embedding_dim=12,
+        init="default",
+        output="linear",
+    )
     module = SiameseModule(encoder, head=lambda d: ClassifierHead(d, num_classes=5))
     assert module.head.embedding_dim == 12 and module.head.trains_on == ("classes",)
     # Five classes, each a bright square in its own place, with noise.
@@ -69,5 +75,7 @@ def test_module_trains_the_classifier_and_embeds_with_the_penultimate_layer() ->
     with torch.no_grad():
         embeddings = module.embed(images)
     assert embeddings.shape == (40, 12)  # the encoder's output, not the 5 class scores
-    episodes = sample_episodes(labels, torch.zeros(5, dtype=torch.long), n_way=5, k_shot=1, n_query=1, num_tasks=20, seed=0)
+    episodes = sample_episodes(
+        labels, torch.zeros(5, dtype=torch.long), n_way=5, k_shot=1, n_query=1, num_tasks=20, seed=0
+    )
     assert float(episode_accuracies(embeddings, episodes, module.head.similarity).mean()) > 80.0

@@ -43,13 +43,18 @@ def test_too_small_input_is_rejected() -> None:
 
 
 def test_module_builds_the_head_from_the_encoder_width() -> None:
-    module = SiameseModule(KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16))
+    module = SiameseModule(
+        KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16)
+    )
     assert module.head.embedding_dim == 16
     x = torch.rand(5, 1, 28, 28)
     assert module.embed(x).shape == (5, 16)
     assert module.similarity(x, x.flip(0)).shape == (5,)
     with pytest.raises(ValueError, match="head expects 8-d"):
-        SiameseModule(KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16), head=KochHead(8))
+        SiameseModule(
+            KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=16),
+            head=KochHead(8),
+        )
 
 
 def test_convnet_is_the_four_block_few_shot_backbone() -> None:

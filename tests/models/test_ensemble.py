@@ -50,17 +50,27 @@ def test_members_are_fresh_nets_whose_unit_embeddings_sit_side_by_side() -> None
     # A Euclidean head on the concatenation ranks pairs by the members' summed cosine similarity.
     head = TripletHead(18, normalize=True)
     summed = sum(pairwise_cosine(part, part) for part in slices)
-    torch.testing.assert_close(head.pairwise_similarity(embeddings, embeddings), -(2 - 2 * summed / 3).clamp_min(0).sqrt(),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        head.pairwise_similarity(embeddings, embeddings),
+        -(2 - 2 * summed / 3).clamp_min(0).sqrt(),
+        atol=1e-5,
+        rtol=1e-5,
+    )
 
 
 BATCHES = {
-    "pairs": (partial(ContrastiveHead, normalize=True),
-              lambda: {"first": torch.rand(8, 1, 28, 28), "second": torch.rand(8, 1, 28, 28), "same": torch.arange(8) % 2}),
-    "triplets": (partial(TripletHead, normalize=True),
-                 lambda: {key: torch.rand(6, 1, 28, 28) for key in ("anchor", "positive", "negative")}),
-    "classes": (partial(TripletHead, normalize=True, mining="hard"),
-                lambda: {"images": torch.rand(12, 1, 28, 28), "labels": torch.arange(4).repeat_interleave(3)}),
+    "pairs": (
+        partial(ContrastiveHead, normalize=True),
+        lambda: {"first": torch.rand(8, 1, 28, 28), "second": torch.rand(8, 1, 28, 28), "same": torch.arange(8) % 2},
+    ),
+    "triplets": (
+        partial(TripletHead, normalize=True),
+        lambda: {key: torch.rand(6, 1, 28, 28) for key in ("anchor", "positive", "negative")},
+    ),
+    "classes": (
+        partial(TripletHead, normalize=True, mining="hard"),
+        lambda: {"images": torch.rand(12, 1, 28, 28), "labels": torch.arange(4).repeat_interleave(3)},
+    ),
 }
 
 
@@ -100,8 +110,11 @@ def test_the_validation_loss_is_the_members_mean_too() -> None:
 
 def test_an_ensemble_learns_the_tiny_task_and_beats_chance(tiny_omniglot: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    module = SiameseModule(EnsembleEncoder(MEMBER, members=2), head=partial(TripletHead, normalize=True, mining="hard"),
-                           optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    module = SiameseModule(
+        EnsembleEncoder(MEMBER, members=2),
+        head=partial(TripletHead, normalize=True, mining="hard"),
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+    )
     data = tiny_task(tiny_omniglot, "classes")
     trainer = quiet_trainer(tmp_path, max_epochs=3)
     before = trainer.validate(module, datamodule=data, verbose=False)[0]
@@ -111,7 +124,7 @@ def test_an_ensemble_learns_the_tiny_task_and_beats_chance(tiny_omniglot: Path, 
 
 
 def test_heads_with_weights_sized_to_the_whole_embedding_are_refused() -> None:
-    with pytest.raises(ValueError, match="KochHead has learned weights.*TripletHead"):
+    with pytest.raises(ValueError, match=r"KochHead has learned weights.*TripletHead"):
         SiameseModule(EnsembleEncoder(MEMBER, members=2), head=KochHead)
 
 
@@ -137,7 +150,9 @@ def test_an_exported_ensemble_embeds_with_every_member() -> None:
 
 
 @pytest.mark.slow
-def test_the_ensemble_trial_config_trains_reports_aligned_and_scores_its_members(tmp_path: Path, tiny_omniglot: Path) -> None:
+def test_the_ensemble_trial_config_trains_reports_aligned_and_scores_its_members(
+    tmp_path: Path, tiny_omniglot: Path
+) -> None:
     config = REPO / "benchmarks" / "omniglot_cpu_ensemble3.yaml"
     member = {"input_size": 28, "channels": [4, 8, 8, 16], "embedding_dim": 16}
     shrink = {
@@ -158,8 +173,24 @@ def test_the_ensemble_trial_config_trains_reports_aligned_and_scores_its_members
     merged["data"]["init_args"].update(shrink["data"]["init_args"])
     merged["oneshot_report"].update(tasks=10, align={"shifts": [0], "scales": [1.0], "angles": []})
     (tmp_path / "merged.yaml").write_text(yaml.safe_dump(merged))
-    scored = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ensemble_members.py"), str(tmp_path / "merged.yaml"),
-                             str(run_dir / "checkpoints" / "last.ckpt"), "--precision", "32"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300, check=True)
+    scored = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "ensemble_members.py"),
+            str(tmp_path / "merged.yaml"),
+            str(run_dir / "checkpoints" / "last.ckpt"),
+            "--precision",
+            "32",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     assert [line.split(":")[0] for line in scored.stdout.splitlines() if line.startswith(("member", "ensemble"))] == [
-        "member 1", "member 2", "member 3", "ensemble"]
+        "member 1",
+        "member 2",
+        "member 3",
+        "ensemble",
+    ]

@@ -50,7 +50,12 @@ def test_every_head_gives_finite_gradients_on_identical_inputs() -> None:
     from lightning_siamese.models import ContrastiveHead, TripletHead
 
     labels = torch.tensor([0, 0, 1, 1])
-    heads = (ContrastiveHead(8), ContrastiveHead(8, mining="hard"), ContrastiveHead(8, mining="semihard"), TripletHead(8))
+    heads = (
+        ContrastiveHead(8),
+        ContrastiveHead(8, mining="hard"),
+        ContrastiveHead(8, mining="semihard"),
+        TripletHead(8),
+    )
     for head in (*heads, TripletHead(8, mining="all"), TripletHead(8, mining="semihard")):
         e = torch.ones(4, 8, requires_grad=True)
         loss = head.batch_loss(e, labels)

@@ -45,9 +45,7 @@ def test_contrastive_matches_the_formula(dtype: torch.dtype) -> None:
     a, b = torch.randn(8, 4, generator=g, dtype=dtype), torch.randn(8, 4, generator=g, dtype=dtype)
     same = torch.tensor([1, 0, 1, 0, 0, 1, 0, 0])
     m = 2.0
-    expected = sum(
-        dist(x, y) ** 2 if s else max(0.0, m - dist(x, y)) ** 2 for x, y, s in zip(a, b, same)
-    ) / 8
+    expected = sum(dist(x, y) ** 2 if s else max(0.0, m - dist(x, y)) ** 2 for x, y, s in zip(a, b, same)) / 8
     assert ContrastiveLoss(m)(a, b, same).item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -114,7 +112,9 @@ def semihard_negative(emb: torch.Tensor, labels: torch.Tensor, a: int, p: int) -
     """FaceNet's semi-hard negative of (a, p): the nearest negative farther than p, else the farthest."""
     negs = [n for n in range(len(labels)) if labels[n] != labels[a]]
     farther = [n for n in negs if dist(emb[a], emb[n]) > dist(emb[a], emb[p])]
-    return min(farther, key=lambda n: dist(emb[a], emb[n])) if farther else max(negs, key=lambda n: dist(emb[a], emb[n]))
+    return (
+        min(farther, key=lambda n: dist(emb[a], emb[n])) if farther else max(negs, key=lambda n: dist(emb[a], emb[n]))
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -148,7 +148,9 @@ def test_contrastive_semihard_negatives_are_not_the_hardest() -> None:
     assert [semihard_negative(emb, labels, a, p) for a, p in [(0, 1), (1, 0), (2, 3), (3, 2)]] == [3, 3, 0, 0]
     positives = (2.0**2 + 2.0**2 + 2.3**2 + 2.3**2) / 4
     semihard = mined_contrastive(5.0, "semihard")(emb, labels).item()
-    assert semihard == pytest.approx(positives + ((5 - 3.5) ** 2 + (5 - 1.5) ** 2 + (5 - 1.2) ** 2 + (5 - 3.5) ** 2) / 4)
+    assert semihard == pytest.approx(
+        positives + ((5 - 3.5) ** 2 + (5 - 1.5) ** 2 + (5 - 1.2) ** 2 + (5 - 3.5) ** 2) / 4
+    )
     hard = mined_contrastive(5.0, "hard")(emb, labels).item()  # nearest negatives: 1.2, 0.8, 0.8, 1.5 away
     assert hard == pytest.approx(positives + ((5 - 1.2) ** 2 + (5 - 0.8) ** 2 + (5 - 0.8) ** 2 + (5 - 1.5) ** 2) / 4)
 
@@ -161,7 +163,9 @@ def test_zero_loss_when_classes_are_far_apart() -> None:
         assert loss(emb, labels).item() == 0.0
         assert loss.last_active_fraction == 0.0
     for mining in ("all", "hard", "semihard"):
-        assert mined_contrastive(1.0, mining)(emb, labels).item() == pytest.approx(0.0, abs=1e-9)  # d = sqrt(eps) for twins
+        assert mined_contrastive(1.0, mining)(emb, labels).item() == pytest.approx(
+            0.0, abs=1e-9
+        )  # d = sqrt(eps) for twins
 
 
 def test_all_active_when_everything_collapses() -> None:
@@ -193,10 +197,10 @@ def test_bad_margins_and_mining_are_rejected() -> None:
     assert TripletLoss(0.0)(a, p, n).item() == pytest.approx(0.5) and MinedTripletLoss(0.0).margin == 0.0
     with pytest.raises(ValueError, match="mining must be one of"):
         triplet_miner("random", 0.2)
-    with pytest.raises(ValueError, match="mining must be one of.*contrastive"):
+    with pytest.raises(ValueError, match=r"mining must be one of.*contrastive"):
         pair_miner("random")
     # Batch-all's closed form takes its triplets as active: the miner's margin must be the loss's.
-    with pytest.raises(ValueError, match="margin 0.5 differs from the loss's 0.2"):
+    with pytest.raises(ValueError, match=r"margin 0.5 differs from the loss's 0.2"):
         MinedTripletLoss(0.2, triplet_miner("all", 0.5))(*batch(torch.float64))
 
 

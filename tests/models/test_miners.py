@@ -144,9 +144,7 @@ def test_the_cap_samples_distinct_triplets_of_any_miner(miner) -> None:
     emb, labels = batch(2)
     d = pairwise_distances(emb)
     mined = miner(d, labels)
-    everything = set(
-        as_list(mined.decode(torch.arange(len(mined))) if isinstance(mined, ActiveTriplets) else mined)
-    )
+    everything = set(as_list(mined.decode(torch.arange(len(mined))) if isinstance(mined, ActiveTriplets) else mined))
     capped = TripletCap(miner, 4, seed=0)(d, labels)
     assert isinstance(capped, CappedTriplets) and len(capped.mined) == len(everything)
     sample = as_list(capped.sample)
@@ -229,9 +227,10 @@ def test_mined_contrastive_gradients_match_a_loop(seed: int, mining: str) -> Non
     else:
         triplets = loop_semihard(d, labels)
         pos, neg = [(a, p) for a, p, _ in triplets], [(a, q) for a, _, q in triplets]
-    expected = torch.stack([euclidean(emb[i], emb[j]) ** 2 for i, j in pos]).mean() + torch.stack(
-        [torch.relu(margin - euclidean(emb[i], emb[j])) ** 2 for i, j in neg]
-    ).mean()
+    expected = (
+        torch.stack([euclidean(emb[i], emb[j]) ** 2 for i, j in pos]).mean()
+        + torch.stack([torch.relu(margin - euclidean(emb[i], emb[j])) ** 2 for i, j in neg]).mean()
+    )
     value = MinedContrastiveLoss(margin, pair_miner(mining))(emb, labels)
     torch.testing.assert_close(value, expected)
     torch.testing.assert_close(torch.autograd.grad(value, emb)[0], torch.autograd.grad(expected, emb)[0])

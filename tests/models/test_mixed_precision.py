@@ -21,7 +21,7 @@ def tiny_encoder() -> KochEncoder:
     return KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 8, 8, 8), embedding_dim=8, init="default")
 
 
-@pytest.mark.parametrize("cls, options", cases())
+@pytest.mark.parametrize(("cls", "options"), cases())
 def test_each_head_scores_a_bf16_encoder_in_float32(cls, options) -> None:
     torch.manual_seed(0)
     module = SiameseModule(tiny_encoder(), head=build(cls, **options))
@@ -47,8 +47,10 @@ def test_a_bf16_channels_last_fit_trains_on_the_cpu(tiny_omniglot: Path, tmp_pat
     pl.seed_everything(0)
     data = tiny_task(tiny_omniglot, "classes")
     module = SiameseModule(
-        tiny_encoder(), head=lambda d: TripletHead(d, mining="hard", normalize=True),
-        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), channels_last=True,
+        tiny_encoder(),
+        head=lambda d: TripletHead(d, mining="hard", normalize=True),
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+        channels_last=True,
     )
     trainer = quiet_trainer(tmp_path, max_epochs=3, precision="bf16-mixed")
     before = trainer.validate(module, datamodule=data, verbose=False)[0]

@@ -22,21 +22,37 @@ from tests.tiny import tiny_data, tiny_encoder
 def tiny_task(root: Path, kind: str) -> OmniglotDataModule:
     """5-way tasks on the tiny Omniglot: one alphabet to train on, one to validate."""
     return OmniglotDataModule(
-        root=str(root), sets=["images_background"], val_alphabets=["Gamma"], test_alphabets=["Delta"],
-        image_size=28, batch_kind=kind, batch_size=24, images_per_class=4, pairs_per_epoch=24 * 6,
-        n_way=5, val_tasks=40, val_pairs=32, seed=0,
+        root=str(root),
+        sets=["images_background"],
+        val_alphabets=["Gamma"],
+        test_alphabets=["Delta"],
+        image_size=28,
+        batch_kind=kind,
+        batch_size=24,
+        images_per_class=4,
+        pairs_per_epoch=24 * 6,
+        n_way=5,
+        val_tasks=40,
+        val_pairs=32,
+        seed=0,
     )
 
 
 def quiet_trainer(tmp_path: Path, max_epochs: int, **options) -> pl.Trainer:
     return pl.Trainer(
-        max_epochs=max_epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **options,
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **options,
     )
 
 
 @pytest.mark.parametrize(
-    "head, kind",
+    ("head", "kind"),
     [
         (KochHead, "pairs"),
         (ContrastiveHead, "pairs"),
@@ -53,7 +69,11 @@ def test_each_head_learns_the_tiny_task(tiny_omniglot: Path, tmp_path: Path, hea
     pl.seed_everything(0)
     data = tiny_task(tiny_omniglot, kind)
     encoder = KochEncoder(
-        input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(8, 16, 16, 32), embedding_dim=32, init="default",
+        input_size=28,
+        kernel_sizes=(3, 3, 2, 2),
+        channels=(8, 16, 16, 32),
+        embedding_dim=32,
+        init="default",
         output="sigmoid" if head is KochHead else "linear",
     )
     module = SiameseModule(encoder, head=head, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
@@ -71,20 +91,41 @@ def test_each_head_learns_the_tiny_task(tiny_omniglot: Path, tmp_path: Path, hea
 def test_a_head_and_a_batch_kind_that_do_not_fit_fail_before_training(tiny_omniglot: Path, tmp_path: Path) -> None:
     data = tiny_data(tiny_omniglot, batch_kind="triplets")
     encoder = tiny_encoder()
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
     with pytest.raises(ValueError, match="KochHead trains on pairs, but the data module's batch_kind is 'triplets'"):
         trainer.fit(SiameseModule(encoder, head=KochHead), datamodule=data)
 
 
 def test_cosface_learns_from_one_image_per_class_batches(tiny_omniglot: Path, tmp_path: Path) -> None:
     pl.seed_everything(0)
-    data = tiny_data(tiny_omniglot, batch_kind="classes", images_per_class=1, pairs_per_epoch=8 * 16, val_tasks=40, val_pairs=32)
+    data = tiny_data(
+        tiny_omniglot, batch_kind="classes", images_per_class=1, pairs_per_epoch=8 * 16, val_tasks=40, val_pairs=32
+    )
     num_classes = data.split("train").num_classes
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(8, 16, 16, 32), embedding_dim=32, init="default", output="linear")
-    module = SiameseModule(encoder, head=lambda d: CosFaceHead(d, num_classes, scale=16, margin=0.2),
-                           optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
-    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", default_root_dir=tmp_path, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    encoder = KochEncoder(
+        input_size=28,
+        kernel_sizes=(3, 3, 2, 2),
+        channels=(8, 16, 16, 32),
+        embedding_dim=32,
+        init="default",
+        output="linear",
+    )
+    module = SiameseModule(
+        encoder,
+        head=lambda d: CosFaceHead(d, num_classes, scale=16, margin=0.2),
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+    )
+    trainer = pl.Trainer(
+        max_epochs=4,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     before = trainer.validate(module, datamodule=data, verbose=False)[0]
     trainer.fit(module, datamodule=data)
     after = trainer.callback_metrics
@@ -95,8 +136,10 @@ def test_cosface_learns_from_one_image_per_class_batches(tiny_omniglot: Path, tm
 def test_mining_heads_refuse_one_image_per_class(tiny_omniglot: Path, tmp_path: Path) -> None:
     data = tiny_data(tiny_omniglot, batch_kind="classes", images_per_class=1)
     encoder = tiny_encoder()
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    with pytest.raises(ValueError, match="TripletHead needs two images of a class in a batch.*images_per_class is 1"):
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    with pytest.raises(ValueError, match=r"TripletHead needs two images of a class in a batch.*images_per_class is 1"):
         trainer.fit(SiameseModule(encoder, head=TripletHead), datamodule=data)
 
 
@@ -157,7 +200,12 @@ def test_a_checkpoint_keeps_every_fitted_threshold_side_by_side() -> None:
     module.on_save_checkpoint(checkpoint)
     restored = small()
     restored.on_load_checkpoint(checkpoint)
-    kept = (restored.verification_threshold, restored.verification_threshold_rule, restored.openset_threshold, restored.writer_threshold_k)
+    kept = (
+        restored.verification_threshold,
+        restored.verification_threshold_rule,
+        restored.openset_threshold,
+        restored.writer_threshold_k,
+    )
     assert kept == (0.25, "far 0.01", -0.75, 1.5)
     restored.on_load_checkpoint({})  # a checkpoint from before these were kept: none fitted
     assert restored.verification_threshold is restored.openset_threshold is restored.writer_threshold_k is None

@@ -14,17 +14,49 @@ from tests.tiny import tiny_data
 
 
 def small_module(**kwargs) -> SiameseModule:
-    encoder = KochEncoder(input_size=28, kernel_sizes=(3, 3, 2, 2), channels=(4, 8, 8, 8), embedding_dim=8, init="default", output="linear")
-    return SiameseModule(encoder, head=lambda d: TripletHead(d, mining="hard"), optimizer=lambda p: torch.optim.Adam(p, lr=3e-3), **kwargs)
+    encoder = KochEncoder(
+        input_size=28,
+        kernel_sizes=(3, 3, 2, 2),
+        channels=(4, 8, 8, 8),
+        embedding_dim=8,
+        init="default",
+        output="linear",
+    )
+    return SiameseModule(
+        encoder,
+        head=lambda d: TripletHead(d, mining="hard"),
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+        **kwargs,
+    )
 
 
-def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_threshold(tiny_omniglot: Path, tmp_path: Path) -> None:
+def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_threshold(
+    tiny_omniglot: Path, tmp_path: Path
+) -> None:
     pl.seed_everything(0)
-    data = tiny_data(tiny_omniglot, batch_kind="classes", batch_size=16, images_per_class=4, pairs_per_epoch=32, n_way=3, val_tasks=20, test_tasks=20, val_pairs=16)
+    data = tiny_data(
+        tiny_omniglot,
+        batch_kind="classes",
+        batch_size=16,
+        images_per_class=4,
+        pairs_per_epoch=32,
+        n_way=3,
+        val_tasks=20,
+        test_tasks=20,
+        val_pairs=16,
+    )
     module = small_module(openset=True, openset_fraction=0.25, openset_far=0.2)
     report = OneShotReport(tasks=15, seed=5, use_best=False)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[report])
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[report],
+    )
     trainer.fit(module, datamodule=data)
     val = trainer.callback_metrics
     for name in ("acc", "acc_ci95", "auc", "auc_ci95", "closed_acc", "threshold", "false_accept", "false_reject"):
@@ -55,14 +87,20 @@ def test_a_tiny_fit_logs_openset_metrics_and_test_applies_the_validation_thresho
 
 def test_without_openset_nothing_is_logged(tiny_omniglot: Path, tmp_path: Path) -> None:
     data = tiny_data(tiny_omniglot, batch_kind="classes", batch_size=16, images_per_class=4, n_way=3, val_tasks=5)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     metrics = trainer.validate(small_module(), datamodule=data, verbose=False)[0]
     assert "val/oneshot_acc" in metrics and not any("openset" in k for k in metrics)
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"openset_fraction": 0.0}, "unknown fraction of open-set queries must be strictly between 0 and 1, got 0.0"),
         ({"openset_fraction": 1.2}, "got 1.2"),
@@ -82,11 +120,19 @@ def test_openset_on_a_verification_data_module_is_an_error_at_setup(kind: str, t
     from tests.data.test_signatures import WRITERS, make_module, write_sign_data
 
     if kind == "lfw":
-        data = LFWDataModule(root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5)
+        data = LFWDataModule(
+            root=str(write_lfw(tmp_path / "lfw")), image_size=28, batch_size=4, eval_batch_size=8, val_fraction=0.5
+        )
     else:
         data = make_module(write_sign_data(tmp_path / "signs", WRITERS))
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     name = type(data).__name__
     with pytest.raises(ValueError, match=f"openset is on, but the data module {name} is a verification benchmark"):
         trainer.validate(small_module(openset=True), datamodule=data, verbose=False)

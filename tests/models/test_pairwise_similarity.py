@@ -39,8 +39,11 @@ def broadcast(head: PairHead, queries: torch.Tensor, keys: torch.Tensor) -> torc
 
 
 def test_every_head_of_heads_py_is_covered() -> None:
-    defined = {cls for _, cls in inspect.getmembers(heads, inspect.isclass)
-               if issubclass(cls, PairHead) and cls.__module__ == heads.__name__ and cls.__subclasses__() == []}
+    defined = {
+        cls
+        for _, cls in inspect.getmembers(heads, inspect.isclass)
+        if issubclass(cls, PairHead) and cls.__module__ == heads.__name__ and cls.__subclasses__() == []
+    }
     assert defined == {type(make(16)) for make in ALL_HEADS.values()}
 
 
@@ -59,7 +62,6 @@ def test_pairwise_equals_broadcast_similarity(name: str, scale: float) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-
 @pytest.mark.parametrize("name", sorted(ALL_HEADS))
 def test_pairwise_broadcasts_leading_dimensions(name: str) -> None:
     # Test-time alignment scores a batch of view sets at once: [B, S, V, D] x [B, S, V, D] -> [B, S, V, V].
@@ -68,6 +70,8 @@ def test_pairwise_broadcasts_leading_dimensions(name: str) -> None:
     queries, keys = torch.randn(3, 2, 5, 16, generator=g), torch.randn(3, 2, 4, 16, generator=g)
     with torch.no_grad():
         batched = head.pairwise_similarity(queries, keys)
-        one_by_one = torch.stack([torch.stack([head.pairwise_similarity(q, k) for q, k in zip(qs, ks)]) for qs, ks in zip(queries, keys)])
+        one_by_one = torch.stack(
+            [torch.stack([head.pairwise_similarity(q, k) for q, k in zip(qs, ks)]) for qs, ks in zip(queries, keys)]
+        )
     assert batched.shape == (3, 2, 5, 4)
     torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-5)

@@ -24,18 +24,27 @@ def test_groups_take_the_named_modules_and_the_rest_keeps_the_defaults() -> None
     )
     assert [g["name"] for g in groups] == ["encoder.features.0", "top", "other"]
     named = dict(module.named_parameters())
-    assert [id(p) for p in groups[0]["params"]] == [id(named["encoder.features.0.weight"]), id(named["encoder.features.0.bias"])]
-    assert {id(p) for p in groups[1]["params"]} == {id(named[n]) for n in named if n.startswith(("encoder.fc.", "head."))}
+    assert [id(p) for p in groups[0]["params"]] == [
+        id(named["encoder.features.0.weight"]),
+        id(named["encoder.features.0.bias"]),
+    ]
+    assert {id(p) for p in groups[1]["params"]} == {
+        id(named[n]) for n in named if n.startswith(("encoder.fc.", "head."))
+    }
     assert len(groups[2]["params"]) == 6 and "lr" not in groups[2]  # convs 2-4 keep the optimizer's defaults
     optimizer = torch.optim.SGD(groups, lr=0.5, momentum=0.0)
     assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in optimizer.param_groups] == [
-        (0.1, 0.8, 0.01), (0.2, 0.0, 0.0), (0.5, 0.0, 0.0)
+        (0.1, 0.8, 0.01),
+        (0.2, 0.0, 0.0),
+        (0.5, 0.0, 0.0),
     ]
 
 
 def test_bad_groups_are_named() -> None:
     named = list(SiameseModule(tiny_encoder(), head=KochHead).named_parameters())
-    with pytest.raises(ValueError, match=r"param_groups\[0\]: 'encoder.f' matches no parameter; modules with parameters: .*encoder.fc"):
+    with pytest.raises(
+        ValueError, match=r"param_groups\[0\]: 'encoder.f' matches no parameter; modules with parameters: .*encoder.fc"
+    ):
         resolve_param_groups(named, [{"params": "encoder.f"}])  # whole names only, never a prefix of a name
     with pytest.raises(ValueError, match=r"encoder.fc.weight is in param_groups\[0\] and param_groups\[1\]"):
         resolve_param_groups(named, [{"params": "encoder"}, {"params": "encoder.fc"}])
@@ -47,12 +56,17 @@ def test_bad_groups_are_named() -> None:
 
 def test_configure_optimizers_builds_the_groups() -> None:
     module = SiameseModule(
-        tiny_encoder(), head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+        tiny_encoder(),
+        head=KochHead,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
         param_groups=[{"params": "head", "lr": 0.001, "weight_decay": 0.1}],
     )
     optimizer = module.configure_optimizers()
     assert [g["name"] for g in optimizer.param_groups] == ["head", "other"]
-    assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in optimizer.param_groups] == [(0.001, 0.9, 0.1), (0.01, 0.9, 0.0)]
+    assert [(g["lr"], g["momentum"], g["weight_decay"]) for g in optimizer.param_groups] == [
+        (0.001, 0.9, 0.1),
+        (0.01, 0.9, 0.0),
+    ]
 
 
 class MomentumLog(pl.Callback):
@@ -63,19 +77,29 @@ class MomentumLog(pl.Callback):
         self.seen.append([round(g["momentum"], 6) for g in trainer.optimizers[0].param_groups])
 
 
-def test_momentum_ramps_per_group_to_its_own_final_value_and_resumes_on_schedule(tiny_omniglot: Path, tmp_path: Path) -> None:
+def test_momentum_ramps_per_group_to_its_own_final_value_and_resumes_on_schedule(
+    tiny_omniglot: Path, tmp_path: Path
+) -> None:
     data = tiny_data(tiny_omniglot)
 
     def module() -> SiameseModule:
         return SiameseModule(
-            tiny_encoder(), head=KochHead, optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
+            tiny_encoder(),
+            head=KochHead,
+            optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9),
             param_groups=[{"params": "head", "momentum": 0.3}],
         )
 
     def trainer(epochs: int, log: MomentumLog) -> pl.Trainer:
         return pl.Trainer(
-            max_epochs=epochs, accelerator="cpu", default_root_dir=tmp_path, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[MomentumRamp(start=0.5, epochs=4), log],
+            max_epochs=epochs,
+            accelerator="cpu",
+            default_root_dir=tmp_path,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[MomentumRamp(start=0.5, epochs=4), log],
         )
 
     first = MomentumLog()

@@ -10,7 +10,7 @@ from lightning_siamese.models import ContrastiveHead, SiameseModule, SigNet
 
 
 @pytest.mark.parametrize(("size", "flat"), [((105, 105), 30_976), ((155, 220), 108_800), (105, 30_976)])
-def test_flattened_size_follows_the_input(size, flat) -> None:  # noqa: ANN001
+def test_flattened_size_follows_the_input(size, flat) -> None:
     encoder = SigNet(size, embedding_dim=2)
     assert encoder.flat_dim == flat and encoder.fc[0].in_features == flat
 
@@ -19,7 +19,12 @@ def test_forward_shapes_and_the_blog_layers() -> None:
     encoder = SigNet((40, 56), embedding_dim=16).eval()
     assert encoder(torch.rand(3, 1, 40, 56)).shape == (3, 16)
     convs = [m for m in encoder.features if isinstance(m, nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs] == [(96, 11, 0), (256, 5, 2), (384, 3, 1), (256, 3, 1)]
+    assert [(c.out_channels, c.kernel_size[0], c.padding[0]) for c in convs] == [
+        (96, 11, 0),
+        (256, 5, 2),
+        (384, 3, 1),
+        (256, 3, 1),
+    ]
     lrn = [m for m in encoder.features if isinstance(m, nn.LocalResponseNorm)]
     assert len(lrn) == 2 and (lrn[0].size, lrn[0].alpha, lrn[0].beta, lrn[0].k) == (5, 1e-4, 0.75, 2.0)
     assert [m.p for m in encoder.features if isinstance(m, nn.Dropout2d)] == [0.3, 0.3]

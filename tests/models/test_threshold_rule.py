@@ -18,17 +18,32 @@ from tests.data.test_lfw_datamodule import write_lfw
 
 
 def small_module(**kwargs) -> SiameseModule:
-    encoder = KochEncoder(input_size=32, kernel_sizes=(3, 3, 2, 2), channels=(4, 4, 4, 4), embedding_dim=8, init="default", output="linear")
+    encoder = KochEncoder(
+        input_size=32,
+        kernel_sizes=(3, 3, 2, 2),
+        channels=(4, 4, 4, 4),
+        embedding_dim=8,
+        init="default",
+        output="linear",
+    )
     return SiameseModule(encoder, head=TripletHead, **kwargs)
 
 
-@pytest.mark.parametrize("rule, far", [("accuracy", None), ("eer", None), ("far", 0.25)])
+@pytest.mark.parametrize(("rule", "far"), [("accuracy", None), ("eer", None), ("far", 0.25)])
 def test_validation_fits_the_rule_and_the_checkpoint_keeps_it(tmp_path: Path, rule: str, far) -> None:
     pl.seed_everything(0)
-    data = LFWDataModule(root=str(write_lfw(tmp_path / "lfw")), image_size=32, batch_size=4, eval_batch_size=8, val_fraction=0.5)
+    data = LFWDataModule(
+        root=str(write_lfw(tmp_path / "lfw")), image_size=32, batch_size=4, eval_batch_size=8, val_fraction=0.5
+    )
     module = small_module(threshold_rule=rule, target_far=far)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
     dataset = data.val_dataloader().dataset
     table = embed_all(module, dataset.collection.images)
@@ -40,7 +55,9 @@ def test_validation_fits_the_rule_and_the_checkpoint_keeps_it(tmp_path: Path, ru
 
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)
-    saved = torch.load(path, map_location="cpu", weights_only=False)  # the test built its encoder in Python: hparams hold it
+    saved = torch.load(
+        path, map_location="cpu", weights_only=False
+    )  # the test built its encoder in Python: hparams hold it
     assert saved["verification_threshold_rule"] == (rule if far is None else f"far {far:g}")
     loaded = small_module()
     loaded.on_load_checkpoint(saved)
@@ -55,10 +72,13 @@ def test_validation_fits_the_rule_and_the_checkpoint_keeps_it(tmp_path: Path, ru
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
+    ("kwargs", "message"),
     [
         ({"threshold_rule": "far"}, "threshold_rule 'far' needs target_far"),
-        ({"threshold_rule": "far", "target_far": 0.0}, "target_far must be a false-accept rate strictly between 0 and 1.*got 0.0"),
+        (
+            {"threshold_rule": "far", "target_far": 0.0},
+            "target_far must be a false-accept rate strictly between 0 and 1.*got 0.0",
+        ),
         ({"threshold_rule": "far", "target_far": 1.5}, "got 1.5"),
         ({"threshold_rule": "eer", "target_far": -0.2}, "got -0.2"),
         ({"threshold_rule": "best"}, "threshold_rule must be one of .*got 'best'"),

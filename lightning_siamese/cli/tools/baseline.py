@@ -36,11 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "in pixel space (Euclidean; K shots by mean distance); knn: scikit-learn's 1-nearest-neighbour classifier on "
         "raw pixels, fitted on each episode's support set (K shots: the nearest shot); chance: random scores (--seed)",
     )
-    parser.add_argument("--runs_dir", help="Lake's runs: a folder holding run01/..., a folder with all_runs/ or all_runs.zip, or the zip")
-    parser.add_argument("--config", help="a `lightning` YAML config whose data module supplies the episodes (and the image size)")
-    parser.add_argument("--split", choices=("val", "test"), help="which split's episodes (default: the config's oneshot_report, else val)")
-    parser.add_argument("--tasks", type=int, help="number of episodes (default: the config's oneshot_report, else 1000)")
-    parser.add_argument("--seed", type=int, help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)")
+    parser.add_argument(
+        "--runs_dir",
+        help="Lake's runs: a folder holding run01/..., a folder with all_runs/ or all_runs.zip, or the zip",
+    )
+    parser.add_argument(
+        "--config", help="a `lightning` YAML config whose data module supplies the episodes (and the image size)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("val", "test"),
+        help="which split's episodes (default: the config's oneshot_report, else val)",
+    )
+    parser.add_argument(
+        "--tasks", type=int, help="number of episodes (default: the config's oneshot_report, else 1000)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)",
+    )
     parser.add_argument("--n_way", type=int, help="ways per task (default: the data module's)")
     parser.add_argument("--k_shot", type=int, help="shots per way (default: the data module's)")
     parser.add_argument(
@@ -49,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="load the images at this size (default: the config's image_size; 105, Omniglot's own, for runs without a config). "
         "MHD is defined on full-resolution binary images: Lake's 38.8%% error is at 105 px",
     )
-    parser.add_argument("--download", action="store_true", help="fetch Lake's all_runs.zip into --runs_dir when it is not there")
+    parser.add_argument(
+        "--download", action="store_true", help="fetch Lake's all_runs.zip into --runs_dir when it is not there"
+    )
     parser.add_argument("--output", help="write the result as JSON to this file")
 
 
@@ -65,21 +82,29 @@ def run(args: argparse.Namespace) -> dict:
         # Lake's runs are Omniglot images: a config given with them is an Omniglot one, its image_size one side.
         image_size = args.image_size or (cast(int, data.image_size) if data is not None else 105)
         ink_fill = getattr(data, "ink_fill", None)  # the config's preparation of Omniglot's images, if it has one
-        collection, episodes = load_lake_runs(args.runs_dir, image_size, invert=True, download=args.download, ink_fill=ink_fill)
+        collection, episodes = load_lake_runs(
+            args.runs_dir, image_size, invert=True, download=args.download, ink_fill=ink_fill
+        )
         per_task = baseline.accuracies(collection.images, episodes)
         record = named_task_record(per_task, collection.group_names, episodes)
         record |= {"baseline": args.name, "runs_dir": str(args.runs_dir), "image_size": image_size}
         print(format_named_tasks(f"{args.name} baseline on Lake's runs ({args.runs_dir}, {image_size} px)", record))
     else:
         evaluation = data.evaluation_set(
-            settings["split"], n_way=settings["n_way"], k_shot=settings["k_shot"], tasks=settings["tasks"], seed=settings["seed"]
+            settings["split"],
+            n_way=settings["n_way"],
+            k_shot=settings["k_shot"],
+            tasks=settings["tasks"],
+            seed=settings["seed"],
         )
         images = baseline_images(data, evaluation.collection.images)
         episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
         result = summarize(baseline.accuracies(images, episodes), episodes)
         record = {"baseline": args.name, "config": str(args.config), "split": settings["split"], **result.as_dict()}
         record["image_size"] = data.image_size
-        print(f"{args.name} baseline on the {settings['split']} split of {args.config} ({data.image_size} px): {result}")
+        print(
+            f"{args.name} baseline on the {settings['split']} split of {args.config} ({data.image_size} px): {result}"
+        )
     print(f"  ({time.time() - start:.1f} s)")
     write_json(args.output, record)
     return record

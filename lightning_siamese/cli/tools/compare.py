@@ -52,7 +52,9 @@ def embedding_precision(precision: str) -> AbstractContextManager:
         return nullcontext()
     if precision not in ("bf16-mixed", "16-mixed"):
         raise ValueError(f"--precision must be 32, bf16-mixed or 16-mixed, got {precision!r}")
-    return MixedPrecision(cast(Literal["bf16-mixed", "16-mixed"], precision), "cpu").forward_context()  # checked just above
+    return MixedPrecision(
+        cast(Literal["bf16-mixed", "16-mixed"], precision), "cpu"
+    ).forward_context()  # checked just above
 
 
 def run_compare(args: argparse.Namespace) -> list[Row]:
@@ -84,7 +86,9 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
             baseline = make_baseline(name, seed)  # afresh per task: each column as `baseline` scores it alone
             episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
             row.results[label] = summarize(baseline.accuracies(baseline_images(data, images), episodes), episodes)
-        print(f"{name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())} ({time.time() - start:.1f} s)")
+        print(
+            f"{name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())} ({time.time() - start:.1f} s)"
+        )
         rows.append(row)
     for spec in args.ckpt:
         # Checkpoint file names hold "=" (epoch=3-step=...): NAME=PATH only when SPEC is no file.
@@ -97,21 +101,34 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
             modules[size] = data_module_from_config(args.config, size)[0]
         own = reference if modules[size] is data else evaluation_sets(modules[size])
         for label, evaluation in own.items():
-            check_same_episodes(cast(Episodes, reference[label].episodes), cast(Episodes, evaluation.episodes),
-                                f"checkpoint {path} ({size} px)")
+            check_same_episodes(
+                cast(Episodes, reference[label].episodes),
+                cast(Episodes, evaluation.episodes),
+                f"checkpoint {path} ({size} px)",
+            )
         images = next(iter(own.values())).collection.images
         with embedding_precision(args.precision):  # scored in float32 either way
             prepare = modules[size].prepare
-            embeddings = (embed_aligned(model, images, align, prepare=prepare) if align is not None else embed_all(model, images, prepare=prepare)).float()
-        similarity = AlignedSimilarity.of(model.head.pairwise_similarity, align) if align is not None else model.head.similarity
+            embeddings = (
+                embed_aligned(model, images, align, prepare=prepare)
+                if align is not None
+                else embed_all(model, images, prepare=prepare)
+            ).float()
+        similarity = (
+            AlignedSimilarity.of(model.head.pairwise_similarity, align) if align is not None else model.head.similarity
+        )
         head = type(model.head).__name__
         views = f", eval_shift {model.eval_shift}" if model.eval_shift else ""
         views += f", aligned over {align}" if align is not None else ""
         views += f", embedded at {args.precision}" if args.precision not in FULL_PRECISION else ""
-        row = Row(name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`")
+        row = Row(
+            name or checkpoint_name(path), f"{type(model.encoder).__name__} + {head}, {size} px{views}, `{path.name}`"
+        )
         for label, evaluation in own.items():
             episodes = cast(Episodes, evaluation.episodes)  # drawn for an N-way K-shot task: it has episodes
-            per_task = episode_accuracies(embeddings, episodes, similarity, model.scoring.shot_reduction, model.scoring.hubness)
+            per_task = episode_accuracies(
+                embeddings, episodes, similarity, model.scoring.shot_reduction, model.scoring.hubness
+            )
             row.results[label] = summarize(per_task, episodes)
         print(f"{row.name}: {', '.join(f'{k} {r.accuracy:.2f}%' for k, r in row.results.items())}")
         rows.append(row)
@@ -125,29 +142,60 @@ def run_compare(args: argparse.Namespace) -> list[Row]:
         output = Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(table)
-        record = {"config": str(args.config), "split": split, "tasks": tasks, "seed": seed, "rows": [r.as_dict() for r in rows]}
+        record = {
+            "config": str(args.config),
+            "split": split,
+            "tasks": tasks,
+            "seed": seed,
+            "rows": [r.as_dict() for r in rows],
+        }
         output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"written to {output} and {output.with_suffix('.json')}")
     return rows
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="a `lightning` YAML config whose data module supplies the episodes")
+    parser.add_argument(
+        "--config", required=True, help="a `lightning` YAML config whose data module supplies the episodes"
+    )
     parser.add_argument("--ckpt", nargs="*", default=[], help="checkpoints to score, PATH or NAME=PATH")
-    parser.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES),
-                        help=f"baselines to score (default: all of {', '.join(BASELINES)}; mhd is slow, minutes per 1000 tasks)")
-    parser.add_argument("--split", choices=("val", "test"), help="which split's episodes (default: the config's oneshot_report, else val)")
+    parser.add_argument(
+        "--baselines",
+        nargs="*",
+        choices=BASELINES,
+        default=list(BASELINES),
+        help=f"baselines to score (default: all of {', '.join(BASELINES)}; mhd is slow, minutes per 1000 tasks)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("val", "test"),
+        help="which split's episodes (default: the config's oneshot_report, else val)",
+    )
     parser.add_argument("--tasks", type=int, help="episodes per task (default: the config's oneshot_report, else 1000)")
-    parser.add_argument("--seed", type=int, help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="seed of the episodes and of the chance scores (default: the config's oneshot_report, else 1234)",
+    )
     parser.add_argument("--n_way", type=int, nargs="+", help="one or more ways, e.g. 20 5 (default: the data module's)")
     parser.add_argument("--k_shot", type=int, nargs="+", help="one or more shot counts (default: the data module's)")
-    parser.add_argument("--eval_shift", type=int, help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)")
-    parser.add_argument("--align", action="store_true",
-                        help="score the checkpoints with test-time alignment: the best similarity over pairs of views (the "
-                             "config's oneshot_report.align views, else AlignmentViews' 31 defaults)")
-    parser.add_argument("--precision", default="32",
-                        help="embed the checkpoints at this Lightning precision: 32 (default), or bf16-mixed / 16-mixed as a "
-                             "trainer with that precision embeds (bf16-mixed: about half the time on a CPU with bf16)")
+    parser.add_argument(
+        "--eval_shift",
+        type=int,
+        help="score the checkpoints with these test-time shifts in px (default: each checkpoint's own)",
+    )
+    parser.add_argument(
+        "--align",
+        action="store_true",
+        help="score the checkpoints with test-time alignment: the best similarity over pairs of views (the "
+        "config's oneshot_report.align views, else AlignmentViews' 31 defaults)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="32",
+        help="embed the checkpoints at this Lightning precision: 32 (default), or bf16-mixed / 16-mixed as a "
+        "trainer with that precision embeds (bf16-mixed: about half the time on a CPU with bf16)",
+    )
     parser.add_argument("--output", help="write the table to this .md file (and the results to the same name .json)")
 
 

@@ -14,9 +14,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gallery", help="the gallery file, e.g. gallery.pt")
     parser.add_argument("folders", nargs="*", help="folders of class folders, or of one class's images")
     parser.add_argument("--list", dest="list_file", help="a CSV file of 'path,class' lines (paths relative to it)")
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`; the gallery is tied to its model")
-    parser.add_argument("--skip_bad_images", action="store_true",
-                        help="skip (and name) images that cannot be decoded instead of stopping with nothing enrolled")
+    parser.add_argument(
+        "--ckpt", required=True, help="a checkpoint written by `lightning fit`; the gallery is tied to its model"
+    )
+    parser.add_argument(
+        "--skip_bad_images",
+        action="store_true",
+        help="skip (and name) images that cannot be decoded instead of stopping with nothing enrolled",
+    )
 
 
 def run_enroll(gallery_path: str, ckpt: str, folders: Sequence[str], list_file: str | None, skip_bad: bool) -> dict:
@@ -36,10 +41,19 @@ def run_enroll(gallery_path: str, ckpt: str, folders: Sequence[str], list_file: 
         gallery.add(embeddings, [class_of[p] for p in kept], kept)
     gallery.save(gallery_path)
     added = sorted(set(gallery.classes) - before)
-    record = {"gallery": gallery_path, "added": len(kept), "already_enrolled": len(items) - len(new), "skipped": skipped,
-              "new_classes": added, "classes": len(gallery.classes), "members": len(gallery)}
-    print(f"Enrolled {len(kept)} images ({len(added)} new classes, {len(items) - len(new)} already enrolled, "
-          f"{len(skipped)} skipped) into {gallery_path}: {len(gallery.classes)} classes, {len(gallery)} images")
+    record = {
+        "gallery": gallery_path,
+        "added": len(kept),
+        "already_enrolled": len(items) - len(new),
+        "skipped": skipped,
+        "new_classes": added,
+        "classes": len(gallery.classes),
+        "members": len(gallery),
+    }
+    print(
+        f"Enrolled {len(kept)} images ({len(added)} new classes, {len(items) - len(new)} already enrolled, "
+        f"{len(skipped)} skipped) into {gallery_path}: {len(gallery.classes)} classes, {len(gallery)} images"
+    )
     return record
 
 

@@ -31,14 +31,25 @@ def run(args: argparse.Namespace) -> Path:
         try:
             import onnx  # noqa: F401 - torch.onnx needs it
         except ImportError:
-            raise SystemExit("ONNX export needs the onnx and onnxscript packages: pip install 'lightning-siamese[export]'") from None
+            raise SystemExit(
+                "ONNX export needs the onnx and onnxscript packages: pip install 'lightning-siamese[export]'"
+            ) from None
         batch = torch.export.Dim("batch", min=1)
-        torch.onnx.export(embedder, (example,), str(output), input_names=["images"], output_names=["embeddings"],
-                          dynamic_shapes=({0: batch},), dynamo=True)
+        torch.onnx.export(
+            embedder,
+            (example,),
+            str(output),
+            input_names=["images"],
+            output_names=["embeddings"],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+        )
     else:
         raise ValueError(f"--output {output}: expected .pt (TorchScript) or .onnx")
-    print(f"Exported the embedding network of {args.ckpt} to {output}: input float images "
-          f"[batch, {example.shape[1]}, {example.shape[2]}, {example.shape[3]}] in [0, 1], output [batch, embedding]")
+    print(
+        f"Exported the embedding network of {args.ckpt} to {output}: input float images "
+        f"[batch, {example.shape[1]}, {example.shape[2]}, {example.shape[3]}] in [0, 1], output [batch, embedding]"
+    )
     return output
 
 

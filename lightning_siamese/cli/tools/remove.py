@@ -19,7 +19,9 @@ def run_remove(gallery_path: str, names: Sequence[str]) -> int:
     gallery = Gallery.load(gallery_path)
     removed = gallery.remove(names)
     gallery.save(gallery_path)
-    print(f"Removed {len(set(names))} classes ({removed} images) from {gallery_path}: {len(gallery.classes)} classes left")
+    print(
+        f"Removed {len(set(names))} classes ({removed} images) from {gallery_path}: {len(gallery.classes)} classes left"
+    )
     return removed
 
 

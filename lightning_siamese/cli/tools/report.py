@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
+from lightning_siamese.callbacks.figures import curves_figure
 from lightning_siamese.cli.tool import Tool
 from lightning_siamese.inference.runs import (
     ReportError,
@@ -41,62 +42,6 @@ CURVES_FILE, PAIRS_FILE, REPORT_FILE = "curves.png", "report_pairs_val.png", "re
 
 def clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
-
-
-def curves_figure(scalars: dict, monitor: str, path: Path) -> list[str]:
-    """Loss, the validation metrics and the learning rate against the epoch; returns the tags drawn."""
-    from matplotlib import pyplot as plt
-
-    from lightning_siamese.callbacks.figures import save_figure
-
-    last_step = max((step for values in scalars.values() for step, _, _ in values), default=0)
-    n_epochs = max((int(v) for _, v, _ in scalars.get("epoch", [])), default=0) + 1
-    per_epoch = (last_step + 1) / n_epochs  # steps per epoch, for an epoch axis
-
-    def series(tag: str) -> tuple[list[float], list[float]]:
-        return [(step + 1) / per_epoch for step, _, _ in scalars[tag]], [value for _, value, _ in scalars[tag]]
-
-    drawn = []
-    accuracy_tags = [t for t in (monitor, "val/oneshot_acc", "val/acc", "val/lake_runs_acc") if t in scalars]
-    accuracy_tags = list(dict.fromkeys(t for t in accuracy_tags if not t.endswith("loss")))
-    panels = [("loss", ["train/loss_step", "train/loss_epoch", "val/loss"]),
-              ("validation", accuracy_tags + [t for t in ("val/pair_auroc", "val/auc") if t in scalars and t != monitor]),
-              ("learning rate", sorted(t for t in scalars if t.startswith("lr-")))]
-    panels = [(title, [t for t in tags if scalars.get(t)]) for title, tags in panels]
-    panels = [(title, tags) for title, tags in panels if tags]
-    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for axis, (title, tags) in zip(axes[0], panels):
-        twin = None
-        for colour, tag in enumerate(tags):
-            xs, ys = series(tag)
-            target = axis
-            if title == "validation" and not tag.endswith("acc"):  # AUROC/AUC in [0, 1] beside a percentage
-                twin = twin or axis.twinx()
-                twin.set_ylabel("AUC")
-                target = twin
-            style = {"alpha": 0.3, "linewidth": 0.8} if tag.endswith("_step") else {"marker": "o", "markersize": 3}
-            line = target.plot(xs, ys, label=tag, color=f"C{colour}", **style)[0]
-            ci = scalars.get(tag.replace("_acc", "_ci95")) if tag.endswith("_acc") else None
-            if ci and len(ci) == len(ys):
-                half = [c for _, c, _ in ci]
-                target.fill_between(xs, [y - h for y, h in zip(ys, half)], [y + h for y, h in zip(ys, half)],
-                                    color=line.get_color(), alpha=0.15, label=f"{tag} 95% CI")
-            drawn.append(tag)
-        axis.set_title(title)
-        axis.set_xlabel("epochs completed")
-        if title == "validation" and any(t.endswith("acc") for t in tags):
-            axis.set_ylabel("accuracy (%)")
-        axis.grid(True, alpha=0.3)
-        if title == "learning rate":
-            axis.set_yscale("log")
-        handles, labels = axis.get_legend_handles_labels()
-        if twin is not None:
-            more = twin.get_legend_handles_labels()
-            handles, labels = handles + more[0], labels + more[1]
-        axis.legend(handles, labels, fontsize=8)
-    figure.tight_layout()
-    save_figure(figure, str(path))
-    return drawn
 
 
 def example_pairs(run_dir: Path, data: SiameseDataModule, checkpoint: Path, path: Path) -> str:
@@ -126,7 +71,9 @@ def example_pairs(run_dir: Path, data: SiameseDataModule, checkpoint: Path, path
     first, second, same = (evaluation.pairs[k] for k in ("first", "second", "same"))
     used, position = torch.unique(torch.cat([first, second]), return_inverse=True)
     images = evaluation.collection.images[used]
-    embeddings = embed_all(model, images, prepare=data.prepare)  # the run's own data module, as validation prepared its images
+    embeddings = embed_all(
+        model, images, prepare=data.prepare
+    )  # the run's own data module, as validation prepared its images
     with torch.no_grad():
         scores = model.head.similarity(embeddings[position[: len(first)]], embeddings[position[len(first) :]]).float()
     if model.verification_threshold is not None:
@@ -134,17 +81,22 @@ def example_pairs(run_dir: Path, data: SiameseDataModule, checkpoint: Path, path
     elif model.head.probability:
         threshold, source = 0.5, "0.5 (the head's output is a probability)"
     else:
-        threshold, source = best_threshold(scores, same), "the most accurate threshold on these same pairs (flatters the accuracy)"
+        threshold, source = (
+            best_threshold(scores, same),
+            "the most accurate threshold on these same pairs (flatters the accuracy)",
+        )
     result = verification_metrics(scores, same, threshold)
     tiles = []
     for kind, i in confident_pairs(scores, same, threshold, per_kind=4):
         a, b = (to_float(images[int(position[j])]) for j in (i, len(first) + i))
         tiles.append(pair_tile(a, b, f"{kind} {float(scores[i]):.3f}", RIGHT if kind.startswith("right") else WRONG))
     save_image(tile_grid(tiles), str(path))
-    return (f"The {len(first)} fixed validation pairs ({int(same.sum())} same-class; seed {data.val_seed}) scored by "
-            f"`{checkpoint.relative_to(run_dir)}` at threshold {threshold:.4f}, {source}: pair accuracy "
-            f"{result.accuracy:.2f}%, AUC {result.auc:.4f}. Below, the most confident right and wrong pairs of each kind "
-            f"(green: right, red: wrong; caption: truth and score).")
+    return (
+        f"The {len(first)} fixed validation pairs ({int(same.sum())} same-class; seed {data.val_seed}) scored by "
+        f"`{checkpoint.relative_to(run_dir)}` at threshold {threshold:.4f}, {source}: pair accuracy "
+        f"{result.accuracy:.2f}%, AUC {result.auc:.4f}. Below, the most confident right and wrong pairs of each kind "
+        f"(green: right, red: wrong; caption: truth and score)."
+    )
 
 
 def _component(value: Any) -> str:
@@ -164,21 +116,43 @@ def setup_section(config: dict) -> list[str]:
     rows = [
         ("seed", config.get("seed_everything")),
         ("model", model.get("class_path", "?").rsplit(".", 1)[-1]),
-        *[(part, _component(init.get(part))) for part in ("encoder", "head", "optimizer", "lr_scheduler", "param_groups")
-          if init.get(part) is not None],
+        *[
+            (part, _component(init.get(part)))
+            for part in ("encoder", "head", "optimizer", "lr_scheduler", "param_groups")
+            if init.get(part) is not None
+        ],
         *[(k, v) for k, v in init.items() if k not in ("encoder", "head", "optimizer", "lr_scheduler", "param_groups")],
         ("data", _component(data)),
-        *[(f"trainer.{k}", trainer.get(k)) for k in ("max_epochs", "max_time", "accelerator", "devices", "precision",
-                                                      "accumulate_grad_batches", "gradient_clip_val", "deterministic")
-          if trainer.get(k) is not None],
+        *[
+            (f"trainer.{k}", trainer.get(k))
+            for k in (
+                "max_epochs",
+                "max_time",
+                "accelerator",
+                "devices",
+                "precision",
+                "accumulate_grad_batches",
+                "gradient_clip_val",
+                "deterministic",
+            )
+            if trainer.get(k) is not None
+        ],
         ("checkpoint / model selection", f"{monitor} ({mode})"),
-        ("early stopping", (f"{(config.get('early_stopping') or {}).get('monitor')}, patience "
-                           f"{(config.get('early_stopping') or {}).get('patience')}")),
+        (
+            "early stopping",
+            (
+                f"{(config.get('early_stopping') or {}).get('monitor')}, patience "
+                f"{(config.get('early_stopping') or {}).get('patience')}"
+            ),
+        ),
         ("end-of-run report", _component(config.get("oneshot_report"))),
     ]
     lines = ["## Experimental setup", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {name} | {str(value).replace('|', '/')} |" for name, value in rows
-              if value is not None and "None" not in (str(value), str(value)[:4])]
+    lines += [
+        f"| {name} | {str(value).replace('|', '/')} |"
+        for name, value in rows
+        if value is not None and "None" not in (str(value), str(value)[:4])
+    ]
     return lines
 
 
@@ -186,9 +160,18 @@ def data_section(data: SiameseDataModule, texts: dict[str, str]) -> list[str]:
     """Classes, images per class and what each split is scored on, from the data module itself."""
     lines = ["## Data", ""]
     if texts.get("data/summary"):
-        lines += ["The data module's own summary (logged at fit time):", "", "```", texts["data/summary"].replace("  \n", "\n"),
-                  "```", ""]
-    lines += ["| split | groups | classes | images | images per class (min / median / max) | used as |", "|---|---|---|---|---|---|"]
+        lines += [
+            "The data module's own summary (logged at fit time):",
+            "",
+            "```",
+            texts["data/summary"].replace("  \n", "\n"),
+            "```",
+            "",
+        ]
+    lines += [
+        "| split | groups | classes | images | images per class (min / median / max) | used as |",
+        "|---|---|---|---|---|---|",
+    ]
     for name in ("train", "val", "test"):
         try:
             split = data.split(name)
@@ -199,18 +182,25 @@ def data_section(data: SiameseDataModule, texts: dict[str, str]) -> list[str]:
         counts = torch.bincount(split.labels, minlength=split.num_classes)
         if name == "train":
             kind, size = data.batch_kind, data.batch_size
-            use = (f"P x K batches of {size} ({size // data.images_per_class} classes x {data.images_per_class} images)"
-                   if kind == "classes" else f"{data.pairs_per_epoch} {kind} per epoch in batches of {size}")
+            use = (
+                f"P x K batches of {size} ({size // data.images_per_class} classes x {data.images_per_class} images)"
+                if kind == "classes"
+                else f"{data.pairs_per_epoch} {kind} per epoch in batches of {size}"
+            )
             if data.class_rotations != [0]:
                 use += f"; classes rotated by {data.class_rotations} count as new classes"
         elif getattr(data, "task", None) == "verification":
             use = "pair list (verification)"
         else:
             tasks, seed = (data.test_tasks, data.test_seed) if name == "test" else (data.val_tasks, data.val_seed)
-            use = (f"{tasks} {data.n_way}-way {data.k_shot}-shot episodes (seed {seed})"
-                   f"{' within one group' if data.within_group else ''}, {data.val_pairs} fixed pairs")
-        lines.append(f"| {name} | {len(split.group_names)} | {split.num_classes} | {len(split)} | "
-                     f"{int(counts.min())} / {int(counts.median())} / {int(counts.max())} | {use} |")
+            use = (
+                f"{tasks} {data.n_way}-way {data.k_shot}-shot episodes (seed {seed})"
+                f"{' within one group' if data.within_group else ''}, {data.val_pairs} fixed pairs"
+            )
+        lines.append(
+            f"| {name} | {len(split.group_names)} | {split.num_classes} | {len(split)} | "
+            f"{int(counts.min())} / {int(counts.median())} / {int(counts.max())} | {use} |"
+        )
     return lines
 
 
@@ -229,18 +219,22 @@ def training_section(scalars: dict, monitor: str, mode: str, config: dict) -> li
     if max_epochs is None:  # Lightning's default: no limit under max_time, else 1000
         max_epochs = -1 if trainer.get("max_time") else 1000
     limit = f"at most {max_epochs}" if max_epochs >= 0 else "no epoch limit"
-    lines.append(f"- {n_epochs} epochs ({max(s for t in fit_tags for s, _, _ in scalars[t])} steps) of "
-                 f"{limit}; wall time {clock(max(times) - start)} (first to last logged event, validation included). "
-                 "Epochs are numbered from 0, as in checkpoint names; the curves count epochs completed.")
+    lines.append(
+        f"- {n_epochs} epochs ({max(s for t in fit_tags for s, _, _ in scalars[t])} steps) of "
+        f"{limit}; wall time {clock(max(times) - start)} (first to last logged event, validation included). "
+        "Epochs are numbered from 0, as in checkpoint names; the curves count epochs completed."
+    )
     if history:
         pick = max if mode == "max" else min
         best_step, best, best_time = pick(history, key=lambda e: e[1])
         first = history[0][1]
         gain = [e for e in history if abs(e[1] - first) >= 0.95 * abs(best - first)]
         near = gain[0] if gain else history[0]
-        lines.append(f"- Convergence: best {monitor} {best:.4g} at epoch {epochs.get(best_step, '?')} after "
-                     f"{clock(best_time - start)}; 95% of its gain over the first epoch ({first:.4g}) was reached at "
-                     f"epoch {epochs.get(near[0], '?')} after {clock(near[2] - start)}.")
+        lines.append(
+            f"- Convergence: best {monitor} {best:.4g} at epoch {epochs.get(best_step, '?')} after "
+            f"{clock(best_time - start)}; 95% of its gain over the first epoch ({first:.4g}) was reached at "
+            f"epoch {epochs.get(near[0], '?')} after {clock(near[2] - start)}."
+        )
         if n_epochs and max_epochs and n_epochs < max_epochs:
             lines.append(f"- Stopped before max_epochs (early stopping on {monitor}, or max_time).")
     for tag, what in (("train/loss_epoch", "training loss (epoch mean)"), ("val/loss", "validation loss")):
@@ -258,29 +252,45 @@ def results_section(run_dir: Path, scalars: dict, monitor: str, mode: str) -> li
         pick = max if mode == "max" else min
         step, value, _ = pick(history, key=lambda e: e[1])
         ci = {s: v for s, v, _ in scalars.get(monitor.replace("_acc", "_ci95"), [])} if monitor.endswith("_acc") else {}
-        lines.append(f"- Validation, selected epoch {epochs.get(step, '?')}: {monitor} {value:.4g}"
-                     + (f" +- {ci[step]:.2f} (95% CI over the validation episodes)" if step in ci else ""))
-        others = {t: v for t, values in sorted(scalars.items()) if t.startswith("val/") and t != monitor
-                  and not t.endswith("_ci95") for s, v, _ in values if s == step}
+        lines.append(
+            f"- Validation, selected epoch {epochs.get(step, '?')}: {monitor} {value:.4g}"
+            + (f" +- {ci[step]:.2f} (95% CI over the validation episodes)" if step in ci else "")
+        )
+        others = {
+            t: v
+            for t, values in sorted(scalars.items())
+            if t.startswith("val/") and t != monitor and not t.endswith("_ci95")
+            for s, v, _ in values
+            if s == step
+        }
         if others:
-            lines.append("  - the other validation metrics of that epoch: " + ", ".join(f"{t} {v:.4g}" for t, v in others.items()))
+            lines.append(
+                "  - the other validation metrics of that epoch: "
+                + ", ".join(f"{t} {v:.4g}" for t, v in others.items())
+            )
         last_step, last, _ = history[-1]
-        lines.append(f"- Validation, last epoch {epochs.get(last_step, '?')}: {monitor} {last:.4g}"
-                     + (f" +- {ci[last_step]:.2f}" if last_step in ci else ""))
+        lines.append(
+            f"- Validation, last epoch {epochs.get(last_step, '?')}: {monitor} {last:.4g}"
+            + (f" +- {ci[last_step]:.2f}" if last_step in ci else "")
+        )
     for report in sorted(run_dir.glob("oneshot_*.json")):
         r = json.loads(report.read_text())
-        lines.append(f"- End-of-run report (`{report.name}`): {r['n_way']}-way {r['k_shot']}-shot on the {r['split']} split, "
-                     f"**{r['accuracy']:.2f}% +- {r['ci95']:.2f}** (95% CI, {r['tasks']} fresh episodes, seed {r['seed']}), "
-                     f"checkpoint `{Path(r['checkpoint']).name}`.")
+        lines.append(
+            f"- End-of-run report (`{report.name}`): {r['n_way']}-way {r['k_shot']}-shot on the {r['split']} split, "
+            f"**{r['accuracy']:.2f}% +- {r['ci95']:.2f}** (95% CI, {r['tasks']} fresh episodes, seed {r['seed']}), "
+            f"checkpoint `{Path(r['checkpoint']).name}`."
+        )
     test = run_dir / "verification_test.json"
     if test.is_file():
         r = json.loads(test.read_text())
         p, n = r["accuracy"] / 100, r["n_pairs"]
         binomial_ci = 196 * math.sqrt(p * (1 - p) / n)
         tars = ", ".join(f"TAR@FAR={k}: {v:.3f}" for k, v in (r.get("tar_at_far") or {}).items())
-        lines.append(f"- Test verification (`{test.name}`, {n} pairs of {Path(r.get('pairs_file') or '?').name}): "
-                     f"**accuracy {r['accuracy']:.2f}% +- {binomial_ci:.2f}** (95% binomial CI) at threshold {r['threshold']:.4f} "
-                     f"from {r['threshold_from']}; AUC {r['auc']:.4f}, EER {r['eer']:.2f}%; {tars}.")
+        lines.append(
+            f"- Test verification (`{test.name}`, {n} pairs of {Path(r.get('pairs_file') or '?').name}): "
+            f"**accuracy {r['accuracy']:.2f}% +- {binomial_ci:.2f}** (95% binomial CI) at threshold {r['threshold']:.4f} "
+            f"from {r['threshold_from']}; AUC {r['auc']:.4f}, EER {r['eer']:.2f}%; {tars}."
+        )
     tests = {t: v for t, v in scalars.items() if t.startswith("test/") and not t.endswith("_ci95")}
     for tag, values in sorted(tests.items()):
         test_ci = scalars.get(tag.replace("_acc", "_ci95")) if tag.endswith("_acc") else None
@@ -299,12 +309,20 @@ def versions() -> str:
     import lightning_siamese
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit = ""
-    return (f"lightning-siamese {lightning_siamese.__version__}{f' (git {commit})' if commit else ''}, "
-            f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}")
+    return (
+        f"lightning-siamese {lightning_siamese.__version__}{f' (git {commit})' if commit else ''}, "
+        f"torch {torch.__version__}, lightning {lightning.__version__}, Python {platform.python_version()}"
+    )
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: bool = True) -> Path:
@@ -318,16 +336,33 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: 
     monitor, mode = monitored(config)
     checkpoint = best_checkpoint(run)
     config_path = run / "config.yaml"
-    lines = [f"# Run report: `{run}`", "",
-             (f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `lightning-siamese report` "
-             f"({versions()}; the versions of the report, which may postdate the run)."), "",
-             "## Reproduce", "", "From the folder the run was started in (the config's paths are relative to it):", "",
-             "```", f"lightning fit --config {config_path}"]
+    lines = [
+        f"# Run report: `{run}`",
+        "",
+        (
+            f"Written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `lightning-siamese report` "
+            f"({versions()}; the versions of the report, which may postdate the run)."
+        ),
+        "",
+        "## Reproduce",
+        "",
+        "From the folder the run was started in (the config's paths are relative to it):",
+        "",
+        "```",
+        f"lightning fit --config {config_path}",
+    ]
     if (run / "verification_test.json").is_file() or any(t.startswith("test/") for t in scalars):
         best = checkpoint or run / "checkpoints" / "<best>.ckpt"
         lines.append(f"lightning test --config {config_path} --ckpt_path {best}")
-    lines += ["```", "", ("The saved config is the full resolved configuration of the run (seed included); the run writes "
-              "a new version folder beside this one. Its complete text is at the end of this report."), ""]
+    lines += [
+        "```",
+        "",
+        (
+            "The saved config is the full resolved configuration of the run (seed included); the run writes "
+            "a new version folder beside this one. Its complete text is at the end of this report."
+        ),
+        "",
+    ]
     lines += [*setup_section(config), ""]
     data = None
     if with_data:
@@ -338,7 +373,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: 
             lines += data_section(data, texts)
         except (OSError, ValueError) as err:  # data moved or absent: the rest of the report still stands
             data = None
-            lines += ["## Data", "", f"Not analysed: the data module of the saved config could not load its data ({err})."]
+            lines += [
+                "## Data",
+                "",
+                f"Not analysed: the data module of the saved config could not load its data ({err}).",
+            ]
     else:
         lines += ["## Data", "", "Not analysed (--no_data)."]
         if texts.get("data/summary"):
@@ -346,27 +385,48 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, with_data: 
     lines += ["", *training_section(scalars, monitor, mode, config), ""]
     lines += [*results_section(run, scalars, monitor, mode), ""]
     drawn = curves_figure(scalars, monitor, out_dir / CURVES_FILE)
-    lines += ["## Curves", "", f"![curves]({CURVES_FILE})", "",
-              (f"Drawn from the TensorBoard events: {', '.join(f'`{t}`' for t in drawn)}. Training accuracy is not logged: "
-              "training minimises the head's pair, triplet or batch loss; accuracy is measured on validation episodes or pairs."), ""]
+    lines += [
+        "## Curves",
+        "",
+        f"![curves]({CURVES_FILE})",
+        "",
+        (
+            f"Drawn from the TensorBoard events: {', '.join(f'`{t}`' for t in drawn)}. Training accuracy is not logged: "
+            "training minimises the head's pair, triplet or batch loss; accuracy is measured on validation episodes or pairs."
+        ),
+        "",
+    ]
     lines += ["## Example pairs", ""]
     own = [p for p in (run / "pairs_val.png", run / "pairs_test.png") if p.is_file()]
     if own:
         for image in own:
-            lines += [(f"The run's own `{image.name}`: the most confident right and wrong pairs of its {image.stem[6:]} "
-                      "evaluation at the validation threshold (green: right, red: wrong)."), "",
-                      f"![{image.stem}]({_link(image, out_dir)})", ""]
+            lines += [
+                (
+                    f"The run's own `{image.name}`: the most confident right and wrong pairs of its {image.stem[6:]} "
+                    "evaluation at the validation threshold (green: right, red: wrong)."
+                ),
+                "",
+                f"![{image.stem}]({_link(image, out_dir)})",
+                "",
+            ]
     elif data is not None and checkpoint is not None:
         lines += [example_pairs(run, data, checkpoint, out_dir / PAIRS_FILE), "", f"![example pairs]({PAIRS_FILE})", ""]
     else:
-        lines += ["None: the run wrote no example pairs" + (" and the data was not analysed." if data is None
-                  else " and has no checkpoint to score them with."), ""]
+        lines += [
+            "None: the run wrote no example pairs"
+            + (" and the data was not analysed." if data is None else " and has no checkpoint to score them with."),
+            "",
+        ]
     others = sorted(p for p in run.glob("*.png") if p.name not in {CURVES_FILE, PAIRS_FILE, *(o.name for o in own)})
     if others:
         lines += ["## Other figures of the run", ""] + [f"![{p.stem}]({_link(p, out_dir)})" for p in others] + [""]
     files = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt")) if (run / "checkpoints").is_dir() else []
-    lines += ["## Files", "", f"- checkpoints: {', '.join(f'`{f}`' for f in files) or 'none'}"
-              + (f" (best: `{checkpoint.name}`)" if checkpoint is not None else "")]
+    lines += [
+        "## Files",
+        "",
+        f"- checkpoints: {', '.join(f'`{f}`' for f in files) or 'none'}"
+        + (f" (best: `{checkpoint.name}`)" if checkpoint is not None else ""),
+    ]
     lines += [f"- `{p.name}`" for p in sorted(run.glob("*.json"))]
     lines += ["", "## Saved config (`config.yaml`)", "", "```yaml", config_text.rstrip(), "```", ""]
     path = out_dir / REPORT_FILE
@@ -385,7 +445,9 @@ def _link(image: Path, out_dir: Path) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder written by `lightning fit`, e.g. logs/quickstart/version_0")
     parser.add_argument("--out", help="write the report and figures here instead of into the run folder")
-    parser.add_argument("--no_data", action="store_true", help="do not load the data (no split table, no example pairs computed)")
+    parser.add_argument(
+        "--no_data", action="store_true", help="do not load the data (no split table, no example pairs computed)"
+    )
 
 
 def run(args: argparse.Namespace) -> Path:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lightning_siamese.callbacks.figures import epochs_figure, plot_parameter
 from lightning_siamese.cli.tool import Tool
 from lightning_siamese.inference.runs import best_checkpoint, monitored, read_events
 
@@ -118,7 +119,9 @@ def resolve_key(key: str, config_keys: Sequence[str]) -> str:
     close = difflib.get_close_matches(wanted, list(by_short), n=5, cutoff=0.6)
     names = {s.split(".")[-1] for s in by_short}
     lasts = set(difflib.get_close_matches(parts[-1], list(names), n=5, cutoff=0.75))
-    lasts |= {n for n in names if min(len(n), len(parts[-1])) >= 2 and (n.startswith(parts[-1]) or parts[-1].startswith(n))}
+    lasts |= {
+        n for n in names if min(len(n), len(parts[-1])) >= 2 and (n.startswith(parts[-1]) or parts[-1].startswith(n))
+    }
     close += [s for s in by_short if s.split(".")[-1] in lasts and s not in close][:5]
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise SweepError(f"grid key {key!r} is not a setting of the config{hint}")
@@ -225,8 +228,18 @@ def run_combination(
     run_dir.mkdir(parents=True)
     log_file = run_dir / "output.log"
     overrides = [arg for key, value in params.items() for arg in (f"--{keys[key]}", value)]
-    common = ["--config", config, *extra, *overrides, "--trainer.logger.init_args.save_dir", str(sweep_dir.parent),
-              "--trainer.logger.init_args.name", sweep_dir.name, "--trainer.logger.init_args.version", name]
+    common = [
+        "--config",
+        config,
+        *extra,
+        *overrides,
+        "--trainer.logger.init_args.save_dir",
+        str(sweep_dir.parent),
+        "--trainer.logger.init_args.name",
+        sweep_dir.name,
+        "--trainer.logger.init_args.version",
+        name,
+    ]
     start = time.time()
     row: dict[str, Any] = {"run": str(run_dir)}
 
@@ -288,90 +301,17 @@ def write_table(path: Path, rows: list[dict[str, Any]], params: Sequence[str]) -
     os.replace(path.with_name(path.name + ".partial"), path)
 
 
-def _as_number(value: str) -> float | None:
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
-def plot_parameter(rows: list[dict[str, Any]], key: str, others: Sequence[str], metric: str, path: Path) -> bool:
-    """``metric`` against ``key``'s values, one line per combination of the other parameters.
-
-    Numeric values spread on a log axis when they span more than a factor of 10 (learning
-    rates), else a linear one; other values are categories. The end-of-run report's 95% CI
-    is drawn as error bars where the metric has one. Returns False when no row has the metric.
-    """
-    from matplotlib import pyplot as plt
-
-    from lightning_siamese.callbacks.figures import save_figure
-
-    done = [r for r in rows if r.get("status") == "finished" and isinstance(r.get(metric), (int, float))]
-    if not done:
-        return False
-    values = list(dict.fromkeys(r["params"][key] for r in rows))
-    numbers = [_as_number(v) for v in values]
-    present = [n for n in numbers if n is not None]
-    numeric = len(present) == len(numbers)
-    position = dict(zip(values, present if numeric else range(len(values))))
-    ci = metric.replace(" acc", " ci95") if metric.endswith("report acc") else None
-    figure, axis = plt.subplots(figsize=(6, 4))
-    lines: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in done:
-        lines.setdefault(tuple(row["params"][o] for o in others), []).append(row)
-    def order(group: tuple[str, ...]) -> tuple:  # numbers by value, so 3e-4 comes before 1e-3
-        return tuple((0, _as_number(v), "") if _as_number(v) is not None else (1, 0.0, v) for v in group)
-
-    for group, members in sorted(lines.items(), key=lambda item: order(item[0])):
-        members.sort(key=lambda r: position[r["params"][key]])
-        xs = [position[r["params"][key]] for r in members]
-        ys = [r[metric] for r in members]
-        errors = [r.get(ci, 0) or 0 for r in members] if ci else None
-        label = ", ".join(f"{o.split('.')[-1]}={v}" for o, v in zip(others, group)) or None
-        axis.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
-    if numeric and min(present) > 0 and max(present) / min(present) > 10:
-        axis.set_xscale("log")
-    if not numeric:
-        axis.set_xticks(range(len(values)), values)
-    failed = [r["params"][key] for r in rows if r.get("status") != "finished"]
-    axis.set_xlabel(key + (f"  (failed or not run: {', '.join(sorted(set(failed)))})" if failed else ""))
-    axis.set_ylabel(metric + (" (bars: 95% CI)" if ci else ""))
-    axis.set_title(f"{metric} vs {key.split('.')[-1]}")
-    axis.grid(True, alpha=0.3)
-    if others:
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    save_figure(figure, str(path))
-    return True
-
-
 def plot_epochs(rows: list[dict[str, Any]], path: Path) -> bool:
     """Each finished combination's monitored validation metric against the epoch, one line per combination."""
-    from matplotlib import pyplot as plt
-
-    from lightning_siamese.callbacks.figures import save_figure
-
-    done = [r for r in rows if r.get("status") == "finished"]
-    if not done:
-        return False
-    figure, axis = plt.subplots(figsize=(6, 4))
-    monitors = set()
-    for row in done:
+    curves, monitors = {}, set()
+    for row in (r for r in rows if r.get("status") == "finished"):
         run = Path(row["run"])
         monitor, _ = monitored(yaml.safe_load((run / "config.yaml").read_text()) or {})
         monitors.add(monitor)
         scalars, _ = read_events(run)
         epochs = {s: int(v) for s, v, _ in scalars.get("epoch", [])}
-        points = [(epochs[s] + 1, v) for s, v, _ in scalars.get(monitor, []) if s in epochs]
-        axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=run_name(row["params"]))
-    axis.set_xlabel("epochs completed")
-    axis.set_ylabel(" / ".join(sorted(monitors)))
-    axis.set_title("validation during training, per combination")
-    axis.grid(True, alpha=0.3)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    save_figure(figure, str(path))
-    return True
+        curves[run_name(row["params"])] = [(epochs[s] + 1, v) for s, v, _ in scalars.get(monitor, []) if s in epochs]
+    return epochs_figure(curves, " / ".join(sorted(monitors)), path)
 
 
 def default_metric(rows: list[dict[str, Any]]) -> str | None:
@@ -419,7 +359,11 @@ def run_sweep(
         row = {"params": params, **run_combination(config, keys, params, extra, sweep_dir, test)}
         by_params[json.dumps(params, sort_keys=True)] = row
         save()
-        outcome = "finished" if row["status"] == "finished" else f"FAILED\n    {row['error'].replace(chr(10), chr(10) + '    ')}"
+        outcome = (
+            "finished"
+            if row["status"] == "finished"
+            else f"FAILED\n    {row['error'].replace(chr(10), chr(10) + '    ')}"
+        )
         print(f"[{i}/{len(combinations)}] {label}: {outcome} ({row['seconds']:.0f} s)", flush=True)
     ordered = [by_params[json.dumps(p, sort_keys=True)] for p in combinations]
     flat = [{**r["params"], **{k: v for k, v in r.items() if k != "params"}} for r in ordered]
@@ -433,26 +377,41 @@ def run_sweep(
     if plot_epochs(ordered, sweep_dir / "sweep_epochs.png"):
         plots.append(sweep_dir / "sweep_epochs.png")
     finished = sum(r["status"] == "finished" for r in ordered)
-    print(f"Sweep {sweep_dir}: {finished} of {len(ordered)} combinations finished; table {sweep_dir / TABLE_FILE}"
-          + (f"; plots ({metric} against each parameter; the validation curves): {', '.join(str(p) for p in plots)}"
-             if plots else ""))
+    print(
+        f"Sweep {sweep_dir}: {finished} of {len(ordered)} combinations finished; table {sweep_dir / TABLE_FILE}"
+        + (
+            f"; plots ({metric} against each parameter; the validation curves): {', '.join(str(p) for p in plots)}"
+            if plots
+            else ""
+        )
+    )
     return ordered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="a `lightning` config, e.g. experiments/quickstart.yaml")
     parser.add_argument(
-        "--grid", nargs="+", required=True, metavar="KEY=V1,V2",
+        "--grid",
+        nargs="+",
+        required=True,
+        metavar="KEY=V1,V2",
         help="config keys and their values, e.g. model.lr=1e-4,1e-3 data.batch_size=32,128. A key is a config "
         "entry's dotted path; init_args levels, and levels in between, may be left out while one entry matches "
         "(model.lr is model.init_args.optimizer.init_args.lr). Every key and value is checked before anything runs",
     )
     parser.add_argument("--save_dir", default="logs", help="where the sweep folder goes (default: logs)")
     parser.add_argument("--name", help="the sweep folder under save_dir (default: <config stem>_sweep)")
-    parser.add_argument("--test", choices=("auto", "yes", "no"), default="auto",
-                        help="run `lightning test` of each best checkpoint: auto (default) when the data module has a test split")
-    parser.add_argument("--metric", help="the sweep.csv column to plot (default: the end-of-run report's accuracy, "
-                        "else the test accuracy, else the best monitored validation value)")
+    parser.add_argument(
+        "--test",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run `lightning test` of each best checkpoint: auto (default) when the data module has a test split",
+    )
+    parser.add_argument(
+        "--metric",
+        help="the sweep.csv column to plot (default: the end-of-run report's accuracy, "
+        "else the test accuracy, else the best monitored validation value)",
+    )
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -20,8 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("second", help="an image file")
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by `lightning fit`")
     parser.add_argument("--threshold", type=float, help="override the stored threshold")
-    parser.add_argument("--references", nargs="+", help="signatures: the writer's genuine references (files or folders); "
-                        "decide at the writer's own threshold, mean - k std of their mutual scores (k from validation)")
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        help="signatures: the writer's genuine references (files or folders); "
+        "decide at the writer's own threshold, mean - k std of their mutual scores (k from validation)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -36,11 +40,20 @@ def run(args: argparse.Namespace) -> dict:
         threshold, source = writer_threshold(model, data, args.ckpt, image_paths(args.references))
     else:
         threshold, source = decision_threshold(model, args.ckpt, args.threshold)
-    record = {"first": args.first, "second": args.second, "score": score, "threshold": threshold,
-              "threshold_from": source, "same": score >= threshold, "checkpoint": args.ckpt}
+    record = {
+        "first": args.first,
+        "second": args.second,
+        "score": score,
+        "threshold": threshold,
+        "threshold_from": source,
+        "same": score >= threshold,
+        "checkpoint": args.ckpt,
+    }
     words = ("GENUINE", "FORGED") if data.get("kind") == "signatures" else ("SAME", "DIFFERENT")
-    print(f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
-          f"{words[0] if record['same'] else words[1]}")
+    print(
+        f"{args.first} vs {args.second}: score {score:.4f}, threshold {threshold:.4f} from {source}: "
+        f"{words[0] if record['same'] else words[1]}"
+    )
     return record
 
 

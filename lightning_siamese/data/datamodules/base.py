@@ -337,12 +337,16 @@ class SiameseDataModule(pl.LightningDataModule):
         if eligible >= p:
             return
         if eligible >= 2:
-            remedy = (f"set a batch of the classes there are, --data.init_args.batch_size {eligible * k} "
-                      f"({eligible} classes x {k} images), or any smaller multiple of images_per_class={k} "
-                      f"down to {2 * k} (in a config: data.init_args.batch_size)")
+            remedy = (
+                f"set a batch of the classes there are, --data.init_args.batch_size {eligible * k} "
+                f"({eligible} classes x {k} images), or any smaller multiple of images_per_class={k} "
+                f"down to {2 * k} (in a config: data.init_args.batch_size)"
+            )
         else:
-            remedy = ("a batch needs two such classes: lower --data.init_args.images_per_class, "
-                      "or train on more classes (a smaller val_fraction or test_fraction)")
+            remedy = (
+                "a batch needs two such classes: lower --data.init_args.images_per_class, "
+                "or train on more classes (a smaller val_fraction or test_fraction)"
+            )
         raise ValueError(
             f"a batch of {p} x {k} (classes x images) needs {p} classes with at least {k} images; the training split "
             f"has {eligible} such classes of {train.num_classes}: {remedy}"
@@ -409,7 +413,9 @@ class SiameseDataModule(pl.LightningDataModule):
                 f"pair_sampling={self.pair_sampling!r}) has fewer batches than the {world} processes"
             )
         sampler: Sampler = EpochKeySampler(dataset, num_replicas=world, rank=rank, shuffle=False, drop_last=True)
-        if self.trainer is not None and trainer_state.overfit_batches(self.trainer):  # the sampler Lightning would swap in
+        if self.trainer is not None and trainer_state.overfit_batches(
+            self.trainer
+        ):  # the sampler Lightning would swap in
             sampler = SequentialSampler(dataset)
         return DataLoader(
             dataset,

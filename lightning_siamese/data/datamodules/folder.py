@@ -135,10 +135,14 @@ class FolderDataModule(SiameseDataModule):
         small = [data.class_names[c] for c in range(data.num_classes) if counts[c] < self.min_images]
         if small:
             fate = "moved to the test split as novel classes" if self.small_classes == "test" else "dropped"
-            lines.append(f"  {len(small)} classes with fewer than {self.min_images} images {fate}: {', '.join(small[:20])}"
-                         + (" ..." if len(small) > 20 else ""))
+            lines.append(
+                f"  {len(small)} classes with fewer than {self.min_images} images {fate}: {', '.join(small[:20])}"
+                + (" ..." if len(small) > 20 else "")
+            )
         if info.get("ignored"):
-            lines.append(f"  {len(info['ignored'])} non-image files beside the class folders ignored: {', '.join(info['ignored'][:10])}")
+            lines.append(
+                f"  {len(info['ignored'])} non-image files beside the class folders ignored: {', '.join(info['ignored'][:10])}"
+            )
         if info["skipped"]:
             lines.append(f"  {len(info['skipped'])} unreadable files skipped: {', '.join(info['skipped'][:10])}")
         return "\n".join(lines)

@@ -97,9 +97,13 @@ class LFWDataModule(SiameseDataModule):
         if train_on not in ("pairs", "people"):
             raise ValueError(f"train_on must be 'pairs' or 'people', got {train_on!r}")
         if train_on == "pairs" and self.batch_kind != "pairs":
-            raise ValueError(f"train_on 'pairs' trains on the pair list: set batch_kind 'pairs', not {self.batch_kind!r}")
+            raise ValueError(
+                f"train_on 'pairs' trains on the pair list: set batch_kind 'pairs', not {self.batch_kind!r}"
+            )
         if train_on == "pairs" and koch_distortions and not isinstance(self.augment, KochAffine):
-            raise ValueError(f"koch_distortions={koch_distortions} distorts pairs with augment: KochAffine, got {self.augment!r}")
+            raise ValueError(
+                f"koch_distortions={koch_distortions} distorts pairs with augment: KochAffine, got {self.augment!r}"
+            )
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if channels not in (1, 3):
@@ -191,7 +195,9 @@ class LFWDataModule(SiameseDataModule):
             chosen = rng.choice(members, size=round(self.val_fraction * len(members)), replace=False)
             val[torch.from_numpy(chosen)] = True
         if not val.any() or val.all():
-            raise ValueError(f"val_fraction={self.val_fraction} of {len(pairs)} pairs leaves no validation or no training pairs")
+            raise ValueError(
+                f"val_fraction={self.val_fraction} of {len(pairs)} pairs leaves no validation or no training pairs"
+            )
         return pairs.select(~val), pairs.select(val)
 
     def training_images(self) -> list[tuple[str, int]]:
@@ -261,7 +267,9 @@ class LFWDataModule(SiameseDataModule):
     def evaluation_set(self, split: str, *_: Any, **__: Any) -> EvaluationSet:
         """The split's pairs, scored as a verification benchmark (no episodes)."""
         pairs = self.pair_list(split)
-        return EvaluationSet(self.split(split), pairs=self.pair_indices(split), name="verification", source=pairs.source)
+        return EvaluationSet(
+            self.split(split), pairs=self.pair_indices(split), name="verification", source=pairs.source
+        )
 
     def _batch_sampler(self, train: ImageCollection) -> BatchSampler | None:
         return None if self.train_on == "pairs" else super()._batch_sampler(train)
@@ -270,13 +278,19 @@ class LFWDataModule(SiameseDataModule):
         if self.train_on == "people":
             return super().train_batches(seed)
         pairs = {k: v.numpy() for k, v in self.pair_indices("train").items() if k != "folds"}
-        return KochPairBatches(self.split("train").images, pairs, self.batch_size, seed, self.koch_distortions, self.augment)
+        return KochPairBatches(
+            self.split("train").images, pairs, self.batch_size, seed, self.koch_distortions, self.augment
+        )
 
     def describe(self) -> str:
         """People, images and pairs of each split, for the log and TensorBoard."""
         train, val = self.pair_list("train"), self.pair_list("val")
-        lines = [(f"LFW images at {self.files.root} ({self.files.prefix or 'top level'}), resized to "
-                  f"{self.image_size}x{self.image_size}, {self.channels} channel(s), crop {self.crop}.")]
+        lines = [
+            (
+                f"LFW images at {self.files.root} ({self.files.prefix or 'top level'}), resized to "
+                f"{self.image_size}x{self.image_size}, {self.channels} channel(s), crop {self.crop}."
+            )
+        ]
         for name, pairs in (("training", train), ("validation", val)):
             lines.append(
                 f"  {name} pairs: {len(pairs)} ({int(pairs.same.sum())} matched) from {pairs.source}, "

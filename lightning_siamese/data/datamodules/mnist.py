@@ -68,7 +68,9 @@ class MNISTDataModule(SiameseDataModule):
         if name == "test":
             keep[self._num_train :] = True
         else:
-            held_out = torch.from_numpy(np.random.default_rng(self.split_seed).permutation(self._num_train)[: self.val_size])
+            held_out = torch.from_numpy(
+                np.random.default_rng(self.split_seed).permutation(self._num_train)[: self.val_size]
+            )
             keep[held_out] = True
             if name == "train":
                 keep[: self._num_train] = ~keep[: self._num_train]

@@ -92,7 +92,9 @@ class OmniglotDataModule(SiameseDataModule):
         self.test_alphabets = list(test_alphabets)
         self.train_alphabets = None if train_alphabets is None else list(train_alphabets)
         if train_drawers is not None and train_drawers < 2:
-            raise ValueError(f"train_drawers must be >= 2 (a same-character pair needs two drawers), got {train_drawers}")
+            raise ValueError(
+                f"train_drawers must be >= 2 (a same-character pair needs two drawers), got {train_drawers}"
+            )
         self.train_drawers = train_drawers
         self.download = download
         self.invert = invert

@@ -42,8 +42,13 @@ class SignatureEvaluationSet(EvaluationSet):
     ``prepare``, set when the loader is built (after a checkpoint has restored the std).
     """
 
-    def __init__(self, collection: ImageCollection, pairs: dict[str, torch.Tensor] | None = None,
-                 references: list[torch.Tensor] | None = None, source: str | None = None) -> None:
+    def __init__(
+        self,
+        collection: ImageCollection,
+        pairs: dict[str, torch.Tensor] | None = None,
+        references: list[torch.Tensor] | None = None,
+        source: str | None = None,
+    ) -> None:
         super().__init__(collection, pairs=pairs, name="verification", source=source)
         self.references = references or []
 
@@ -108,8 +113,9 @@ class SignatureDataModule(SiameseDataModule):
                 f"signatures train on pairs (genuine-genuine vs genuine-forgery): set batch_kind 'pairs', "
                 f"not {kwargs['batch_kind']!r}"
             )
-        super().__init__(batch_size=batch_size, pairs_per_epoch=pairs_per_epoch,
-                         same_group_prob=0.0, within_group=False, **kwargs)
+        super().__init__(
+            batch_size=batch_size, pairs_per_epoch=pairs_per_epoch, same_group_prob=0.0, within_group=False, **kwargs
+        )
         self.image_size = list(size)  # [height, width], where the base keeps one side
         self.save_hyperparameters(ignore=["augment"])
         if not 0.0 < val_fraction < 1.0:
@@ -190,14 +196,25 @@ class SignatureDataModule(SiameseDataModule):
         return SignaturePairSampler(*writers_and_kinds(train), self.random_forgeries)
 
     def train_batches(self, seed: int) -> TrainingBatches:
-        batches = SampledBatches(self.split("train").images, self._train_sampler, self.batch_size,
-                                 self.pairs_per_epoch // self.batch_size, seed, self.augment)
+        batches = SampledBatches(
+            self.split("train").images,
+            self._train_sampler,
+            self.batch_size,
+            self.pairs_per_epoch // self.batch_size,
+            seed,
+            self.augment,
+        )
         return ScaledBatches(batches, 1.0 / self.pixel_std)
 
     def evaluation_set(self, split: str, *_: Any, **__: Any) -> SignatureEvaluationSet:
         collection = self.split(split)
         pairs, references = evaluation_pairs(
-            *writers_and_kinds(collection), collection.group_names, self.references, self.eval_pairs_per_writer, self.random_forgeries, self.eval_seed
+            *writers_and_kinds(collection),
+            collection.group_names,
+            self.references,
+            self.eval_pairs_per_writer,
+            self.random_forgeries,
+            self.eval_seed,
         )
         source = self.test_root if split == "test" else self.root
         return SignatureEvaluationSet(collection, pairs, references, source=f"{source} ({split} writers)")
@@ -207,17 +224,27 @@ class SignatureDataModule(SiameseDataModule):
 
     def describe(self, stage: str) -> str:
         files = self.files("root" if stage == "fit" else "test")
-        lines = [(f"Signatures at {files.archive or files.root} ({files.layout} layout), {self.size[0]}x{self.size[1]} px, "
-                  f"inverted, divided by the training pixel std")]
+        lines = [
+            (
+                f"Signatures at {files.archive or files.root} ({files.layout} layout), {self.size[0]}x{self.size[1]} px, "
+                f"inverted, divided by the training pixel std"
+            )
+        ]
         splits = ("train", "val") if stage == "fit" else ("test",)
         for name in splits:
             split = self.split(name)
-            genuine = sum(int((split.labels == c).sum()) for c, n in enumerate(split.class_names) if n.endswith("/genuine"))
-            lines.append(f"  {name}: {len(split.group_names)} writers, {genuine} genuine and {len(split) - genuine} forged "
-                         f"signatures (writers {', '.join(split.group_names[:8])}{' ...' if len(split.group_names) > 8 else ''})")
+            genuine = sum(
+                int((split.labels == c).sum()) for c, n in enumerate(split.class_names) if n.endswith("/genuine")
+            )
+            lines.append(
+                f"  {name}: {len(split.group_names)} writers, {genuine} genuine and {len(split) - genuine} forged "
+                f"signatures (writers {', '.join(split.group_names[:8])}{' ...' if len(split.group_names) > 8 else ''})"
+            )
         if stage == "fit":
-            lines.append(f"  training pixel std {self.pixel_std:.4f}; {self.pairs_per_epoch} fresh training pairs per epoch; "
-                         f"{self.references} references per evaluation writer")
+            lines.append(
+                f"  training pixel std {self.pixel_std:.4f}; {self.pairs_per_epoch} fresh training pairs per epoch; "
+                f"{self.references} references per evaluation writer"
+            )
         return "\n".join(lines)
 
     def setup(self, stage: str) -> None:

@@ -83,9 +83,7 @@ def sample_episodes(
         eligible = np.array([len(m) >= per_task for m in members])
     else:
         instance_ids = np.unique(inst)
-        by_class_inst = [
-            {int(i): m[inst[m] == i] for i in np.unique(inst[m])} for m in members
-        ]
+        by_class_inst = [{int(i): m[inst[m] == i] for i in np.unique(inst[m])} for m in members]
         eligible = np.array([len(d) >= per_task for d in by_class_inst])
     if within_group:
         groups = _class_members(class_groups, int(class_groups.max()) + 1 if num_classes else 0)

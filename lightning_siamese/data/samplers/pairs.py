@@ -127,9 +127,15 @@ class ImagePairSampler:
         count = len(self.labels)
         if not self.balanced:
             first, second = rng.integers(count, size=n), rng.integers(count, size=n)
-            return {"first": first, "second": second, "same": (self.labels[first] == self.labels[second]).astype(np.int64)}
+            return {
+                "first": first,
+                "second": second,
+                "same": (self.labels[first] == self.labels[second]).astype(np.int64),
+            }
         anchors = rng.integers(count, size=(n + 1) // 2)
-        positives = np.array([self.members[self.labels[a]][rng.integers(len(self.members[self.labels[a]]))] for a in anchors])
+        positives = np.array(
+            [self.members[self.labels[a]][rng.integers(len(self.members[self.labels[a]]))] for a in anchors]
+        )
         negatives = np.empty_like(anchors)
         for k, a in enumerate(anchors):
             other = a

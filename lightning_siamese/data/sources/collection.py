@@ -91,9 +91,7 @@ class ImageCollection:
         """The sub-collection of the named groups, with classes renumbered from 0."""
         missing = [n for n in names if n not in self.group_names]
         if missing:
-            raise ValueError(
-                f"group(s) {missing} not found; available groups: {sorted(self.group_names)}"
-            )
+            raise ValueError(f"group(s) {missing} not found; available groups: {sorted(self.group_names)}")
         group_ids = torch.tensor([self.group_names.index(n) for n in names], dtype=torch.long)
         keep_classes = torch.isin(self.class_groups, group_ids).nonzero().flatten()
         return self.select_classes(keep_classes.tolist())
@@ -109,9 +107,7 @@ class ImageCollection:
             images=self.images[keep],
             labels=remap[self.labels[keep]],
             class_names=[self.class_names[c] for c in class_ids],
-            class_groups=torch.tensor(
-                [group_remap[int(self.class_groups[c])] for c in class_ids], dtype=torch.long
-            ),
+            class_groups=torch.tensor([group_remap[int(self.class_groups[c])] for c in class_ids], dtype=torch.long),
             group_names=[self.group_names[g] for g in used_groups],
             instances=None if self.instances is None else self.instances[keep],
             paths=[self.paths[i] for i in keep.tolist()],
@@ -152,7 +148,9 @@ class ImageCollection:
         """
         return self._with_classes_made_by([("", lambda images: images), ("@mirror", lambda images: images.flip(-1))])
 
-    def _with_classes_made_by(self, transforms: Sequence[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]) -> ImageCollection:
+    def _with_classes_made_by(
+        self, transforms: Sequence[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]
+    ) -> ImageCollection:
         """One copy of the collection per (name suffix, image transform), each copy's classes new classes."""
         parts = [
             ImageCollection(
@@ -172,7 +170,9 @@ class ImageCollection:
             class_names=[n for p in parts for n in p.class_names],
             class_groups=torch.cat([p.class_groups for p in parts]),
             group_names=self.group_names,
-            instances=None if self.instances is None else torch.cat([self.instances for _ in parts]),  # every part keeps them
+            instances=None
+            if self.instances is None
+            else torch.cat([self.instances for _ in parts]),  # every part keeps them
             paths=[path for p in parts for path in p.paths],
         )
 
@@ -225,7 +225,9 @@ def decode_image(
                 img.alpha_composite(rgba)
             img = img.convert("L" if channels == 1 else "RGB")
             if ink_fill is not None:
-                img = crop_to_ink(img, ink_fill).resize(original if size is None else (size, size), Image.Resampling.BILINEAR)
+                img = crop_to_ink(img, ink_fill).resize(
+                    original if size is None else (size, size), Image.Resampling.BILINEAR
+                )
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)

@@ -77,7 +77,11 @@ def load_image_folder(
         decoded = 0
         for path in files:
             decoded_file = decode_or_skip(
-                partial(_decode_file, path, image_size, channels), str(path), skip_bad_images, "Remove the file", skipped
+                partial(_decode_file, path, image_size, channels),
+                str(path),
+                skip_bad_images,
+                "Remove the file",
+                skipped,
             )
             if decoded_file is None:
                 continue
@@ -136,7 +140,9 @@ def _image_folders(root: Path) -> tuple[list[tuple[Path, list[Path]]], list[Path
         if folder == root:
             images = [f for f in files if _decodes(f)]
             if images:
-                names = ", ".join(f.name for f in images[:10]) + (f" and {len(images) - 10} more" if len(images) > 10 else "")
+                names = ", ".join(f.name for f in images[:10]) + (
+                    f" and {len(images) - 10} more" if len(images) > 10 else ""
+                )
                 raise ValueError(f"image files directly in {root} ({names}): expected root/<class>/<image>")
             ignored = files
             continue

@@ -61,7 +61,10 @@ def download_lfw_list(path: Path, url: str = LFW_URL) -> None:
 
     md5 = LFW_LISTS.get(path.name)
     if md5 is None:
-        warnings.warn(f"{path.name} is not one of LFW's published lists {sorted(LFW_LISTS)}; downloading it unverified", stacklevel=2)
+        warnings.warn(
+            f"{path.name} is not one of LFW's published lists {sorted(LFW_LISTS)}; downloading it unverified",
+            stacklevel=2,
+        )
     download_url(url.rstrip("/") + "/" + path.name, str(path.parent), filename=path.name, md5=md5)
 
 
@@ -312,9 +315,14 @@ def fit_image(image: torch.Tensor, crop: int | None, image_size: int | None, whe
         top, left = (height - crop) // 2, (width - crop) // 2
         image = image[..., top : top + crop, left : left + crop]
     if image_size is not None and tuple(image.shape[-2:]) != (image_size, image_size):
-        image = torch.nn.functional.interpolate(
-            image[None].float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
-        )[0].round().clamp(0, 255).to(torch.uint8)
+        image = (
+            torch.nn.functional.interpolate(
+                image[None].float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+            )[0]
+            .round()
+            .clamp(0, 255)
+            .to(torch.uint8)
+        )
     return image
 
 

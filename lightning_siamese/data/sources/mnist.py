@@ -61,7 +61,9 @@ def _extract(gz: Path, ndim: int) -> None:
         raise ValueError(f"{shown} is truncated or not gzip data ({error}): expected {expected}") from None
     size = _idx_size(data[: 4 + 4 * ndim], ndim, shown)
     if len(data) != size:
-        raise ValueError(f"{shown} holds {len(data)} bytes of IDX data, its header promises {size}: expected {expected}")
+        raise ValueError(
+            f"{shown} holds {len(data)} bytes of IDX data, its header promises {size}: expected {expected}"
+        )
     out = gz.with_suffix("")
     partial = out.with_name(out.name + ".partial")
     partial.write_bytes(data)
@@ -72,7 +74,9 @@ def _link(files: Path, raw: Path) -> None:
     """Make ``raw/<name>.gz`` point at ``files/<name>.gz`` for the four files."""
     missing = [name for name, _ in MNIST_FILES if not (files / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"MNIST folder {files} lacks {', '.join(missing)}: expected the four official .gz files there")
+        raise FileNotFoundError(
+            f"MNIST folder {files} lacks {', '.join(missing)}: expected the four official .gz files there"
+        )
     raw.mkdir(parents=True, exist_ok=True)
     for name, _ in MNIST_FILES:
         target, link = (files / name).resolve(), raw / name
@@ -84,7 +88,9 @@ def _link(files: Path, raw: Path) -> None:
         link.symlink_to(target)
 
 
-def load_mnist(root: str | Path, files: str | Path | None = None, download: bool = False, image_size: int = 28) -> tuple[ImageCollection, int]:
+def load_mnist(
+    root: str | Path, files: str | Path | None = None, download: bool = False, image_size: int = 28
+) -> tuple[ImageCollection, int]:
     """MNIST's 60,000 training and 10,000 test digits in one collection, and the number of training images.
 
     Digits stay as MNIST has them: bright strokes on black. Classes are named

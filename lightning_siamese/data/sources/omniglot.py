@@ -175,8 +175,7 @@ def load_omniglot(
             match = _OMNIGLOT_FILE.match(where.replace("\\", "/").split(":")[-1])
             if match is None:
                 raise ValueError(
-                    f"unexpected file {where} in Omniglot set {name}: expected "
-                    f"<Alphabet>/characterNN/<id>_<drawer>.png"
+                    f"unexpected file {where} in Omniglot set {name}: expected <Alphabet>/characterNN/<id>_<drawer>.png"
                 )
             alphabet, character, _, drawer = match.groups()
             class_name = f"{alphabet}/{character}"
@@ -184,7 +183,9 @@ def load_omniglot(
                 continue  # the same image from another set (the small sets overlap)
             decoded = decode_or_skip(
                 partial(decode_image, data, where, image_size, ink_fill=ink_fill),
-                where, skip_bad_images, "Remove or replace the file",
+                where,
+                skip_bad_images,
+                "Remove or replace the file",
             )
             if decoded is None:
                 continue
@@ -199,7 +200,9 @@ def load_omniglot(
             raise ValueError(f"Omniglot set {name!r} at {location} holds no images")
         log.info("loaded %d images from %s", count, location)
     stacked = torch.stack(images)
-    return ImageCollection.from_class_names(255 - stacked if invert else stacked, labels, list(class_index), paths, instances)
+    return ImageCollection.from_class_names(
+        255 - stacked if invert else stacked, labels, list(class_index), paths, instances
+    )
 
 
 LAKE_RUNS_URL = f"{OMNIGLOT_URL}/one-shot-classification/all_runs.zip"
@@ -350,8 +353,7 @@ def load_lake_runs(
         pairs = _parse_class_labels(run, files[f"{run}/class_labels.txt"].decode(), files, where)
         named = {name for pair in pairs for name in pair}
         stray = sorted(
-            name for name in files
-            if name.startswith((f"{run}/training/", f"{run}/test/")) and name not in named
+            name for name in files if name.startswith((f"{run}/training/", f"{run}/test/")) and name not in named
         )
         if stray:
             raise ValueError(f"{location}/{stray[0]} is not named in {where} ({len(stray)} such file(s))")

@@ -161,9 +161,14 @@ def prepare_signature(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     (antialiased, aspect not kept, as the paper) to ``size`` = (height, width)."""
     image = 255 - image
     if tuple(image.shape[-2:]) != tuple(size):
-        image = torch.nn.functional.interpolate(
-            image[None].float(), size=tuple(size), mode="bilinear", antialias=True, align_corners=False
-        )[0].round().clamp(0, 255).to(torch.uint8)
+        image = (
+            torch.nn.functional.interpolate(
+                image[None].float(), size=tuple(size), mode="bilinear", antialias=True, align_corners=False
+            )[0]
+            .round()
+            .clamp(0, 255)
+            .to(torch.uint8)
+        )
     return image
 
 

@@ -42,8 +42,9 @@ def evaluation_views(images: torch.Tensor, flip: bool = False, shift: int = 0) -
     return views + [view.flip(-1) for view in views] if flip else views
 
 
-def embed_views(encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, flip: bool = False,
-                shift: int = 0) -> torch.Tensor:
+def embed_views(
+    encode: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, flip: bool = False, shift: int = 0
+) -> torch.Tensor:
     """Test-time augmentation: the mean embedding of :func:`evaluation_views` (just ``encode(images)`` without it)."""
     views = evaluation_views(images, flip, shift)
     if len(views) == 1:
