@@ -54,7 +54,9 @@ def record(run_dir: Path, name: str, command: str, split: str, wall_time_s: floa
         "machine": machine(),
         "split": split,
         "epochs": epochs,
-        "report": {k: report[k] for k in ("accuracy", "ci95", "n_way", "k_shot", "tasks", "seed")},
+        "report": {
+            k: report[k] for k in ("accuracy", "ci95", "n_way", "k_shot", "tasks", "seed", "intervals") if k in report
+        },
         "wall_time_s": wall_time_s,
         "run": name,
     }

@@ -160,7 +160,15 @@ def quickstart_summary() -> tuple[str, dict]:
     rep = q["report"]
     if not measured(rep.get("accuracy")):
         return "not yet measured (the record `benchmarks/results/quickstart.json` is a placeholder)", q
-    return f"{pm(rep['accuracy'], rep['ci95'])} ({rep['tasks']} tasks, seed {rep['seed']})", q
+    text = f"{pm(rep['accuracy'], rep['ci95'])} ({rep['tasks']} tasks, seed {rep['seed']})"
+    if rep.get("intervals"):
+        text += "; " + bootstrap_text(rep["intervals"])
+    return text, q
+
+
+def bootstrap_text(intervals: dict) -> str:
+    """The report's bootstrap intervals, e.g. ``resampling characters 47.84-57.84%, alphabets 36.77-68.20%``."""
+    return "resampling " + ", ".join(f"{name} {low:.2f}-{high:.2f}%" for name, (low, high) in intervals.items())
 
 
 def minutes(seconds: float) -> str:
@@ -247,6 +255,10 @@ def quickstart_output(page: Page) -> str:
         f"Final one-shot evaluation on the val split: 20-way 1-shot accuracy {rep['accuracy']:.2f}% "
         f"+- {rep['ci95']:.2f} (95% CI, {rep['tasks']} tasks, seed {rep['seed']})"
     )
+    if rep.get("intervals"):  # as the report prints them
+        line += "; resampling " + "; ".join(
+            f"{name} [{lo:.2f}, {hi:.2f}]" for name, (lo, hi) in rep["intervals"].items()
+        )
     when = f"{q['date']}, {q['machine']}" + (f", {minutes(q['wall_time_s'])}" if measured(q.get("wall_time_s")) else "")
     return f"```\n{line}\n```\n\n(Recorded in {page.record('quickstart')}: {when}; {VAL}.)"
 
