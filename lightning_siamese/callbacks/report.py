@@ -24,19 +24,12 @@ from lightning_siamese.callbacks.figures import (
 from lightning_siamese.data import trainer_state
 from lightning_siamese.data.datamodules.base import SiameseDataModule
 from lightning_siamese.data.samplers.episodes import Episodes
-from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.transforms.views import AlignmentViews, to_float
 from lightning_siamese.evaluation.oneshot import (
     AlignedSimilarity,
-    OneShotResult,
-    Similarity,
-    cluster_intervals,
-    episode_scores,
+    evaluate_episodes,
     format_named_tasks,
     named_task_record,
-    query_correct,
-    score_accuracies,
-    summarize,
 )
 from lightning_siamese.evaluation.openset import (
     OpenSetResult,
@@ -152,7 +145,15 @@ class OneShotReport(pl.Callback):
             ).float()
         if align is not None:  # open-set scores stay those of the plain embeddings, which fitted their threshold
             similarity = AlignedSimilarity.of(pl_module.head.pairwise_similarity, align)
-            return self.score(embeddings, evaluation.collection, episodes, similarity, pl_module)
+            return evaluate_episodes(
+                embeddings,
+                episodes,
+                similarity,
+                pl_module.scoring.shot_reduction,
+                pl_module.scoring.hubness,
+                evaluation.collection,
+                self.seed,
+            )
         self.openset = None
         if pl_module.scoring.openset and pl_module.openset_threshold is not None:
             scores = score_with_unknowns(
@@ -165,26 +166,15 @@ class OneShotReport(pl.Callback):
                 getattr(data, "within_group", True),
             )
             self.openset = evaluate_openset(scores, pl_module.openset_threshold, episodes)
-        return self.score(embeddings, evaluation.collection, episodes, pl_module.head.similarity, pl_module)
-
-    def score(
-        self,
-        embeddings: torch.Tensor,
-        collection: ImageCollection,
-        episodes: Episodes,
-        similarity: Similarity,
-        module: SiameseModule,
-    ) -> OneShotResult:
-        """The episodes' accuracy, with bootstrap intervals that resample characters and alphabets (seeded by the report's seed)."""
-        scores = episode_scores(
-            embeddings, episodes, similarity, module.scoring.shot_reduction, hubness=module.scoring.hubness
+        return evaluate_episodes(
+            embeddings,
+            episodes,
+            pl_module.head.similarity,
+            pl_module.scoring.shot_reduction,
+            pl_module.scoring.hubness,
+            evaluation.collection,
+            self.seed,
         )
-        correct = query_correct(scores, episodes)
-        result = summarize(score_accuracies(scores, episodes), episodes)
-        result.intervals = cluster_intervals(
-            correct, episodes, collection.labels, collection.class_groups, seed=self.seed
-        )
-        return result
 
     @rank_zero_only
     def report(self, trainer: pl.Trainer, result, checkpoint: str, plain=None) -> None:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from lightning_siamese.data.samplers.episodes import Episodes
+from lightning_siamese.data.sources.collection import ImageCollection
 from lightning_siamese.data.transforms.views import AlignmentViews
 
 Similarity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -268,9 +269,19 @@ def evaluate_episodes(
     similarity: Similarity,
     shot_reduction: str = "mean",
     hubness: SupportHubness | None = None,
+    collection: ImageCollection | None = None,
+    interval_seed: int = 0,
 ) -> OneShotResult:
-    """Score episodes: a query is right when its most similar way is its own."""
-    return summarize(episode_accuracies(embeddings, episodes, similarity, shot_reduction, hubness), episodes)
+    """Score episodes: a query is right when its most similar way is its own. With the images'
+    ``collection``, the result also holds :func:`cluster_intervals` (seeded by ``interval_seed``)."""
+    scores = episode_scores(embeddings, episodes, similarity, shot_reduction, hubness=hubness)
+    result = summarize(score_accuracies(scores, episodes), episodes)
+    if collection is not None:
+        correct = query_correct(scores, episodes)
+        result.intervals = cluster_intervals(
+            correct, episodes, collection.labels, collection.class_groups, seed=interval_seed
+        )
+    return result
 
 
 def named_task_record(per_task: torch.Tensor, task_names: list[str], episodes: Episodes) -> dict:
